@@ -1,0 +1,199 @@
+"""The provider contract. A provider implements a small core; everything else is derived here."""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, BinaryIO, ClassVar
+
+from .errors import InvalidKey, ObjectNotFound, StorageError
+from .options import COMMON_OPTIONS, Option, redacted, validate_options
+from .types import CheckReport, CheckStep, ObjectInfo
+from .writer import ObjectWriter, WriteRequest
+
+MAX_KEY_BYTES = 1024  # S3, GCS and Azure all cap object names near here; the lowest common limit
+_PROBE_BYTES = 1024
+
+
+class StorageProvider(ABC):
+    scheme: ClassVar[str]
+    options_spec: ClassVar[dict[str, Option]]
+    default_part_size: ClassVar[int] = 8 << 20
+    default_concurrency: ClassVar[int] = 4
+
+    def __init__(self, location: str, prefix: str, options: Mapping[str, Any]) -> None:
+        self.location = location
+        self.prefix = _normalise_prefix(prefix)
+        self.url = f"{self.scheme}://{location}/{self.prefix}"
+        spec = {**COMMON_OPTIONS, **self.options_spec}
+        self.options = validate_options(spec, options, f"{self.scheme}://{location}")
+        self._client_lock = threading.Lock()
+        self._client_obj: Any = None
+        self._client_pid: int | None = None
+        self._validate()
+
+    # ---- the core a provider implements ---------------------------------------------------------
+    def _validate(self) -> None:  # noqa: B027 - optional hook
+        """Check option combinations; raise ConfigurationError naming the option."""
+
+    @abstractmethod
+    def _new_client(self) -> Any:
+        """Create the SDK client. Called lazily, once per process (so fork and pickle are safe)."""
+
+    @abstractmethod
+    def _writer(self, request: WriteRequest) -> ObjectWriter: ...
+
+    @abstractmethod
+    def _stat(self, full_key: str, key: str) -> ObjectInfo: ...
+
+    @abstractmethod
+    def _open_reader(self, full_key: str) -> BinaryIO: ...
+
+    @abstractmethod
+    def _delete(self, full_key: str) -> None: ...
+
+    def _part_size(self, size_hint: int | None) -> int:
+        return int(self.options["part_size"] or self.default_part_size)
+
+    # ---- the public, derived surface ------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        pid = os.getpid()
+        if self._client_pid != pid:
+            with self._client_lock:
+                if self._client_pid != pid:
+                    self._client_obj = self._new_client()
+                    self._client_pid = pid
+        return self._client_obj
+
+    def full_key(self, key: str) -> str:
+        if not isinstance(key, str) or not key:
+            raise InvalidKey(f"empty object key for {self.url}")
+        segments = key.split("/")
+        if key.startswith("/") or any(s in ("", ".", "..") for s in segments):
+            raise InvalidKey(f"object key {key!r} has an empty, '.' or '..' segment ({self.url})")
+        if any(ord(c) < 32 or ord(c) == 127 for c in key):
+            raise InvalidKey(f"object key {key!r} contains a control character ({self.url})")
+        full = self.prefix + key
+        if len(full.encode()) > MAX_KEY_BYTES:
+            raise InvalidKey(f"object key is {len(full.encode())} bytes, over the {MAX_KEY_BYTES}-byte limit "
+                             f"({self.url})")
+        return full
+
+    def describe(self, key: str = "") -> str:
+        return f"{self.url}{key}"
+
+    def open_writer(self, key: str, *, size_hint: int | None = None, content_type: str | None = None,
+                    metadata: Mapping[str, str] | None = None, if_absent: bool = True) -> ObjectWriter:
+        request = WriteRequest(
+            key=key, full_key=self.full_key(key), part_size=self._part_size(size_hint),
+            concurrency=int(self.options["concurrency"] or self.default_concurrency),
+            size_hint=size_hint, content_type=content_type, metadata=dict(metadata or {}),
+            if_absent=if_absent)
+        return self._writer(request)
+
+    def upload(self, key: str, stream: BinaryIO, *, size_hint: int | None = None,
+               content_type: str | None = None, metadata: Mapping[str, str] | None = None,
+               if_absent: bool = True) -> ObjectInfo:
+        """Stream any binary file-like object (seekable or not, known length or not) into `key`."""
+        with self.open_writer(key, size_hint=size_hint, content_type=content_type, metadata=metadata,
+                              if_absent=if_absent) as writer:
+            chunk = max(64 << 10, min(writer.request.part_size, 1 << 20))
+            readinto = getattr(stream, "readinto", None)
+            if readinto is not None:
+                buf = bytearray(chunk)
+                view = memoryview(buf)
+                while n := readinto(view):
+                    writer.write(view[:n])
+            else:
+                while data := stream.read(chunk):
+                    writer.write(data)
+            return writer.commit()
+
+    def stat(self, key: str) -> ObjectInfo:
+        return self._stat(self.full_key(key), key)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.stat(key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def open_reader(self, key: str) -> BinaryIO:
+        return self._open_reader(self.full_key(key))
+
+    def delete(self, key: str) -> None:
+        self._delete(self.full_key(key))
+
+    def check(self) -> CheckReport:
+        """Write a small probe under the prefix, read it back, compare, delete it; report each step."""
+        key = f".archiver-probe-{secrets.token_hex(8)}"
+        payload = secrets.token_bytes(_PROBE_BYTES)
+        where = self.describe()
+        steps: list[CheckStep] = []
+
+        def step(name: str, verb: str, action: Any) -> Any:
+            try:
+                result = action()
+            except StorageError as exc:
+                steps.append(CheckStep(name, False, f"{verb} {_failure_word(exc)}: {exc.code or exc} on {where}"))
+                return None
+            except OSError as exc:  # e.g. DNS failure before any SDK error mapping
+                steps.append(CheckStep(name, False, f"{verb} failed: {type(exc).__name__} on {where}"))
+                return None
+            steps.append(CheckStep(name, True, f"{verb} ok"))
+            return result if result is not None else True
+
+        written = step("write", "write", lambda: self.upload(key, io.BytesIO(payload),
+                                                              content_type="application/octet-stream"))
+        if written:
+            step("stat", "stat", lambda: self.stat(key))
+            data = step("read", "read", lambda: _read_all(self.open_reader(key)))
+            if data is not None and data is not True:
+                same = data == payload
+                steps.append(CheckStep("compare", same, "read back the same bytes" if same else
+                                       f"read back {len(data)} bytes that differ from the {_PROBE_BYTES} written"))
+            step("delete", "delete", lambda: self.delete(key))
+        return CheckReport(url=where, steps=tuple(steps))
+
+    # ---- pickling and printing ------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_client_obj=None, _client_pid=None, _client_lock=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._client_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        spec = {**COMMON_OPTIONS, **self.options_spec}
+        shown = ", ".join(f"{k}={v!r}" for k, v in redacted(spec, self.options).items())
+        return f"<{type(self).__name__} {self.url}{' ' + shown if shown else ''}>"
+
+
+def _normalise_prefix(prefix: str) -> str:
+    prefix = prefix.strip("/")
+    return f"{prefix}/" if prefix else ""
+
+
+def _failure_word(exc: StorageError) -> str:
+    from .errors import AccessDenied, AuthenticationError, ObjectNotFound
+
+    if isinstance(exc, AccessDenied):
+        return "denied"
+    if isinstance(exc, AuthenticationError):
+        return "unauthenticated"
+    if isinstance(exc, ObjectNotFound):
+        return "not found"
+    return "failed"
+
+
+def _read_all(reader: BinaryIO) -> bytes:
+    with reader:
+        return reader.read()

@@ -1,0 +1,95 @@
+"""The one error vocabulary every provider speaks.
+
+Callers (the archive pipeline) decide what to do from the class and `retryable`, never from message
+text. Each provider maps its SDK's codes and HTTP statuses onto these classes through a single table
+(see `ErrorTable`), always chaining the original exception with `raise ... from exc`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class StorageError(Exception):
+    """Base of every provider error. `retryable` says whether the same call may succeed later."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, retryable: bool | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class ObjectNotFound(StorageError, FileNotFoundError):
+    pass
+
+
+class ObjectExists(StorageError, FileExistsError):
+    pass
+
+
+class AccessDenied(StorageError, PermissionError):
+    pass
+
+
+class AuthenticationError(StorageError):
+    pass
+
+
+class ConfigurationError(StorageError, ValueError):
+    pass
+
+
+class IntegrityError(StorageError):
+    pass
+
+
+class TransientError(StorageError):
+    retryable = True
+
+
+class InvalidKey(StorageError, ValueError):
+    """A key that no provider should accept (empty, absolute, `..` segments, too long)."""
+
+
+@dataclass(frozen=True)
+class ErrorTable:
+    """Maps service error codes first, then HTTP statuses, to an error class.
+
+    One table per provider keeps translation in data rather than in scattered `if` chains.
+    """
+
+    codes: Mapping[str, type[StorageError]]
+    statuses: Mapping[int, type[StorageError]]
+    default: type[StorageError] = StorageError
+
+    def classify(self, code: str | None, status: int | None) -> type[StorageError]:
+        if code and code in self.codes:
+            return self.codes[code]
+        if status is not None:
+            if status in self.statuses:
+                return self.statuses[status]
+            if status >= 500:
+                return TransientError
+        return self.default
+
+    def make(self, code: str | None, status: int | None, what: str) -> StorageError:
+        """Build the error for `what` (e.g. "write s3://bucket/key"); the message never carries secrets."""
+        cls = self.classify(code, status)
+        detail = code or (f"HTTP {status}" if status is not None else "error")
+        return cls(f"{_VERB.get(cls, 'failed')}: {detail} on {what}", code=detail)
+
+
+_VERB: dict[type[StorageError], str] = {
+    ObjectNotFound: "not found",
+    ObjectExists: "already exists",
+    AccessDenied: "denied",
+    AuthenticationError: "authentication failed",
+    ConfigurationError: "misconfigured",
+    TransientError: "temporarily failed",
+    IntegrityError: "integrity check failed",
+}

@@ -1,0 +1,173 @@
+"""Local disk: a temp file in the destination folder, fsync, then an atomic (exclusive) rename.
+
+Content type and metadata travel as extended attributes on the file itself, so they are published
+by the same rename that publishes the bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from .base import StorageProvider
+from .errors import AccessDenied, ConfigurationError, ObjectExists, ObjectNotFound, StorageError, TransientError
+from .options import Option
+from .types import ObjectInfo
+from .writer import ObjectWriter, Part, WriteRequest
+
+_XATTR = "user.archiver"
+_TEMP_MARK = ".archiver-tmp-"
+
+
+def _translate(exc: OSError, what: str) -> StorageError:
+    table: dict[int, type[StorageError]] = {
+        errno.ENOENT: ObjectNotFound, errno.EEXIST: ObjectExists, errno.EACCES: AccessDenied,
+        errno.EPERM: AccessDenied, errno.EROFS: AccessDenied, errno.ENOSPC: TransientError,
+        errno.EIO: TransientError, errno.ENOTDIR: ConfigurationError, errno.EISDIR: ConfigurationError,
+    }
+    cls = table.get(exc.errno or 0, StorageError)
+    name = errno.errorcode.get(exc.errno or 0, "OSError")
+    return cls(f"{name} on {what}", code=name)
+
+
+class LocalProvider(StorageProvider):
+    scheme = "file"
+    options_spec = {
+        "fsync": Option("bool", True, doc="fsync file and folder before publishing"),
+        "file_mode": Option("int", 0o640, doc="permission bits of written files (e.g. 0o640)"),
+    }
+    default_concurrency = 1
+
+    def __init__(self, location: str, prefix: str, options: dict[str, Any]) -> None:
+        super().__init__(location, prefix, options)
+        self.root = Path(location).resolve() if location.startswith("/") else Path(location)
+        self.url = f"file://{location}" if location.startswith("/") else f"file:{location}"
+        self.url = self.url.rstrip("/") + "/" + self.prefix
+
+    def _new_client(self) -> Any:
+        return None
+
+    def path_of(self, full_key: str) -> Path:
+        return self.root / full_key
+
+    def _writer(self, request: WriteRequest) -> ObjectWriter:
+        return LocalWriter(self, request)
+
+    def _stat(self, full_key: str, key: str) -> ObjectInfo:
+        path = self.path_of(full_key)
+        try:
+            st = path.stat()
+            if not path.is_file():
+                raise ObjectNotFound(f"not a file: {self.describe(key)}", code="ENOENT")
+            attrs = _read_attrs(path)
+        except OSError as exc:
+            raise _translate(exc, self.describe(key)) from exc
+        checksums = {"sha256": attrs["sha256"]} if attrs.get("sha256") else {}
+        return ObjectInfo(key=key, size=st.st_size, etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}",
+                          content_type=attrs.get("content_type"), metadata=attrs.get("metadata", {}),
+                          checksums=checksums, storage_class=None,
+                          last_modified=datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def _open_reader(self, full_key: str) -> BinaryIO:
+        try:
+            return open(self.path_of(full_key), "rb")  # noqa: SIM115 - the caller owns the file
+        except OSError as exc:
+            raise _translate(exc, self.describe(full_key[len(self.prefix):])) from exc
+
+    def _delete(self, full_key: str) -> None:
+        try:
+            self.path_of(full_key).unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _translate(exc, self.describe(full_key[len(self.prefix):])) from exc
+
+
+def _read_attrs(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(os.getxattr(path, _XATTR))  # type: ignore[no-any-return]
+    except OSError as exc:
+        if exc.errno in (errno.ENODATA, errno.ENOTSUP):
+            return {}
+        raise
+
+
+class LocalWriter(ObjectWriter):
+    """Parts are appended in order; local disk gains nothing from parallel writes to one file."""
+
+    def __init__(self, provider: LocalProvider, request: WriteRequest) -> None:
+        super().__init__(request, provider.describe(request.key))
+        self.provider = provider
+        self.final = provider.path_of(request.full_key)
+        self.temp = self.final.with_name(f"{_TEMP_MARK}{self.final.name}.{secrets.token_hex(6)}")
+        self._fd: int | None = None
+        self.request.concurrency = 1  # ordered appends
+
+    def _os(self, action: Any, *args: Any) -> Any:
+        try:
+            return action(*args)
+        except OSError as exc:
+            raise _translate(exc, self.describe) from exc
+
+    def _begin(self) -> None:
+        self._os(lambda: self.final.parent.mkdir(parents=True, exist_ok=True))
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        self._fd = self._os(os.open, self.temp, flags, self.provider.options["file_mode"])
+
+    def _send_part(self, number: int, data: bytearray, sha256: bytes) -> Any:
+        assert self._fd is not None
+        view = memoryview(data)
+        while len(view):
+            view = view[self._os(os.write, self._fd, view):]
+        return None
+
+    def _put_single(self, data: bytearray, sha256_hex: str) -> ObjectInfo:
+        self._begin()
+        self._began = True
+        self._send_part(1, data, b"")
+        return self._complete([], sha256_hex)
+
+    def _complete(self, parts: list[Part], sha256_hex: str) -> ObjectInfo:
+        assert self._fd is not None
+        attrs = {"sha256": sha256_hex, "content_type": self.request.content_type,
+                 "metadata": self.request.metadata}
+        fsync = self.provider.options["fsync"]
+        try:
+            os.setxattr(self._fd, _XATTR, json.dumps(attrs).encode())
+        except OSError as exc:
+            if exc.errno != errno.ENOTSUP:
+                raise _translate(exc, self.describe) from exc
+        if fsync:
+            self._os(os.fsync, self._fd)
+        self._os(os.close, self._fd)
+        self._fd = None
+        if self.request.if_absent:
+            # link() fails if the name exists: a create-only publish without a check-then-act race.
+            self._os(os.link, self.temp, self.final)
+            self._os(os.unlink, self.temp)
+        else:
+            self._os(os.replace, self.temp, self.final)
+        if fsync:
+            dir_fd = self._os(os.open, self.final.parent, os.O_RDONLY)
+            try:
+                self._os(os.fsync, dir_fd)
+            finally:
+                os.close(dir_fd)
+        return self.provider._stat(self.request.full_key, self.request.key)
+
+    def _cancel(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        with contextlib.suppress(FileNotFoundError):
+            self.temp.unlink()
+
+    def _delete_committed(self) -> None:
+        self.provider._delete(self.request.full_key)

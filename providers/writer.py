@@ -1,0 +1,212 @@
+"""The streaming writer every provider shares: buffer a part, send parts concurrently, commit or abort.
+
+Memory is bounded by design: a part holds one of `concurrency` slots from the moment its buffer
+starts filling until the service has acknowledged it, so at most `part_size * concurrency` bytes of
+payload are alive whatever the object's size. The bytes are counted and SHA-256 hashed as they
+stream; after the provider commits, size and the service-side checksum are compared with what was
+streamed, and a mismatch deletes the object and raises IntegrityError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from abc import ABC, abstractmethod
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from .errors import IntegrityError, StorageError
+from .types import ObjectInfo
+
+
+@dataclass
+class WriteRequest:
+    """What the caller asked for, after the provider resolved its defaults."""
+
+    key: str  # key relative to the provider's prefix, as the caller gave it
+    full_key: str  # key inside the bucket/container/folder
+    part_size: int
+    concurrency: int
+    size_hint: int | None = None
+    content_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    if_absent: bool = True
+
+
+@dataclass(frozen=True)
+class Part:
+    number: int  # 1-based
+    size: int
+    sha256: bytes  # raw digest of this part
+    receipt: Any  # what the service answered (ETag, block id ...)
+
+
+class ObjectWriter(ABC):
+    """Context manager: `write()` bytes, then `commit()`; leaving the block on an exception aborts."""
+
+    def __init__(self, request: WriteRequest, describe: str) -> None:
+        self.request = request
+        self.describe = describe  # e.g. "s3://bucket/prefix/key", for messages
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._buffer = bytearray()
+        self._next_part = 1
+        self._pending: list[Future[Part]] = []
+        self._slots = threading.BoundedSemaphore(request.concurrency)
+        self._holding_slot = False
+        self._pool: ThreadPoolExecutor | None = None
+        self._began = False
+        self._state = "open"
+
+    # ---- what a provider implements -------------------------------------------------------------
+    @abstractmethod
+    def _begin(self) -> None:
+        """Start a multipart/staged/resumable upload; called once, before the first part is sent."""
+
+    @abstractmethod
+    def _send_part(self, number: int, data: bytearray, sha256: bytes) -> Any:
+        """Upload one part; return the receipt to pass to `_complete`. Runs in a worker thread."""
+
+    @abstractmethod
+    def _complete(self, parts: list[Part], sha256_hex: str) -> ObjectInfo:
+        """Make the object visible (create-only when if_absent); return what the service reports."""
+
+    @abstractmethod
+    def _put_single(self, data: bytearray, sha256_hex: str) -> ObjectInfo:
+        """Write a whole object that fits in one part with one request (create-only when if_absent)."""
+
+    @abstractmethod
+    def _cancel(self) -> None:
+        """Discard the upload started by `_begin`; must leave nothing billable or visible behind."""
+
+    @abstractmethod
+    def _delete_committed(self) -> None:
+        """Remove the object this writer committed (after a failed integrity check)."""
+
+    def _service_mismatches(self, info: ObjectInfo, parts: list[Part]) -> list[str]:
+        """Compare what the service reports with what was streamed; return human-readable problems."""
+        return []
+
+    # ---- the streaming side ---------------------------------------------------------------------
+    @property
+    def bytes_written(self) -> int:
+        return self._size
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._require_open()
+        view = memoryview(data).cast("B")
+        self._hash.update(view)
+        self._size += len(view)
+        part_size = self.request.part_size
+        while len(view):
+            if not self._holding_slot:
+                self._take_slot()
+            room = part_size - len(self._buffer)
+            self._buffer += view[:room]
+            view = view[room:]
+            if len(self._buffer) >= part_size:
+                self._ship_buffer()
+        return len(data)
+
+    def _take_slot(self) -> None:
+        # Blocks while `concurrency` parts are alive; raises at once if one of them already failed.
+        while not self._slots.acquire(timeout=0.5):
+            self._raise_failed_part()
+        self._holding_slot = True
+        self._raise_failed_part()
+
+    def _raise_failed_part(self) -> None:
+        for fut in self._pending:
+            if fut.done() and fut.exception() is not None:
+                raise fut.exception()  # type: ignore[misc]
+
+    def _ship_buffer(self) -> None:
+        if not self._began:
+            self._begin()
+            self._began = True
+            self._pool = ThreadPoolExecutor(self.request.concurrency, thread_name_prefix="archiver-part")
+        data, self._buffer = self._buffer, bytearray()
+        number, self._next_part = self._next_part, self._next_part + 1
+        self._holding_slot = False  # the slot now travels with the part and is released when it is done
+        assert self._pool is not None
+        self._pending.append(self._pool.submit(self._run_part, number, data))
+
+    def _run_part(self, number: int, data: bytearray) -> Part:
+        try:
+            digest = hashlib.sha256(data).digest()
+            receipt = self._send_part(number, data, digest)
+            return Part(number, len(data), digest, receipt)
+        finally:
+            self._slots.release()
+
+    # ---- finishing ------------------------------------------------------------------------------
+    def commit(self) -> ObjectInfo:
+        self._require_open()
+        try:
+            sha256_hex = self._hash.hexdigest()
+            if not self._began:
+                info = self._put_single(self._buffer, sha256_hex)
+                parts: list[Part] = [Part(1, self._size, self._hash.digest(), None)]
+            else:
+                if self._buffer:
+                    self._ship_buffer()
+                parts = [fut.result() for fut in self._pending]
+                info = self._complete(parts, sha256_hex)
+            self._buffer = bytearray()
+            self._state = "committed"
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self._release_pool()
+        self._verify(info, parts)
+        checksums = {**info.checksums, "sha256": sha256_hex}
+        return ObjectInfo(key=self.request.key, size=info.size, etag=info.etag,
+                          content_type=info.content_type, metadata=info.metadata, checksums=checksums,
+                          storage_class=info.storage_class, last_modified=info.last_modified)
+
+    def _verify(self, info: ObjectInfo, parts: list[Part]) -> None:
+        problems = []
+        if info.size != self._size:
+            problems.append(f"size {info.size} stored, {self._size} streamed")
+        problems += self._service_mismatches(info, parts)
+        if problems:
+            try:
+                self._delete_committed()
+            finally:
+                self._state = "aborted"
+            raise IntegrityError(f"integrity check failed on {self.describe}: {'; '.join(problems)}; "
+                                 "the object was deleted", code="integrity")
+
+    def abort(self) -> None:
+        if self._state != "open":
+            return
+        self._state = "aborted"
+        self._buffer = bytearray()
+        for fut in self._pending:
+            fut.cancel()
+        self._release_pool()
+        if self._began:
+            self._cancel()
+
+    def _release_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _require_open(self) -> None:
+        if self._state != "open":
+            raise StorageError(f"writer for {self.describe} is already {self._state}")
+
+    def __enter__(self) -> ObjectWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif self._state == "open":
+            # Leaving the block without commit() is a programming error, not a reason to publish.
+            self.abort()

@@ -79,9 +79,13 @@ class ErrorTable:
 
     def make(self, code: str | None, status: int | None, what: str) -> StorageError:
         """Build the error for `what` (e.g. "write s3://bucket/key"); the message never carries secrets."""
-        cls = self.classify(code, status)
         detail = code or (f"HTTP {status}" if status is not None else "error")
-        return cls(f"{_VERB.get(cls, 'failed')}: {detail} on {what}", code=detail)
+        return make_error(self.classify(code, status), detail, what)
+
+
+def make_error(cls: type[StorageError], detail: str, what: str) -> StorageError:
+    """One message shape for every provider: "denied: AccessDenied on s3://bucket/prefix/key"."""
+    return cls(f"{_VERB.get(cls, 'failed')}: {detail} on {what}", code=detail)
 
 
 _VERB: dict[type[StorageError], str] = {

@@ -13,10 +13,18 @@ import os
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 from .base import StorageProvider
-from .errors import AccessDenied, ConfigurationError, ObjectExists, ObjectNotFound, StorageError, TransientError
+from .errors import (
+    AccessDenied,
+    ConfigurationError,
+    ObjectExists,
+    ObjectNotFound,
+    StorageError,
+    TransientError,
+    make_error,
+)
 from .options import Option
 from .types import ObjectInfo
 from .writer import ObjectWriter, Part, WriteRequest
@@ -31,14 +39,13 @@ def _translate(exc: OSError, what: str) -> StorageError:
         errno.EPERM: AccessDenied, errno.EROFS: AccessDenied, errno.ENOSPC: TransientError,
         errno.EIO: TransientError, errno.ENOTDIR: ConfigurationError, errno.EISDIR: ConfigurationError,
     }
-    cls = table.get(exc.errno or 0, StorageError)
     name = errno.errorcode.get(exc.errno or 0, "OSError")
-    return cls(f"{name} on {what}", code=name)
+    return make_error(table.get(exc.errno or 0, StorageError), name, what)
 
 
 class LocalProvider(StorageProvider):
     scheme = "file"
-    options_spec = {
+    options_spec: ClassVar[dict[str, Option]] = {
         "fsync": Option("bool", True, doc="fsync file and folder before publishing"),
         "file_mode": Option("int", 0o640, doc="permission bits of written files (e.g. 0o640)"),
     }
@@ -76,7 +83,7 @@ class LocalProvider(StorageProvider):
 
     def _open_reader(self, full_key: str) -> BinaryIO:
         try:
-            return open(self.path_of(full_key), "rb")  # noqa: SIM115 - the caller owns the file
+            return open(self.path_of(full_key), "rb")
         except OSError as exc:
             raise _translate(exc, self.describe(full_key[len(self.prefix):])) from exc
 
@@ -101,13 +108,16 @@ def _read_attrs(path: Path) -> dict[str, Any]:
 class LocalWriter(ObjectWriter):
     """Parts are appended in order; local disk gains nothing from parallel writes to one file."""
 
+    ordered_parts = True
+
     def __init__(self, provider: LocalProvider, request: WriteRequest) -> None:
+        # Two slots: one part filling while the previous one is written; more buys nothing on one file.
+        request.concurrency = min(request.concurrency, 2)
         super().__init__(request, provider.describe(request.key))
         self.provider = provider
         self.final = provider.path_of(request.full_key)
         self.temp = self.final.with_name(f"{_TEMP_MARK}{self.final.name}.{secrets.token_hex(6)}")
         self._fd: int | None = None
-        self.request.concurrency = 1  # ordered appends
 
     def _os(self, action: Any, *args: Any) -> Any:
         try:

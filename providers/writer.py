@@ -46,6 +46,10 @@ class Part:
 class ObjectWriter(ABC):
     """Context manager: `write()` bytes, then `commit()`; leaving the block on an exception aborts."""
 
+    # A protocol that appends in order (a local file, a GCS resumable session) sends parts from one
+    # thread, one after another; the caller still fills the next part while the previous one is sent.
+    ordered_parts: bool = False
+
     def __init__(self, request: WriteRequest, describe: str) -> None:
         self.request = request
         self.describe = describe  # e.g. "s3://bucket/prefix/key", for messages
@@ -126,7 +130,8 @@ class ObjectWriter(ABC):
         if not self._began:
             self._begin()
             self._began = True
-            self._pool = ThreadPoolExecutor(self.request.concurrency, thread_name_prefix="archiver-part")
+            workers = 1 if self.ordered_parts else self.request.concurrency
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="archiver-part")
         data, self._buffer = self._buffer, bytearray()
         number, self._next_part = self._next_part, self._next_part + 1
         self._holding_slot = False  # the slot now travels with the part and is released when it is done

@@ -174,7 +174,7 @@ def test_check_passes_on_a_good_destination(provider: StorageProvider) -> None:
 def test_unknown_and_wrong_typed_options_are_named(make: ProviderFactory) -> None:
     with pytest.raises(ConfigurationError, match="'colour'"):
         make(colour="blue")
-    with pytest.raises(ConfigurationError, match="'concurrency'.*int"):
+    with pytest.raises(ConfigurationError, match=r"'concurrency'.*int"):
         make(concurrency="four")
 
 

@@ -1,0 +1,33 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both set themselves up.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMPS := .make-stamps
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench clean
+
+run: $(STAMPS)/venv
+	$(VENV)/bin/archiver up
+
+test: $(STAMPS)/venv $(STAMPS)/npm
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMPS)/venv
+	$(VENV)/bin/ruff check archiver providers tests celeryconfig.py
+
+# Reinstall only when the dependency lists change, so re-running `make test` is fast.
+$(STAMPS)/venv: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/npm: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js with npm is needed for the Azure emulator (apt-get install nodejs npm)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@mkdir -p $(STAMPS) && touch $@
+
+clean:
+	rm -rf $(VENV) node_modules $(STAMPS) .pytest_cache

@@ -1,0 +1,95 @@
+"""Local-disk specifics: temp files, exclusive publish under a race, permission errors as a real user."""
+
+from __future__ import annotations
+
+import io
+import os
+import pwd
+import threading
+from pathlib import Path
+
+import pytest
+
+from providers import AccessDenied, ConfigurationError, ObjectExists, open_provider
+
+
+def test_relative_and_absolute_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    rel = open_provider("file:rel/dir")
+    rel.upload("a.bin", io.BytesIO(b"a"))
+    assert (tmp_path / "rel/dir/a.bin").read_bytes() == b"a"
+    absolute = open_provider(f"file://{tmp_path}/abs")
+    absolute.upload("x/y.bin", io.BytesIO(b"y"))
+    assert (tmp_path / "abs/x/y.bin").read_bytes() == b"y"
+    with pytest.raises(ConfigurationError, match="names a host"):
+        open_provider("file://somehost/dir")
+
+
+def test_abort_removes_the_temp_file(tmp_path: Path) -> None:
+    provider = open_provider(f"file://{tmp_path}", part_size=1024)
+    with pytest.raises(ValueError), provider.open_writer("m/a.bin") as writer:
+        writer.write(os.urandom(5000))
+        assert any(".archiver-tmp-" in p.name for p in (tmp_path / "m").iterdir())
+        raise ValueError("source failed")
+    assert list((tmp_path / "m").iterdir()) == []
+
+
+def test_only_one_of_two_racing_writers_publishes(tmp_path: Path) -> None:
+    provider = open_provider(f"file://{tmp_path}", fsync=False)
+    writers = [provider.open_writer("race.bin") for _ in range(2)]
+    for n, writer in enumerate(writers):
+        writer.write(f"writer {n}".encode() * 1000)
+    outcomes: list[str] = []
+
+    def commit(writer: object) -> None:
+        try:
+            writer.commit()  # type: ignore[attr-defined]
+            outcomes.append("published")
+        except ObjectExists:
+            outcomes.append("exists")
+
+    threads = [threading.Thread(target=commit, args=(w,)) for w in writers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["exists", "published"]
+    assert [p.name for p in tmp_path.iterdir()] == ["race.bin"]
+
+
+def test_file_mode_is_applied(tmp_path: Path) -> None:
+    provider = open_provider(f"file://{tmp_path}", file_mode=0o600)
+    provider.upload("a.bin", io.BytesIO(b"a"))
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o600
+
+
+def test_write_into_a_folder_the_user_cannot_write_is_access_denied(tmp_path: Path) -> None:
+    # Root ignores permission bits, so the write runs in a child process as an unprivileged user.
+    target = tmp_path / "locked"
+    target.mkdir(mode=0o755)
+    tmp_path.chmod(0o755)
+    nobody = pwd.getpwnam("nobody")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        message = b""
+        try:
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            provider = open_provider(f"file://{target}")
+            try:
+                provider.upload("a.bin", io.BytesIO(b"a"))
+                message = b"no error"
+            except AccessDenied as exc:
+                message = f"AccessDenied|{exc}|{provider.check().steps[0].message}".encode()
+        finally:
+            os.write(write_end, message)
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_end, "rb") as pipe:
+        kind, error, check_message = pipe.read().decode().split("|")
+    assert kind == "AccessDenied"
+    assert error == f"denied: EACCES on file://{target}/a.bin"
+    assert check_message.startswith(f"write denied: EACCES on file://{target}/")

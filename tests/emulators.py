@@ -181,3 +181,27 @@ def redis() -> Iterator[str]:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         service.stop()
+
+
+@contextlib.contextmanager
+def postgres_database(server_url: str) -> Iterator[str]:
+    """Create a throw-away database on the PostgreSQL server `server_url` points at; drop it after."""
+    import secrets
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    name = f"archiver_test_{secrets.token_hex(4)}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        raise ServiceUnavailable(f"cannot create a test database on {make_url(server_url)!r}: {exc}; "
+                                 "is PostgreSQL running (pg_ctlcluster 15 main start)?") from exc
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -1,0 +1,1 @@
+"""The ledger: a real database recording every event, recording file and copy job."""

@@ -31,6 +31,8 @@ class StorageProvider(ABC):
         self.url = f"{self.scheme}://{location}/{self.prefix}"
         spec = {**COMMON_OPTIONS, **self.options_spec}
         self.options = validate_options(spec, options, f"{self.scheme}://{location}")
+        # Secrets given as `<name>_env` are re-read from the environment after unpickling, never pickled.
+        self._env_secrets = {k[:-4]: v for k, v in options.items() if k.endswith("_env") and k[:-4] in spec}
         self._client_lock = threading.Lock()
         self._client_obj: Any = None
         self._client_pid: int | None = None
@@ -130,6 +132,15 @@ class StorageProvider(ABC):
     def delete(self, key: str) -> None:
         self._delete(self.full_key(key))
 
+    def discard_incomplete(self, key: str) -> int:
+        """Cancel unfinished uploads to `key` left by a writer that died without aborting (a SIGKILLed
+        worker). Only call it while holding the right to write `key`. Returns how many were discarded."""
+        return self._discard_incomplete(self.full_key(key))
+
+    def _discard_incomplete(self, full_key: str) -> int:
+        # Azure's uncommitted blocks and GCS's resumable sessions are invisible and expire on their own.
+        return 0
+
     def check(self) -> CheckReport:
         """Write a small probe under the prefix, read it back, compare, delete it; report each step."""
         key = f".archiver-probe-{secrets.token_hex(8)}"
@@ -165,10 +176,13 @@ class StorageProvider(ABC):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.update(_client_obj=None, _client_pid=None, _client_lock=None)
+        state["options"] = {**self.options, **dict.fromkeys(self._env_secrets)}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        for name, variable in self._env_secrets.items():
+            self.options[name] = os.environ[variable]
         self._client_lock = threading.Lock()
 
     def __repr__(self) -> str:

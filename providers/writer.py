@@ -79,7 +79,9 @@ class ObjectWriter(ABC):
 
     @abstractmethod
     def _put_single(self, data: bytearray, sha256_hex: str) -> ObjectInfo:
-        """Write a whole object that fits in one part with one request (create-only when if_absent)."""
+        """Write a whole object that fits in one part with one request (create-only when if_absent).
+        If it raises after the object became visible, it must remove the object itself: abort()
+        calls `_cancel` only for uploads that `_begin` started."""
 
     @abstractmethod
     def _cancel(self) -> None:
@@ -97,6 +99,11 @@ class ObjectWriter(ABC):
     @property
     def bytes_written(self) -> int:
         return self._size
+
+    @property
+    def sha256_hex(self) -> str:
+        """SHA-256 of everything written so far (known before commit, for a commit intent)."""
+        return self._hash.copy().hexdigest()
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         self._require_open()

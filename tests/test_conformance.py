@@ -200,3 +200,20 @@ def test_repr_shows_no_secret(provider: StorageProvider) -> None:
     text = repr(provider) + repr(pickle.loads(pickle.dumps(provider)))
     for secret in ("moto-secret-key", "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq"):
         assert secret not in text
+
+
+def test_a_secret_from_the_environment_is_not_pickled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      moto_url: str) -> None:
+    from providers import open_provider
+    from tests.backends import create_s3_bucket, unique_name
+
+    bucket = unique_name()
+    create_s3_bucket(moto_url, bucket)
+    monkeypatch.setenv("PICKLE_TEST_SECRET", "env-only-secret-value")
+    provider = open_provider(f"s3://{bucket}", endpoint_url=moto_url, region="us-east-1", access_key_id="testing",
+                             secret_access_key_env="PICKLE_TEST_SECRET", addressing_style="path")
+    data = pickle.dumps(provider)
+    assert b"env-only-secret-value" not in data
+    clone = pickle.loads(data)
+    clone.upload("a.bin", io.BytesIO(b"a"))
+    assert provider.exists("a.bin")

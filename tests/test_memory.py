@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import tracemalloc
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.backends import KINDS, provider_factory
-from tests.test_conformance import Unsized
+from tests.emulators import ROOT
 
 PART_SIZE = 8 << 20
 CONCURRENCY = 4
@@ -22,15 +24,15 @@ BOUND = PART_SIZE * CONCURRENCY + CONSTANT
 def test_streaming_512_mib_stays_under_the_bound(kind: str, request: pytest.FixtureRequest,
                                                   tmp_path: Path) -> None:
     provider = provider_factory(kind, request, tmp_path)(part_size=PART_SIZE, concurrency=CONCURRENCY)
-    provider.upload("warm-up.bin", Unsized(1 << 20))  # SDK clients and pools exist before measuring
-    tracemalloc.start()
-    try:
-        info = provider.upload("mem/512MiB.bin", Unsized(SIZE))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    provider.delete("mem/512MiB.bin")  # the emulators keep objects in memory
-    assert info.size == SIZE
-    print(f"\n{kind}: peak traced allocation {peak / 2**20:.1f} MiB for a 512 MiB write "
-          f"(bound {BOUND / 2**20:.0f} MiB)")
+    options = {k: v for k, v in provider.options.items() if v is not None}
+    url = provider.url if kind != "file" else f"file://{provider.root}/{provider.prefix}"  # type: ignore[attr-defined]
+    child = subprocess.run([sys.executable, "-m", "tests.memprobe", url, json.dumps(options), str(SIZE)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, child.stderr[-3000:]
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    assert result["size"] == SIZE
+    peak = result["traced_peak"]
+    rss, rss_before = result["rss_peak_kib"] / 1024, result["rss_before_kib"] / 1024
+    print(f"\n{kind}: 512 MiB write: peak traced allocation {peak / 2**20:.1f} MiB (bound {BOUND / 2**20:.0f} MiB), "
+          f"peak RSS {rss:.0f} MiB (before the write {rss_before:.0f} MiB)")
     assert peak < BOUND, f"{kind} peaked at {peak / 2**20:.1f} MiB, over {BOUND / 2**20:.0f} MiB"

@@ -185,12 +185,15 @@ class ObjectWriter(ABC):
             problems.append(f"size {info.size} stored, {self._size} streamed")
         problems += self._service_mismatches(info, parts)
         if problems:
+            note = "the object was deleted"
             try:
                 self._delete_committed()
+            except StorageError as exc:  # the integrity failure is the news; the cleanup failure a footnote
+                note = f"deleting it failed ({exc.code or type(exc).__name__}); it may still be visible"
             finally:
                 self._state = "aborted"
-            raise IntegrityError(f"integrity check failed on {self.describe}: {'; '.join(problems)}; "
-                                 "the object was deleted", code="integrity")
+            raise IntegrityError(f"integrity check failed on {self.describe}: {'; '.join(problems)}; {note}",
+                                 code="integrity")
 
     def abort(self) -> None:
         if self._state != "open":

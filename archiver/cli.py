@@ -9,6 +9,9 @@ import tomllib
 from collections.abc import Sequence
 from typing import Any
 
+from archiver.config import ConfigError, Settings, load_settings
+from archiver.ledger.database import LedgerError, create_ledger_engine, upgrade
+from archiver.runtime import Runtime
 from providers import ConfigurationError, open_provider
 
 DEFAULT_DESTINATION = "file:./archive/"
@@ -41,6 +44,39 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    before, after = upgrade(create_ledger_engine(settings.database_url))
+    print(f"ledger schema: {before or 'empty'} -> {after}")
+    return 0
+
+
+STATUS_COLUMNS = ("job_id", "destination", "meeting_id", "participant_id", "state", "attempts", "bytes",
+                  "object_key", "error")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    runtime = Runtime.create(_settings(args))
+    rows = [r.to_json() for r in runtime.ledger.jobs(state=args.state, meeting_id=args.meeting)]
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        print(format_table(rows, STATUS_COLUMNS))
+    return 1 if any(r["state"] == "failed" for r in rows) else 0
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     # The receiver, worker and scheduler arrive with the pipeline and intake work; until then `up`
     # proves the embedded default destination is writable, which is what they will write to.
@@ -52,7 +88,20 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="archiver", description=__doc__)
+    parser.add_argument("--config", help="path of archiver.toml (default: $ARCHIVER_CONFIG or ./archiver.toml)")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    status = verbs.add_parser("status", help="the copy jobs in the ledger, as a table or JSON",
+                              description="List copy jobs. Exit 1 when any listed job has failed.")
+    status.add_argument("--state", choices=("pending", "running", "succeeded", "failed"))
+    status.add_argument("--meeting", help="only this meeting (room) id")
+    status.add_argument("--json", action="store_true", help="print a JSON array")
+    status.set_defaults(func=cmd_status)
+
+    db = verbs.add_parser("db", help="ledger database maintenance")
+    db_verbs = db.add_subparsers(dest="db_verb", required=True, metavar="DB_VERB")
+    db_upgrade = db_verbs.add_parser("upgrade", help="create or migrate the ledger schema to this version")
+    db_upgrade.set_defaults(func=cmd_db_upgrade)
 
     check = verbs.add_parser("check", help="probe a destination: write, read back, compare, delete",
                              description="Write a small probe object under the destination's prefix, read it "
@@ -70,7 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except (ConfigError, ConfigurationError, LedgerError) as exc:
+        print(f"archiver {args.verb}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,52 @@
+"""Which failures are worth another attempt, and when. Pure: no SDK, no Celery."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from archiver.source import SourceError
+from archiver.templates import RenderError
+from providers import IntegrityError, StorageError
+
+
+class Conflict(Exception):
+    """A different object already sits at the destination key and overwrite is off."""
+
+    code = "conflict"
+
+
+class LeaseLost(Exception):
+    """Another worker owns the job now (ours expired); stop without touching the ledger."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    code: str
+    message: str
+    retryable: bool
+
+
+def classify(exc: BaseException, *, attempt: int) -> Failure:
+    if isinstance(exc, Conflict):
+        return Failure("conflict", str(exc), False)
+    if isinstance(exc, IntegrityError):
+        # Corruption in flight is retried once; a second mismatch points at something persistent.
+        return Failure("integrity", exc.message, attempt < 2)
+    if isinstance(exc, StorageError):
+        return Failure(exc.code or type(exc).__name__, exc.message, exc.retryable)
+    if isinstance(exc, SourceError):
+        return Failure(f"source_{exc.code}", str(exc), exc.retryable)
+    if isinstance(exc, RenderError):
+        return Failure("template", str(exc), False)
+    # Celery's SoftTimeLimitExceeded, recognised by name so this module stays free of Celery.
+    if isinstance(exc, TimeoutError) or type(exc).__name__ == "SoftTimeLimitExceeded":
+        return Failure("timeout", "the copy ran past its time limit", True)
+    # Anything else is a bug or an unforeseen condition: retry within the attempt budget, loudly.
+    return Failure("internal", f"{type(exc).__name__}: {exc}", True)
+
+
+def backoff_seconds(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog): uniform in [0, min(cap, base*2^n)]."""
+    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
+    return (rng or random).uniform(0, ceiling)

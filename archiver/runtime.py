@@ -1,0 +1,66 @@
+"""What a process needs to run jobs: settings, the ledger, one provider per destination.
+
+Built lazily once per process (after a fork, a Celery prefork child builds its own engine and SDK
+clients; sharing a pooled DB connection or an SDK client across a fork corrupts both).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from archiver.config import Destination, Settings, load_settings
+from archiver.ledger.database import create_ledger_engine, require_current_schema
+from archiver.ledger.store import Ledger
+from archiver.source import SourcePolicy
+from providers import StorageProvider
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    ledger: Ledger
+    _providers: dict[str, StorageProvider] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, settings: Settings, *, check_schema: bool = True) -> Runtime:
+        engine = create_ledger_engine(settings.database_url)
+        if check_schema:
+            require_current_schema(engine)
+        return cls(settings=settings, ledger=Ledger(engine))
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.lease_seconds)
+
+    @property
+    def worker_id(self) -> str:
+        # pid changes after a fork; the id must name the process actually holding a lease.
+        return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+    @property
+    def source_policy(self) -> SourcePolicy:
+        s = self.settings.source
+        return SourcePolicy(allow_hosts=s.allow_hosts, allow_private_addresses=s.allow_private_addresses,
+                            allow_http=s.allow_http)
+
+    def provider(self, destination: Destination) -> StorageProvider:
+        if destination.name not in self._providers:
+            self._providers[destination.name] = destination.open()
+        return self._providers[destination.name]
+
+
+_RUNTIME: tuple[int, Runtime] | None = None
+_LOCK = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    """The process's runtime, from ARCHIVER_CONFIG / archiver.toml / ARCHIVER_* variables."""
+    global _RUNTIME
+    with _LOCK:
+        if _RUNTIME is None or _RUNTIME[0] != os.getpid():
+            _RUNTIME = (os.getpid(), Runtime.create(load_settings()))
+        return _RUNTIME[1]

@@ -49,7 +49,7 @@ class LocalProvider(StorageProvider):
         "fsync": Option("bool", True, doc="fsync file and folder before publishing"),
         "file_mode": Option("int", 0o640, doc="permission bits of written files (e.g. 0o640)"),
     }
-    default_concurrency = 1
+    default_concurrency = 2  # one part filling while the previous one is written
 
     def __init__(self, location: str, prefix: str, options: dict[str, Any]) -> None:
         super().__init__(location, prefix, options)

@@ -4,7 +4,7 @@ acks_late + reject_on_worker_lost + prefetch 1: a task is acknowledged only afte
 worker killed mid-copy gives its task back to the broker, and one worker never hoards long copies.
 """
 
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from archiver.config import load_settings
 from archiver.limits import ceiling
@@ -25,18 +25,29 @@ worker_cancel_long_running_tasks_on_connection_loss = True
 task_publish_retry = True
 task_publish_retry_policy = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}
 
-task_queues = (Queue("events"), Queue("archive"), Queue("maintenance"))
+# Each queue has its own exchange and routing key: left unset, Celery binds every queue to the
+# default exchange with the same key, and one message would be delivered to all three queues.
+task_queues = tuple(Queue(name, Exchange(name, type="direct"), routing_key=name)
+                    for name in ("events", "archive", "maintenance"))
 task_default_queue = "archive"
+task_default_exchange = "archive"
+task_default_routing_key = "archive"
 task_routes = {
-    "archiver.accept_event": {"queue": "events"},
-    "archiver.copy_file": {"queue": "archive"},
-    "archiver.sweep_leases": {"queue": "maintenance"},
+    "archiver.accept_event": {"queue": "events", "routing_key": "events"},
+    "archiver.copy_file": {"queue": "archive", "routing_key": "archive"},
+    "archiver.sweep_leases": {"queue": "maintenance", "routing_key": "maintenance"},
 }
 
 # Redis redelivers unacknowledged tasks after visibility_timeout; every place Celery reads it agrees,
 # and no task may run longer (see archiver.limits).
 visibility_timeout = _settings.visibility_timeout
-broker_transport_options = {"visibility_timeout": visibility_timeout}
+broker_transport_options = {
+    "visibility_timeout": visibility_timeout,
+    # kombu scans for abandoned (unacknowledged, past the timeout) messages every interval x
+    # throttle seconds, 100 s by default whatever the timeout; tie the scan to the timeout instead.
+    "unacked_restore_interval": max(1, min(60, visibility_timeout // 10)),
+    "unacked_restore_throttle": 1,
+}
 result_backend_transport_options = {"visibility_timeout": visibility_timeout}
 task_time_limit = ceiling(visibility_timeout)
 task_soft_time_limit = task_time_limit - min(30, task_time_limit // 10)

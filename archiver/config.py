@@ -7,6 +7,7 @@ provider option must come as `<option>_env = "VARIABLE"` or from the SDK's own c
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -38,6 +39,7 @@ class SourceSettings:
     allow_hosts: tuple[str, ...] = ("cdn.videosdk.live", "*.videosdk.live")
     allow_private_addresses: bool = False
     allow_http: bool = False
+    allowed_networks: tuple[str, ...] = ()  # CIDRs exempt from the private-address refusal
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ ENVIRONMENT: dict[tuple[str | None, str], tuple[str, Callable[[str], Any]]] = {
     ("source", "allow_hosts"): ("ARCHIVER_SOURCE_ALLOW_HOSTS", _hosts),
     ("source", "allow_private_addresses"): ("ARCHIVER_SOURCE_ALLOW_PRIVATE", _bool),
     ("source", "allow_http"): ("ARCHIVER_SOURCE_ALLOW_HTTP", _bool),
+    ("source", "allowed_networks"): ("ARCHIVER_SOURCE_ALLOWED_NETWORKS", _hosts),
     ("retry", "max_attempts"): ("ARCHIVER_RETRY_MAX_ATTEMPTS", int),
     ("retry", "max_delay"): ("ARCHIVER_RETRY_MAX_DELAY", float),
     ("retry", "base_delay"): ("ARCHIVER_RETRY_BASE_DELAY", float),
@@ -158,7 +161,7 @@ def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
     if top["lease_seconds"] is not None and top["lease_seconds"] < 3:
         problems.append("lease_seconds: must be at least 3 seconds")
     source = _section(raw, "source", SourceSettings, {"allow_hosts": list, "allow_private_addresses": bool,
-                                                      "allow_http": bool}, problems)
+                                                      "allow_http": bool, "allowed_networks": list}, problems)
     retry = _section(raw, "retry", RetrySettings, {"max_attempts": int, "max_delay": (int, float),
                                                    "base_delay": (int, float)}, problems)
     dest_tables = raw.get("destinations", [{"name": "local", "url": DEFAULT_DESTINATION_URL}])
@@ -191,8 +194,14 @@ def _section(raw: dict[str, Any], name: str, cls: Any, keys: dict[str, Any], pro
         return cls()
     problems += [f"{name}.{k}: unknown setting (known: {', '.join(keys)})" for k in table if k not in keys]
     values = {k: v for k, t in keys.items() if (v := _typed(table, k, t, f"{name}.{k}", problems)) is not None}
-    if "allow_hosts" in values:
-        values["allow_hosts"] = tuple(values["allow_hosts"])
+    for key in ("allow_hosts", "allowed_networks"):
+        if key in values:
+            values[key] = tuple(values[key])
+    for cidr in values.get("allowed_networks", ()):
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError:
+            problems.append(f"{name}.allowed_networks: {cidr!r} is not a network (e.g. 10.1.0.0/16)")
     if values.get("max_attempts", 1) < 1:
         problems.append(f"{name}.max_attempts: must be at least 1")
     return cls(**values)

@@ -67,6 +67,9 @@ class LeaseKeeper:
 def run_copy_job(runtime: Runtime, job_id: int) -> JobOutcome:
     worker = runtime.worker_id
     job = runtime.ledger.claim(job_id, worker, runtime.lease)
+    if job is None and (current := runtime.ledger.job(job_id)) is not None and current.state == "pending":
+        # The claim ran before intake's commit became visible and the read after it: claim again.
+        job = runtime.ledger.claim(job_id, worker, runtime.lease)
     if job is None:
         return _not_claimed(runtime, job_id)
     try:
@@ -127,9 +130,10 @@ def _stream(runtime: Runtime, provider: StorageProvider, job: JobRecord, dest: D
             lease: LeaseKeeper) -> ObjectInfo:
     assert job.object_key is not None
     with open_source(job.source_url, runtime.source_policy) as source:
-        metadata = {"meeting-id": job.meeting_id, "session-id": job.session_id,
-                    "participant-id": job.participant_id or "", "kind": job.kind or "",
-                    "source-path": job.file_path, "webhook-type": job.webhook_type}
+        # Underscored names: Azure accepts only identifier-like metadata names.
+        metadata = {"meeting_id": job.meeting_id, "session_id": job.session_id,
+                    "participant_id": job.participant_id or "", "kind": job.kind or "",
+                    "source_path": job.file_path, "webhook_type": job.webhook_type}
         # Object metadata must be ASCII on S3; ids from the webhook may not be.
         metadata = {k: quote(v, safe="/:@-_.~ ") for k, v in metadata.items() if v}
         with provider.open_writer(job.object_key, size_hint=source.size, metadata=metadata,

@@ -190,10 +190,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the framing is broken either way; the client must see EOF
 
     def _pieces(self, name: str, data: bytes | None, start: int, end: int, chunk: int) -> Iterator[bytes]:
+        # Pieces of exactly `chunk` bytes (the last may be short): the generator's blocks are split
+        # or joined as needed, so trickle=B:S really sends B bytes per pause.
         source = generate(name, start, end) if data is None else iter([data[start:end]])
+        pending = bytearray()
         for block in source:
-            for i in range(0, len(block), chunk):
-                yield block[i: i + chunk]
+            pending += block
+            while len(pending) >= chunk:
+                yield bytes(pending[:chunk])
+                del pending[:chunk]
+        if pending:
+            yield bytes(pending)
 
     def _drop(self, reset: bool) -> None:
         self.wfile.flush()

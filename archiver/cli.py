@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tomllib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from archiver.config import ConfigError, Settings, load_settings
@@ -77,6 +79,56 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from archiver.celery_app import Publisher, create_app
+    from archiver.receiver import create_receiver
+
+    settings = _settings(args)
+    runtime = Runtime.create(settings)
+    app = create_receiver(settings, runtime.ledger, publisher=Publisher(create_app(settings)))
+    host, port = args.host or settings.receiver.host, args.port or settings.receiver.port
+    print(f"archiver receiver: POST http://{host}:{port}{settings.receiver.path} "
+          f"(signatures {'verified' if settings.videosdk.verify_signatures else 'NOT verified'}); "
+          f"ledger {runtime.ledger.engine.url.render_as_string(hide_password=True)}", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    return 0
+
+
+def cmd_render_path(args: argparse.Namespace) -> int:
+    from archiver.events import EventValidationError, parse_event
+    from archiver.intake import plan_jobs
+    from archiver.ledger.store import utcnow
+
+    settings = _settings(args)
+    try:
+        destination = settings.destination(args.dest)
+    except KeyError:
+        names = ", ".join(d.name for d in settings.destinations)
+        print(f"archiver render-path: no destination {args.dest!r} (configured: {names})", file=sys.stderr)
+        return 2
+    try:
+        event = parse_event(Path(args.event).read_bytes())
+    except (OSError, EventValidationError) as exc:
+        print(f"archiver render-path: {args.event}: {exc}", file=sys.stderr)
+        return 2
+    if not event.files:
+        print(f"{event.webhook_type}: no file to archive")
+        return 0
+    failed = 0
+    for file in event.files:
+        [job] = plan_jobs(file, [destination], received_at=utcnow()) or [None]
+        if job is None:
+            print(f"{file.file_path}: not archived to {destination.name} (events filter)")
+        elif job.error:
+            failed += 1
+            print(f"{file.file_path}: {job.error}")
+        else:
+            print(f"{destination.provider_url.rstrip('/')}/{job.object_key}")
+    return 1 if failed else 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     # The receiver, worker and scheduler arrive with the pipeline and intake work; until then `up`
     # proves the embedded default destination is writable, which is what they will write to.
@@ -97,6 +149,21 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--meeting", help="only this meeting (room) id")
     status.add_argument("--json", action="store_true", help="print a JSON array")
     status.set_defaults(func=cmd_status)
+
+    serve = verbs.add_parser("serve", help="run the webhook receiver (HTTP)",
+                             description="Serve POST [receiver] path for VideoSDK webhooks, plus /healthz, "
+                                         "/readyz, /metrics and /openapi.json.")
+    serve.add_argument("--host", help="address to listen on (default: [receiver] host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: [receiver] port, 8000)")
+    serve.set_defaults(func=cmd_serve)
+
+    render = verbs.add_parser("render-path", help="print the object key each file of a saved webhook would get",
+                              description="Render a destination's key template for every file of EVENT.json, "
+                                          "using the current time for the date parts. Exit 1 if a key "
+                                          "cannot be made.")
+    render.add_argument("--dest", required=True, help="destination name from the config")
+    render.add_argument("event", help="a saved webhook body (JSON file)")
+    render.set_defaults(func=cmd_render_path)
 
     db = verbs.add_parser("db", help="ledger database maintenance")
     db_verbs = db.add_subparsers(dest="db_verb", required=True, metavar="DB_VERB")
@@ -119,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.config:  # the worker pool, the Celery app and child processes read the same file
+        os.environ["ARCHIVER_CONFIG"] = args.config
     try:
         return int(args.func(args))
     except (ConfigError, ConfigurationError, LedgerError) as exc:

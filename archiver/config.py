@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archiver.templates import PathTemplate, TemplateError, parse_template
-from providers import ConfigurationError, StorageProvider, open_provider, provider_class, split_url
-from providers.options import COMMON_OPTIONS
+from archiver.destinations import Destination, parse_destination
 
 DEFAULT_BROKER_URL = "sqla+sqlite:///./.archiver/broker.db"
 DEFAULT_DATABASE_URL = "sqlite:///./.archiver/ledger.db"
 DEFAULT_DESTINATION_URL = "file:./archive/{meetingId}/{sessionId}/"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_DESTINATION_KEYS = {"name", "url", "events", "manifest", "overwrite"}
 
 
 class ConfigError(ValueError):
@@ -50,21 +45,21 @@ class RetrySettings:
 
 
 @dataclass(frozen=True)
-class Destination:
-    name: str
-    url: str
-    template: PathTemplate
-    provider_url: str  # the URL without the key template: what open_provider receives
-    options: Mapping[str, Any] = field(default_factory=dict)
-    events: frozenset[str] | None = None
-    manifest: bool = False
-    overwrite: bool = False
+class VideoSDKSettings:
+    api_base: str = "https://api.videosdk.live/v2"
+    api_key: str | None = None  # the secret comes only from VIDEOSDK_SECRET_KEY
+    webhook_public_key: str | None = None  # PEM text or a file path; fetched from api_base when absent
+    verify_signatures: bool = True
+    rooms: tuple[str, ...] = ()  # always reconciled, even when no webhook named them
+    timeout: float = 30.0
 
-    def wants(self, webhook_type: str) -> bool:
-        return self.events is None or webhook_type in self.events
 
-    def open(self) -> StorageProvider:
-        return open_provider(self.provider_url, **self.options)
+@dataclass(frozen=True)
+class ReceiverSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    path: str = "/webhooks/videosdk"
+    max_body_bytes: int = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -75,6 +70,8 @@ class Settings:
     lease_seconds: int = 60  # a dead worker's job is taken over this long after its last heartbeat
     source: SourceSettings = SourceSettings()
     retry: RetrySettings = RetrySettings()
+    videosdk: VideoSDKSettings = VideoSDKSettings()
+    receiver: ReceiverSettings = ReceiverSettings()
     destinations: tuple[Destination, ...] = ()
     origin: str = "defaults"
 
@@ -110,6 +107,15 @@ ENVIRONMENT: dict[tuple[str | None, str], tuple[str, Callable[[str], Any]]] = {
     ("retry", "max_attempts"): ("ARCHIVER_RETRY_MAX_ATTEMPTS", int),
     ("retry", "max_delay"): ("ARCHIVER_RETRY_MAX_DELAY", float),
     ("retry", "base_delay"): ("ARCHIVER_RETRY_BASE_DELAY", float),
+    ("videosdk", "api_base"): ("ARCHIVER_VIDEOSDK_API_BASE", str),
+    ("videosdk", "api_key"): ("ARCHIVER_VIDEOSDK_API_KEY", str),
+    ("videosdk", "webhook_public_key"): ("ARCHIVER_VIDEOSDK_WEBHOOK_PUBLIC_KEY", str),
+    ("videosdk", "verify_signatures"): ("ARCHIVER_VERIFY_SIGNATURES", _bool),
+    ("videosdk", "rooms"): ("ARCHIVER_VIDEOSDK_ROOMS", _hosts),
+    ("receiver", "host"): ("ARCHIVER_RECEIVER_HOST", str),
+    ("receiver", "port"): ("ARCHIVER_RECEIVER_PORT", int),
+    ("receiver", "path"): ("ARCHIVER_RECEIVER_PATH", str),
+    ("receiver", "max_body_bytes"): ("ARCHIVER_RECEIVER_MAX_BODY_BYTES", int),
 }
 
 
@@ -152,7 +158,8 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
 
 
 def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
-    known = {"broker_url", "database_url", "visibility_timeout", "lease_seconds", "source", "retry", "destinations"}
+    known = {"broker_url", "database_url", "visibility_timeout", "lease_seconds", "source", "retry", "videosdk",
+             "receiver", "destinations"}
     problems += [f"{key}: unknown setting (known: {', '.join(sorted(known))})" for key in raw if key not in known]
     top = {k: _typed(raw, k, t, k, problems) for k, t in
            (("broker_url", str), ("database_url", str), ("visibility_timeout", int), ("lease_seconds", int))}
@@ -164,16 +171,27 @@ def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
                                                       "allow_http": bool, "allowed_networks": list}, problems)
     retry = _section(raw, "retry", RetrySettings, {"max_attempts": int, "max_delay": (int, float),
                                                    "base_delay": (int, float)}, problems)
+    videosdk = _section(raw, "videosdk", VideoSDKSettings, {
+        "api_base": str, "api_key": str, "webhook_public_key": str, "verify_signatures": bool, "rooms": list,
+        "timeout": (int, float)}, problems)
+    receiver = _section(raw, "receiver", ReceiverSettings, {"host": str, "port": int, "path": str,
+                                                            "max_body_bytes": int}, problems)
+    if not receiver.path.startswith("/"):
+        problems.append(f"receiver.path: must start with '/', got {receiver.path!r}")
+    if not 0 < receiver.port < 65536:
+        problems.append(f"receiver.port: must be 1-65535, got {receiver.port}")
+    if not videosdk.api_base.startswith(("https://", "http://")):
+        problems.append(f"videosdk.api_base: must be an http(s) URL, got {videosdk.api_base!r}")
     dest_tables = raw.get("destinations", [{"name": "local", "url": DEFAULT_DESTINATION_URL}])
     if not isinstance(dest_tables, list):
         problems.append("destinations: must be an array of tables ([[destinations]])")
         dest_tables = []
-    destinations = [d for i, t in enumerate(dest_tables) if (d := _destination(i, t, problems))]
+    destinations = [d for i, t in enumerate(dest_tables) if (d := parse_destination(i, t, problems))]
     names = [t.get("name") for t in dest_tables if isinstance(t, dict) and isinstance(t.get("name"), str)]
     problems += [f"destinations: name {n!r} is used more than once" for n in sorted({n for n in names
                                                                                     if names.count(n) > 1})]
     return Settings(**{k: v for k, v in top.items() if v is not None}, source=source, retry=retry,
-                    destinations=tuple(destinations), origin=origin)
+                    videosdk=videosdk, receiver=receiver, destinations=tuple(destinations), origin=origin)
 
 
 def _typed(table: Mapping[str, Any], key: str, kind: Any, where: str, problems: list[str]) -> Any:
@@ -194,7 +212,7 @@ def _section(raw: dict[str, Any], name: str, cls: Any, keys: dict[str, Any], pro
         return cls()
     problems += [f"{name}.{k}: unknown setting (known: {', '.join(keys)})" for k in table if k not in keys]
     values = {k: v for k, t in keys.items() if (v := _typed(table, k, t, f"{name}.{k}", problems)) is not None}
-    for key in ("allow_hosts", "allowed_networks"):
+    for key in ("allow_hosts", "allowed_networks", "rooms"):
         if key in values:
             values[key] = tuple(values[key])
     for cidr in values.get("allowed_networks", ()):
@@ -205,62 +223,3 @@ def _section(raw: dict[str, Any], name: str, cls: Any, keys: dict[str, Any], pro
     if values.get("max_attempts", 1) < 1:
         problems.append(f"{name}.max_attempts: must be at least 1")
     return cls(**values)
-
-
-def split_destination_url(url: str) -> tuple[str, str]:
-    """`s3://b/videosdk/{meetingId}/` -> ("s3://b", "videosdk/{meetingId}/"). For file URLs the folder
-    is the part before the first segment with a placeholder."""
-    scheme, location, path = split_url(url)
-    if scheme != "file":
-        return f"{scheme}://{location}", path.lstrip("/")
-    segments = location.rstrip("/").split("/") if "{" not in location else location.split("/")
-    cut = next((i for i, s in enumerate(segments) if "{" in s), len(segments))
-    folder = "/".join(segments[:cut]) or "."
-    rest = "/".join(segments[cut:])
-    prefix = "file://" if folder.startswith("/") else "file:"
-    return prefix + folder, rest or "{filename}"
-
-
-def _destination(index: int, table: Any, problems: list[str]) -> Destination | None:
-    where = f"destinations[{index}]"
-    if not isinstance(table, dict):
-        problems.append(f"{where}: must be a table")
-        return None
-    before = len(problems)
-    name, url = table.get("name"), table.get("url")
-    if not isinstance(name, str) or not _NAME.match(name):
-        problems.append(f"{where}.name: required, letters, digits, '-', '_' or '.' (got {name!r})")
-    if not isinstance(url, str) or not url:
-        problems.append(f"{where}.url: required (e.g. s3://bucket/recordings/{{meetingId}}/)")
-        return None
-    events = table.get("events")
-    if events is not None and not (isinstance(events, list) and all(isinstance(e, str) for e in events)):
-        problems.append(f"{where}.events: must be a list of webhook types")
-    for flag in ("manifest", "overwrite"):
-        if flag in table and not isinstance(table[flag], bool):
-            problems.append(f"{where}.{flag}: must be true or false")
-    options = {k: v for k, v in table.items() if k not in _DESTINATION_KEYS}
-    template: PathTemplate | None = None
-    try:
-        provider_url, template_text = split_destination_url(url)
-    except ConfigurationError as exc:
-        problems.append(f"{where}.url: {exc}")
-        return None
-    try:
-        if not template_text:
-            raise TemplateError("empty template: add a key template after the bucket, e.g. /{meetingId}/")
-        template = parse_template(template_text)
-    except TemplateError as exc:
-        problems.append(f"{where}.url: {exc}")
-    try:
-        spec = {**COMMON_OPTIONS, **provider_class(split_url(url)[0]).options_spec}
-        problems += [f"{where}.{k}: secrets are not read from the config file; set {k}_env = \"VARIABLE\" "
-                     "or use the SDK's credential chain" for k in options if k in spec and spec[k].secret]
-        open_provider(provider_url, **options)  # validates every option; no network until first use
-    except ConfigurationError as exc:
-        problems.append(f"{where}: {exc}")
-    if len(problems) > before or template is None:
-        return None
-    return Destination(name=name, url=url, template=template, provider_url=provider_url, options=options,
-                       events=frozenset(events) if events is not None else None,
-                       manifest=bool(table.get("manifest", False)), overwrite=bool(table.get("overwrite", False)))

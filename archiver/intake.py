@@ -30,7 +30,8 @@ def plan_jobs(file: RecordingFile, destinations: Sequence[Destination], *, recei
 def accept_event(ledger: Ledger, settings: Settings, body: bytes | str, *, verified: bool,
                  source: str = "webhook", received_at: datetime | None = None,
                  event: WebhookEvent | None = None,
-                 publish: Callable[[Sequence[int]], None] | None = None) -> tuple[WebhookEvent, Accepted]:
+                 publish: Callable[[Sequence[int]], None] | None = None,
+                 on_new_event: Callable[[int], None] | None = None) -> tuple[WebhookEvent, Accepted]:
     """Record the event, its files and their jobs; `publish` puts new jobs on the broker inside the
     ledger transaction (see Ledger.accept). Raises EventValidationError on bad input."""
     event = event or parse_event(body)
@@ -43,5 +44,5 @@ def accept_event(ledger: Ledger, settings: Settings, body: bytes | str, *, verif
     accepted = ledger.accept(body=text, dedupe_key=dedupe_key(json.loads(text)), webhook_type=event.webhook_type,
                              meeting_id=event.meeting_id, session_id=event.session_id, received_at=received_at,
                              verified=verified, source=source, files=planned,
-                             publish=publish)
+                             publish=publish, on_new_event=on_new_event)
     return event, accepted

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import timedelta
 
 from celery.utils.log import get_task_logger
 
-from archiver.celery_app import app
+from archiver.celery_app import app, publisher
 from archiver.copy_job import run_copy_job
 from archiver.intake import accept_event
-from archiver.limits import copy_time_limits
 from archiver.runtime import get_runtime
 
 log = get_task_logger(__name__)
@@ -23,20 +21,10 @@ def copy_file(job_id: int, missing_retries: int = 0) -> str:
     outcome = run_copy_job(get_runtime(), job_id)
     log.info("job %s: %s%s", job_id, outcome.state, f" ({outcome.error})" if outcome.error else "")
     if outcome.retry_in is not None:
-        enqueue_copy(job_id, countdown=outcome.retry_in)
+        publisher.copies([job_id], countdown=outcome.retry_in)
     elif outcome.state == "missing" and missing_retries < MISSING_RETRIES:
         copy_file.apply_async((job_id, missing_retries + 1), countdown=MISSING_DELAY)
     return outcome.state
-
-
-def enqueue_copy(job_id: int, *, size: int | None = None, countdown: float | None = None) -> None:
-    limits = copy_time_limits(size, app.conf.visibility_timeout)
-    copy_file.apply_async((job_id,), countdown=countdown, time_limit=limits.hard, soft_time_limit=limits.soft)
-
-
-def enqueue_copies(job_ids: Sequence[int]) -> None:
-    for job_id in job_ids:
-        enqueue_copy(job_id)
 
 
 @app.task(name="archiver.accept_event", acks_late=True, reject_on_worker_lost=True)
@@ -44,7 +32,7 @@ def accept_event_task(body: str, source: str = "replay", verified: bool = False)
     """Record a saved webhook body as if it had just arrived (duplicates add nothing)."""
     runtime = get_runtime()
     _, accepted = accept_event(runtime.ledger, runtime.settings, body, verified=verified, source=source,
-                               publish=enqueue_copies)
+                               publish=publisher.copies)
     return list(accepted.created)
 
 
@@ -54,5 +42,5 @@ def sweep_leases() -> list[int]:
     queued is simply skipped by `claim`, so a double enqueue costs nothing."""
     runtime = get_runtime()
     stale = runtime.ledger.stale_jobs(timedelta(seconds=runtime.settings.retry.max_delay + 300))
-    enqueue_copies(stale)
+    publisher.copies(stale)
     return stale

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from archiver.config import ConfigError, load_settings, split_destination_url
+from archiver.config import ConfigError, load_settings
+from archiver.destinations import split_destination_url
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -16,7 +16,7 @@ from archiver.events import (
     parse_event,
 )
 
-SAMPLES = Path("/work/shared/samples/webhooks")
+SAMPLES = Path(__file__).resolve().parent / "samples" / "webhooks"  # copied from shared/samples
 MEETING, SESSION = "jvsg-8rjn-j304", "613731342f27f56e4fc4b6d0"
 
 

@@ -97,7 +97,8 @@ class Ledger:
     def accept(self, *, body: str, dedupe_key: str, webhook_type: str, meeting_id: str | None,
                session_id: str | None, received_at: datetime, verified: bool, source: str,
                files: Sequence[tuple[NewFile, Sequence[NewJob]]],
-               publish: Callable[[Sequence[int]], None] | None = None) -> Accepted:
+               publish: Callable[[Sequence[int]], None] | None = None,
+               on_new_event: Callable[[int], None] | None = None) -> Accepted:
         """Record an event with its files and jobs in one transaction; a duplicate adds nothing.
 
         `publish` receives the ids of jobs this call created and runs before the commit: if it
@@ -122,6 +123,8 @@ class Ledger:
                         created.append(job_id)
             if publish is not None and created:
                 publish(created)
+            if on_new_event is not None and fresh:
+                on_new_event(event_id)  # e.g. the merge lookup, published inside the same transaction
             return Accepted(event_id, not fresh, tuple(file_ids), tuple(job_ids), tuple(created))
 
     def _file(self, db: Session, f: NewFile, event_id: int, received_at: datetime) -> int:

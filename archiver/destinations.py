@@ -1,0 +1,93 @@
+"""[[destinations]] tables: where copies go, how their keys are made, and their provider options."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from archiver.templates import PathTemplate, TemplateError, parse_template
+from providers import ConfigurationError, StorageProvider, open_provider, provider_class, split_url
+from providers.options import COMMON_OPTIONS
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_DESTINATION_KEYS = {"name", "url", "events", "manifest", "overwrite"}
+
+
+@dataclass(frozen=True)
+class Destination:
+    name: str
+    url: str
+    template: PathTemplate
+    provider_url: str  # the URL without the key template: what open_provider receives
+    options: Mapping[str, Any] = field(default_factory=dict)
+    events: frozenset[str] | None = None
+    manifest: bool = False
+    overwrite: bool = False
+
+    def wants(self, webhook_type: str) -> bool:
+        return self.events is None or webhook_type in self.events
+
+    def open(self) -> StorageProvider:
+        return open_provider(self.provider_url, **self.options)
+
+
+
+def split_destination_url(url: str) -> tuple[str, str]:
+    """`s3://b/videosdk/{meetingId}/` -> ("s3://b", "videosdk/{meetingId}/"). For file URLs the folder
+    is the part before the first segment with a placeholder."""
+    scheme, location, path = split_url(url)
+    if scheme != "file":
+        return f"{scheme}://{location}", path.lstrip("/")
+    segments = location.rstrip("/").split("/") if "{" not in location else location.split("/")
+    cut = next((i for i, s in enumerate(segments) if "{" in s), len(segments))
+    folder = "/".join(segments[:cut]) or "."
+    rest = "/".join(segments[cut:])
+    prefix = "file://" if folder.startswith("/") else "file:"
+    return prefix + folder, rest or "{filename}"
+
+
+def parse_destination(index: int, table: Any, problems: list[str]) -> Destination | None:
+    where = f"destinations[{index}]"
+    if not isinstance(table, dict):
+        problems.append(f"{where}: must be a table")
+        return None
+    before = len(problems)
+    name, url = table.get("name"), table.get("url")
+    if not isinstance(name, str) or not _NAME.match(name):
+        problems.append(f"{where}.name: required, letters, digits, '-', '_' or '.' (got {name!r})")
+    if not isinstance(url, str) or not url:
+        problems.append(f"{where}.url: required (e.g. s3://bucket/recordings/{{meetingId}}/)")
+        return None
+    events = table.get("events")
+    if events is not None and not (isinstance(events, list) and all(isinstance(e, str) for e in events)):
+        problems.append(f"{where}.events: must be a list of webhook types")
+    for flag in ("manifest", "overwrite"):
+        if flag in table and not isinstance(table[flag], bool):
+            problems.append(f"{where}.{flag}: must be true or false")
+    options = {k: v for k, v in table.items() if k not in _DESTINATION_KEYS}
+    template: PathTemplate | None = None
+    try:
+        provider_url, template_text = split_destination_url(url)
+    except ConfigurationError as exc:
+        problems.append(f"{where}.url: {exc}")
+        return None
+    try:
+        if not template_text:
+            raise TemplateError("empty template: add a key template after the bucket, e.g. /{meetingId}/")
+        template = parse_template(template_text)
+    except TemplateError as exc:
+        problems.append(f"{where}.url: {exc}")
+    try:
+        spec = {**COMMON_OPTIONS, **provider_class(split_url(url)[0]).options_spec}
+        problems += [f"{where}.{k}: secrets are not read from the config file; set {k}_env = \"VARIABLE\" "
+                     "or use the SDK's credential chain" for k in options if k in spec and spec[k].secret]
+        open_provider(provider_url, **options)  # validates every option; no network until first use
+    except ConfigurationError as exc:
+        problems.append(f"{where}: {exc}")
+    if len(problems) > before or template is None:
+        return None
+    return Destination(name=name, url=url, template=template, provider_url=provider_url, options=options,
+                       events=frozenset(events) if events is not None else None,
+                       manifest=bool(table.get("manifest", False)), overwrite=bool(table.get("overwrite", False)))

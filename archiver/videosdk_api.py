@@ -1,0 +1,330 @@
+"""Client for VideoSDK's REST API: list, fetch and delete recordings, merge results, the webhook key.
+
+Auth is a short-lived HS256 JWT sent raw in ``Authorization`` (no "Bearer"), minted from the API key
+and the secret in ``VIDEOSDK_SECRET_KEY``. 429/5xx, timeouts and connection errors are retried with
+exponential backoff and full jitter (Retry-After honoured); other failures raise at once. Errors
+carry a stable ``code`` and ``retryable`` and name the method and path only: never the query string,
+the token, the secret or the Authorization header.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+import jwt
+
+log = logging.getLogger(__name__)
+
+TOKEN_LIFETIME = 600  # seconds
+TOKEN_MARGIN = 60  # mint a new token this long before the old one expires, so it never expires in flight
+MAX_DELAY = 60.0  # cap for both Retry-After and the backoff ceiling: a worker should not sleep for hours
+
+
+class VideoSDKError(Exception):
+    """``code``: unauthorized, forbidden, missing_credentials, not_found, rate_limited, http_status,
+    timeout, connection, bad_response. ``retryable`` is True for rate_limited, 5xx, timeout, connection."""
+
+    def __init__(self, message: str, code: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+class VideoSDKAuthError(VideoSDKError):
+    """Credentials missing or refused (401/403); retrying with the same credentials cannot help."""
+
+
+@dataclass(frozen=True)
+class RecordingInfo:
+    id: str  # "" only from merge_files when the payload carried no id
+    room_id: str  # "" when the payload did not say
+    session_id: str | None
+    file_path: str
+    file_url: str
+    size: int | None
+    created_at: datetime | None
+    file_type: str | None
+
+
+class _Unusable(Exception):
+    """An item lacks a field we cannot do without; the argument names the field."""
+
+
+class VideoSDKClient:
+    """Thread-safe; close() (or ``with``) releases the connection pool if the client created it."""
+
+    def __init__(self, api_base: str, *, api_key: str | None = None, secret: str | None = None,
+                 timeout: float = 30.0, max_attempts: int = 5, backoff: float = 0.5,
+                 sleep: Callable[[float], None] = time.sleep, client: httpx.Client | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.api_base = api_base.rstrip("/")
+        self.api_key, self._secret = api_key or None, secret or None
+        self.max_attempts, self.backoff = max_attempts, backoff
+        self._sleep, self._clock = sleep, clock
+        self._owns_client = client is None
+        # no redirects: the API has none, and following one would carry the token somewhere unplanned
+        self._http = client or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
+        self._timeout = httpx.Timeout(timeout)
+        self._lock = threading.Lock()
+        self._token: tuple[str, float] | None = None  # (jwt, exp)
+        self._random = random.Random()
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> VideoSDKClient:
+        sdk = settings.videosdk
+        return cls(sdk.api_base, api_key=sdk.api_key, secret=os.environ.get("VIDEOSDK_SECRET_KEY"),
+                   timeout=sdk.timeout)
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._http.close()
+
+    def __enter__(self) -> VideoSDKClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:  # the default would be harmless today; this keeps the secret out for good
+        return f"VideoSDKClient({self.api_base!r}, api_key={self.api_key!r})"
+
+    def token(self) -> str:
+        if not self.api_key or not self._secret:
+            raise VideoSDKAuthError("api_key and VIDEOSDK_SECRET_KEY are required to call the VideoSDK REST API "
+                                    "(set videosdk.api_key and the VIDEOSDK_SECRET_KEY environment variable)",
+                                    "missing_credentials")
+        now = self._clock()
+        with self._lock:
+            if self._token is None or now >= self._token[1] - TOKEN_MARGIN:
+                iat = int(now)
+                payload = {"apikey": self.api_key, "permissions": ["allow_join"], "version": 2,
+                           "roles": ["crawler"], "iat": iat, "exp": iat + TOKEN_LIFETIME}
+                self._token = (jwt.encode(payload, self._secret, algorithm="HS256"), iat + TOKEN_LIFETIME)
+            return self._token[0]
+
+    def public_key(self) -> str:
+        where = "GET /public/rsa-public-key"
+        # the endpoint is public; the token is sent when we have one in case an account requires it
+        body = self._json("GET", "/public/rsa-public-key", auth=bool(self.api_key and self._secret))
+        pem = body.get("publicKey")
+        if not isinstance(pem, str) or not pem.strip():
+            raise VideoSDKError(f"{where}: response field 'publicKey' is missing or not a non-empty string",
+                                "bad_response")
+        return pem
+
+    def list_recordings(self, room_id: str, *, session_id: str | None = None,
+                        per_page: int = 20) -> Iterator[RecordingInfo]:
+        """Every recording of the room (and session), page by page.
+
+        Deleting while iterating shifts later pages under the cursor; collect first, then delete.
+        """
+        _check_id("room_id", room_id)
+        if session_id is not None:
+            _check_id("session_id", session_id)
+        if per_page < 1:
+            raise ValueError("per_page must be at least 1")
+        page = 1
+        while True:
+            params: dict[str, str | int] = {"roomId": room_id, "page": page, "perPage": per_page}
+            if session_id is not None:
+                params["sessionId"] = session_id
+            body = self._json("GET", "/recordings", params=params)
+            data, last_page = body.get("data"), _last_page(body)
+            if not isinstance(data, list):
+                raise VideoSDKError("GET /recordings: response field 'data' is not a list", "bad_response")
+            for index, item in enumerate(data):
+                try:
+                    yield _recording(item, room_fallback=room_id)
+                except _Unusable as exc:
+                    # one odd item (a recording still processing, say) must not stop the rest of the sync
+                    ident = item.get("id") if isinstance(item, Mapping) else None
+                    log.warning("skipping recording %r (page %d item %d): field %s missing or invalid",
+                                ident, page, index, exc)
+            if page >= last_page or not data:
+                return
+            page += 1
+
+    def get_recording(self, recording_id: str) -> RecordingInfo:
+        path = f"/recordings/{_segment('recording_id', recording_id)}"
+        body = self._json("GET", path)
+        try:
+            return _recording(body, room_fallback=None)
+        except _Unusable as exc:
+            raise VideoSDKError(f"GET {path}: response field '{exc}' is missing or invalid", "bad_response") from None
+
+    def delete_recording(self, recording_id: str) -> None:
+        self._send("DELETE", f"/recordings/{_segment('recording_id', recording_id)}")
+
+    def get_merge(self, merge_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/recordings/participant/merge/{_segment('merge_id', merge_id)}")
+
+    def _json(self, method: str, path: str, *, params: Mapping[str, str | int] | None = None,
+              auth: bool = True) -> dict[str, Any]:
+        response = self._send(method, path, params=params, auth=auth)
+        try:
+            body = response.json()
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError; their text would quote the body
+            raise VideoSDKError(f"{method} {path}: response body is not JSON", "bad_response") from None
+        if not isinstance(body, dict):
+            raise VideoSDKError(f"{method} {path}: response body is not a JSON object", "bad_response")
+        return body
+
+    def _send(self, method: str, path: str, *, params: Mapping[str, str | int] | None = None,
+              auth: bool = True) -> httpx.Response:
+        where = f"{method} {path}"
+        for attempt in range(1, self.max_attempts + 1):
+            headers = {"Authorization": self.token()} if auth else {}
+            retry_after: float | None = None
+            try:
+                response = self._http.request(method, self.api_base + path, params=params, headers=headers,
+                                              timeout=self._timeout)
+            except httpx.TimeoutException as exc:
+                error = VideoSDKError(f"{where}: timed out ({type(exc).__name__})", "timeout", retryable=True)
+            except httpx.TransportError as exc:
+                # `from None` everywhere: httpx exceptions hold the request, Authorization header included
+                error = VideoSDKError(f"{where}: connection failed: {str(exc) or type(exc).__name__}",
+                                      "connection", retryable=True)
+            else:
+                error = _status_error(response, where)
+                if error is None:
+                    return response
+                retry_after = _retry_after(response)
+            if not error.retryable or attempt == self.max_attempts:
+                if error.retryable and self.max_attempts > 1:
+                    error.args = (f"{error} (gave up after {attempt} attempts)",)
+                raise error from None
+            ceiling = min(MAX_DELAY, self.backoff * 2 ** (attempt - 1))
+            delay = retry_after if retry_after is not None else self._random.uniform(0, ceiling)
+            log.info("%s: %s; attempt %d of %d, retrying in %.2f s", where, error.code, attempt,
+                     self.max_attempts, delay)
+            self._sleep(delay)
+        raise AssertionError("unreachable")
+
+
+def _status_error(response: httpx.Response, where: str) -> VideoSDKError | None:
+    status = response.status_code
+    if 200 <= status < 300:
+        return None
+    if status in (401, 403):
+        return VideoSDKAuthError(f"{where}: HTTP {status} from VideoSDK; check api_key and VIDEOSDK_SECRET_KEY",
+                                 "unauthorized" if status == 401 else "forbidden")
+    if status == 404:
+        return VideoSDKError(f"{where}: HTTP 404", "not_found")
+    if status == 429:
+        return VideoSDKError(f"{where}: HTTP 429", "rate_limited", retryable=True)
+    return VideoSDKError(f"{where}: HTTP {status}", "http_status", retryable=status >= 500)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None  # an HTTP-date: rare enough that our own backoff is a fine substitute
+    if seconds is None or seconds != seconds or seconds < 0:  # absent, NaN or negative
+        return None
+    return min(seconds, MAX_DELAY)
+
+
+def _check_id(name: str, value: object) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string")
+
+
+def _segment(name: str, value: str) -> str:
+    _check_id(name, value)
+    if value in (".", ".."):
+        # dot segments are resolved away by URL normalisation: DELETE /recordings/.. would hit /v2
+        raise ValueError(f"{name} must not be {value!r}")
+    return quote(value, safe="")
+
+
+def _last_page(body: Mapping[str, Any]) -> int:
+    info = body.get("pageInfo")
+    if not isinstance(info, Mapping):
+        raise VideoSDKError("GET /recordings: response field 'pageInfo' is missing or not an object", "bad_response")
+    last = info.get("lastPage")
+    if not isinstance(last, int) or isinstance(last, bool) or last < 0:
+        raise VideoSDKError("GET /recordings: response field 'pageInfo.lastPage' is missing or not a "
+                            "non-negative integer", "bad_response")
+    return last
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _timestamp(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)  # the API speaks UTC
+
+
+def _recording(record: object, *, room_fallback: str | None, file: object = None,
+               require_id: bool = True) -> RecordingInfo:
+    """A list item (``file`` taken from record["file"]) or, for merge payloads, an explicit ``file`` mapping."""
+    if not isinstance(record, Mapping):
+        raise _Unusable("item")
+    ident = _text(record.get("id"))
+    if ident is None and require_id:
+        raise _Unusable("id")
+    if file is None:
+        file = record.get("file")
+    if not isinstance(file, Mapping):
+        raise _Unusable("file")
+    url = _text(file.get("fileUrl"))
+    if url is None:
+        raise _Unusable("file.fileUrl")
+    size = file.get("size")
+    file_type = file.get("type")
+    return RecordingInfo(
+        id=ident or "",
+        room_id=_text(record.get("roomId")) or _text(record.get("meetingId")) or room_fallback or "",
+        session_id=_text(record.get("sessionId")),
+        # fileUrl is the CDN origin plus filePath, so the URL's path stands in when filePath is absent
+        file_path=_text(file.get("filePath")) or urlsplit(url).path.lstrip("/"),
+        file_url=url,
+        size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
+        created_at=_timestamp(record.get("createdAt")) or _timestamp(file.get("createdAt")),
+        file_type=file_type if isinstance(file_type, str) else None,
+    )
+
+
+def merge_files(payload: Mapping[str, Any]) -> list[RecordingInfo]:
+    """The files a merge lookup produced; [] when the (undocumented) payload is not understood.
+
+    Accepted: a list item ``{"id", "roomId", "sessionId", "file": {...}}``; a flat
+    ``{"fileUrl", "filePath", "size", ...}``; either wrapped in ``{"data": ...}``, as one object or a list.
+    Entries without a usable fileUrl are left out. ``id`` is "" when the payload carries none.
+    """
+    if not isinstance(payload, Mapping):
+        return []
+    body = payload.get("data", payload)
+    entries = body if isinstance(body, list) else [body]
+    found: list[RecordingInfo] = []
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        nested = entry.get("file")
+        try:
+            found.append(_recording(entry, room_fallback=None, require_id=False,
+                                    file=nested if isinstance(nested, Mapping) else entry))
+        except _Unusable:
+            continue
+    return found

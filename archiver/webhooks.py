@@ -1,0 +1,93 @@
+"""What the receiver does with one POSTed body, free of any web framework:
+content type -> signature -> schema -> ledger + broker in one transaction -> an HTTP answer.
+
+Every 2xx means the event is in the ledger and its work is on the broker; anything that could not
+be made durable answers 503 so VideoSDK retries, and nothing is half-accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from archiver.config import Settings
+from archiver.events import EventValidationError, WebhookEvent, parse_event
+from archiver.intake import accept_event
+from archiver.ledger.store import Ledger
+from archiver.signature import KeyCache, SignatureError
+
+log = logging.getLogger("archiver.receiver")
+SIGNATURE_HEADER = "videosdk-signature"
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+    webhook_type: str = "-"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class WebhookIntake:
+    def __init__(self, settings: Settings, ledger: Ledger, *, publish_copies: Callable[[Sequence[int]], None],
+                 publish_merge: Callable[[int], None], keys: KeyCache | None) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.publish_copies = publish_copies
+        self.publish_merge = publish_merge
+        self.keys = keys
+        self.verify = settings.videosdk.verify_signatures
+        if not self.verify:
+            log.warning("webhook signatures are NOT verified (videosdk.verify_signatures = false): anyone who "
+                        "can reach the receiver can make it archive URLs; every event is recorded as unverified")
+
+    def handle(self, raw: bytes, headers: Mapping[str, str]) -> Answer:
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json" and not ctype.endswith("+json"):
+            return Answer(415, {"error": f"Content-Type must be application/json, got {ctype or 'none'}"})
+        if self.verify:
+            refused = self._check_signature(raw, headers.get(SIGNATURE_HEADER))
+            if refused is not None:
+                return refused
+        try:
+            event = parse_event(raw)
+        except EventValidationError as exc:
+            return Answer(400, {"error": "invalid webhook", "fields": exc.fields})
+        return self._accept(raw, event)
+
+    def _check_signature(self, raw: bytes, signature: str | None) -> Answer | None:
+        assert self.keys is not None
+        try:
+            self.keys.verify(raw, signature)
+        except SignatureError as exc:
+            if exc.reason == "no_key":
+                log.error("cannot verify webhooks: the VideoSDK public key is unavailable")
+                return Answer(503, {"error": "signature key unavailable; retry later"}, headers={"Retry-After": "30"})
+            return Answer(401, {"error": f"signature {exc.reason}"})
+        return None
+
+    def _accept(self, raw: bytes, event: WebhookEvent) -> Answer:
+        merge = event.webhook_type == "merge-recording-completed" and event.merge_id is not None
+        try:
+            _, accepted = accept_event(self.ledger, self.settings, raw, verified=self.verify, source="webhook",
+                                       event=event, publish=self.publish_copies,
+                                       on_new_event=self.publish_merge if merge else None)
+        except Exception as exc:  # broker or ledger could not take it: nothing was committed
+            log.error("event %s not accepted: %s: %s", event.webhook_type, type(exc).__name__, exc)
+            return Answer(503, {"error": "the event could not be recorded; retry later"}, event.webhook_type,
+                          {"Retry-After": "10"})
+        outcome = "duplicate" if accepted.duplicate else "accepted"
+        base = {"event_id": accepted.event_id, **({"duplicate": True} if accepted.duplicate else {})}
+        if event.files or merge:
+            log.info("event %s %s: %s, %d files, %d jobs", accepted.event_id, event.webhook_type, outcome,
+                     len(accepted.file_ids), len(accepted.job_ids))
+            files = [{"file_id": fid, "file_path": f.file_path} for fid, f in zip(accepted.file_ids, event.files,
+                                                                                  strict=True)]
+            return Answer(202, {**base, "files": files, "jobs": list(accepted.job_ids),
+                                **({"lookup": "merge"} if merge else {})}, event.webhook_type)
+        log.info("event %s %s: recorded, nothing to archive%s", accepted.event_id, event.webhook_type,
+                 " (recording failure)" if event.failure else "")
+        return Answer(200, {**base, "ignored": event.webhook_type, **({"failure": True} if event.failure else {})},
+                      event.webhook_type)

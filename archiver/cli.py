@@ -13,6 +13,7 @@ from typing import Any
 
 from archiver.config import ConfigError, Settings, load_settings
 from archiver.ledger.database import LedgerError, create_ledger_engine, upgrade
+from archiver.logs import configure_logging
 from archiver.runtime import Runtime
 from providers import ConfigurationError, open_provider
 
@@ -188,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.config:  # the worker pool, the Celery app and child processes read the same file
         os.environ["ARCHIVER_CONFIG"] = args.config
+    configure_logging()
     try:
         return int(args.func(args))
     except (ConfigError, ConfigurationError, LedgerError) as exc:

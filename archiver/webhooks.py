@@ -82,12 +82,14 @@ class WebhookIntake:
         base = {"event_id": accepted.event_id, **({"duplicate": True} if accepted.duplicate else {})}
         if event.files or merge:
             log.info("event %s %s: %s, %d files, %d jobs", accepted.event_id, event.webhook_type, outcome,
-                     len(accepted.file_ids), len(accepted.job_ids))
+                     len(accepted.file_ids), len(accepted.job_ids),
+                     extra={"event_id": accepted.event_id, "webhook_type": event.webhook_type, "status": 202})
             files = [{"file_id": fid, "file_path": f.file_path} for fid, f in zip(accepted.file_ids, event.files,
                                                                                   strict=True)]
             return Answer(202, {**base, "files": files, "jobs": list(accepted.job_ids),
                                 **({"lookup": "merge"} if merge else {})}, event.webhook_type)
         log.info("event %s %s: recorded, nothing to archive%s", accepted.event_id, event.webhook_type,
-                 " (recording failure)" if event.failure else "")
+                 " (recording failure)" if event.failure else "",
+                 extra={"event_id": accepted.event_id, "webhook_type": event.webhook_type, "status": 200})
         return Answer(200, {**base, "ignored": event.webhook_type, **({"failure": True} if event.failure else {})},
                       event.webhook_type)

@@ -75,8 +75,8 @@ class VideoSDKClient:
         self._sleep, self._clock = sleep, clock
         self._owns_client = client is None
         # no redirects: the API has none, and following one would carry the token somewhere unplanned
-        self._http = client or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
-        self._timeout = httpx.Timeout(timeout)
+        self._http = client or httpx.Client(follow_redirects=False)
+        self._timeout = httpx.Timeout(timeout)  # per request, so it applies to a caller's client too
         self._lock = threading.Lock()
         self._token: tuple[str, float] | None = None  # (jwt, exp)
         self._random = random.Random()
@@ -97,9 +97,6 @@ class VideoSDKClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self) -> str:  # the default would be harmless today; this keeps the secret out for good
-        return f"VideoSDKClient({self.api_base!r}, api_key={self.api_key!r})"
-
     def token(self) -> str:
         if not self.api_key or not self._secret:
             raise VideoSDKAuthError("api_key and VIDEOSDK_SECRET_KEY are required to call the VideoSDK REST API "
@@ -115,26 +112,26 @@ class VideoSDKClient:
             return self._token[0]
 
     def public_key(self) -> str:
-        where = "GET /public/rsa-public-key"
         # the endpoint is public; the token is sent when we have one in case an account requires it
         body = self._json("GET", "/public/rsa-public-key", auth=bool(self.api_key and self._secret))
         pem = body.get("publicKey")
         if not isinstance(pem, str) or not pem.strip():
-            raise VideoSDKError(f"{where}: response field 'publicKey' is missing or not a non-empty string",
+            raise VideoSDKError("GET /public/rsa-public-key: response field 'publicKey' is missing or not text",
                                 "bad_response")
         return pem
 
     def list_recordings(self, room_id: str, *, session_id: str | None = None,
                         per_page: int = 20) -> Iterator[RecordingInfo]:
-        """Every recording of the room (and session), page by page.
-
-        Deleting while iterating shifts later pages under the cursor; collect first, then delete.
-        """
+        """Every recording of the room (and session), page by page. Deleting while iterating shifts later
+        pages under the cursor: collect first, then delete."""
         _check_id("room_id", room_id)
         if session_id is not None:
             _check_id("session_id", session_id)
         if per_page < 1:
             raise ValueError("per_page must be at least 1")
+        return self._pages(room_id, session_id, per_page)  # a plain function, so bad arguments fail at the call
+
+    def _pages(self, room_id: str, session_id: str | None, per_page: int) -> Iterator[RecordingInfo]:
         page = 1
         while True:
             params: dict[str, str | int] = {"roomId": room_id, "page": page, "perPage": per_page}

@@ -122,7 +122,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class VideoSDKStandIn:
-    def __init__(self, api_key: str = "stand-in-api-key", secret: str = "stand-in-secret", *,
+    def __init__(self, api_key: str = "stand-in-api-key", secret: str = "stand-in-secret-0123456789abcdef0123", *,
                  key_format: Literal["pkcs1", "spki"] = "pkcs1") -> None:
         self.api_key, self.secret, self.key_format = api_key, secret, key_format
         self.port = free_port()
@@ -134,7 +134,9 @@ class VideoSDKStandIn:
         self.rotate_key()
         self._server = _Server(("127.0.0.1", self.port), _Handler)
         self._server.stand_in = self
-        self._thread = threading.Thread(target=self._server.serve_forever, name="videosdk-stand-in", daemon=True)
+        # a short poll interval: shutdown() waits for it, and every test starts and stops a stand-in
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="videosdk-stand-in",
+                                        daemon=True)
 
     def __enter__(self) -> VideoSDKStandIn:
         self._thread.start()

@@ -52,6 +52,7 @@ class VideoSDKSettings:
     verify_signatures: bool = True
     rooms: tuple[str, ...] = ()  # always reconciled, even when no webhook named them
     timeout: float = 30.0
+    key_refetch_seconds: float = 60.0  # after a mismatch, the key is fetched again at most this often
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
                                                    "base_delay": (int, float)}, problems)
     videosdk = _section(raw, "videosdk", VideoSDKSettings, {
         "api_base": str, "api_key": str, "webhook_public_key": str, "verify_signatures": bool, "rooms": list,
-        "timeout": (int, float)}, problems)
+        "timeout": (int, float), "key_refetch_seconds": (int, float)}, problems)
     receiver = _section(raw, "receiver", ReceiverSettings, {"host": str, "port": int, "path": str,
                                                             "max_body_bytes": int}, problems)
     if not receiver.path.startswith("/"):

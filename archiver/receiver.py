@@ -55,9 +55,10 @@ def key_cache(settings: Settings) -> KeyCache | None:
     def fetch() -> str:
         from archiver.videosdk_api import VideoSDKClient
 
-        return VideoSDKClient.from_settings(settings).public_key()
+        with VideoSDKClient.from_settings(settings) as client:
+            return client.public_key()
 
-    return KeyCache(fetch=fetch)
+    return KeyCache(fetch=fetch, min_refetch_seconds=settings.videosdk.key_refetch_seconds)
 
 
 def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,

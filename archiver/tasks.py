@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from celery import Task
 from celery.utils.log import get_task_logger
 
 from archiver.celery_app import app, publisher
 from archiver.copy_job import run_copy_job
 from archiver.intake import accept_event
+from archiver.merge import resolve_merge
 from archiver.runtime import get_runtime
+from archiver.videosdk_api import VideoSDKClient, VideoSDKError
 
 log = get_task_logger(__name__)
 # Intake publishes before its transaction commits; a worker can be faster than the commit.
@@ -44,3 +47,18 @@ def sweep_leases() -> list[int]:
     stale = runtime.ledger.stale_jobs(timedelta(seconds=runtime.settings.retry.max_delay + 300))
     publisher.copies(stale)
     return stale
+
+
+@app.task(name="archiver.resolve_merge", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=10)
+def resolve_merge_task(self: Task, event_id: int) -> list[int]:
+    """Look up a merged recording by id and archive its file(s); retried while VideoSDK is unavailable."""
+    runtime = get_runtime()
+    try:
+        with VideoSDKClient.from_settings(runtime.settings) as client:
+            accepted = resolve_merge(runtime, event_id, client, publisher.copies)
+    except VideoSDKError as exc:
+        if not exc.retryable:
+            log.error("merge lookup for event %s failed for good: %s", event_id, exc)
+            return []
+        raise self.retry(exc=exc, countdown=min(600, 30 * 2 ** self.request.retries)) from exc
+    return list(accepted.created)

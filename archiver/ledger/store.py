@@ -238,6 +238,10 @@ class Ledger:
                 and_(CopyJob.state == "pending", CopyJob.updated_at < now - pending_for)))))
 
     # ---- reading --------------------------------------------------------------------------------
+    def event_body(self, event_id: int) -> str | None:
+        with self.sessions() as db:
+            return db.scalar(select(Event.body).where(Event.id == event_id))
+
     def job(self, job_id: int) -> JobRecord | None:
         rows = self.jobs(job_ids=[job_id])
         return rows[0] if rows else None

@@ -11,6 +11,7 @@ import hashlib
 import json
 import mimetypes
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -64,7 +65,10 @@ class LeaseKeeper:
         self._thread.join()
 
 
-def run_copy_job(runtime: Runtime, job_id: int) -> JobOutcome:
+Progress = Callable[[JobRecord, int, int | None], None]  # job, bytes so far, total when known
+
+
+def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None) -> JobOutcome:
     worker = runtime.worker_id
     job = runtime.ledger.claim(job_id, worker, runtime.lease)
     if job is None and (current := runtime.ledger.job(job_id)) is not None and current.state == "pending":
@@ -80,7 +84,7 @@ def run_copy_job(runtime: Runtime, job_id: int) -> JobOutcome:
         return JobOutcome(job_id, "failed", error="unknown_destination")
     try:
         with LeaseKeeper(runtime, job_id, worker) as lease:
-            info, uploaded = _copy(runtime, job, destination, lease)
+            info, uploaded = _copy(runtime, job, destination, lease, progress)
             if destination.manifest:
                 _write_manifest(runtime.provider(destination), job, destination, info)
     except LeaseLost:
@@ -109,7 +113,8 @@ def _not_claimed(runtime: Runtime, job_id: int) -> JobOutcome:
     return JobOutcome(job_id, "skipped")  # done, failed for good, or waiting for its own retry
 
 
-def _copy(runtime: Runtime, job: JobRecord, dest: Destination, lease: LeaseKeeper) -> tuple[ObjectInfo, bool]:
+def _copy(runtime: Runtime, job: JobRecord, dest: Destination, lease: LeaseKeeper,
+          progress: Progress | None) -> tuple[ObjectInfo, bool]:
     assert job.object_key is not None
     provider = runtime.provider(dest)
     # We hold the lease: any unfinished upload to this key is a dead attempt's leftover.
@@ -120,14 +125,14 @@ def _copy(runtime: Runtime, job: JobRecord, dest: Destination, lease: LeaseKeepe
             return _adopt_or_conflict(runtime, provider, job, existing), False
     for _ in range(MAX_SOURCE_RESTARTS):
         try:
-            return _stream(runtime, provider, job, dest, lease), True
+            return _stream(runtime, provider, job, dest, lease, progress), True
         except SourceChanged:
             continue  # the writer aborted on the way out; start both sides again from byte 0
     raise SourceChanged(f"source changed {MAX_SOURCE_RESTARTS} times during the copy", code="source_changed")
 
 
 def _stream(runtime: Runtime, provider: StorageProvider, job: JobRecord, dest: Destination,
-            lease: LeaseKeeper) -> ObjectInfo:
+            lease: LeaseKeeper, progress: Progress | None) -> ObjectInfo:
     assert job.object_key is not None
     with open_source(job.source_url, runtime.source_policy) as source:
         # Underscored names: Azure accepts only identifier-like metadata names.
@@ -144,6 +149,8 @@ def _stream(runtime: Runtime, provider: StorageProvider, job: JobRecord, dest: D
             while n := source.readinto(view):
                 writer.write(view[:n])
                 lease.check()
+                if progress is not None:
+                    progress(job, writer.bytes_written, source.size)
             if not runtime.ledger.record_intent(job.job_id, runtime.worker_id, writer.bytes_written,
                                                 writer.sha256_hex):
                 raise LeaseLost(f"job {job.job_id}: lease lost before commit")

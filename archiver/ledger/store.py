@@ -224,8 +224,9 @@ class Ledger:
                 query = query.where(CopyJob.id.in_(list(job_ids)))
             ids = list(db.scalars(query))
             if ids:
+                # A fresh attempt budget; every earlier attempt stays in job_attempts.
                 db.execute(update(CopyJob).where(CopyJob.id.in_(ids))
-                           .values(state="pending", updated_at=utcnow(), finished_at=None))
+                           .values(state="pending", attempts=0, updated_at=utcnow(), finished_at=None))
             return ids
 
     def stale_jobs(self, pending_for: timedelta) -> list[int]:

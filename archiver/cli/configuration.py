@@ -1,0 +1,55 @@
+"""config show (effective settings, secrets redacted) and config validate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from typing import Any
+
+from archiver.cli.common import OK, settings_of
+from archiver.config import Settings
+
+
+def _hide_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy understands (e.g. amqp://): mask user:pass@ by hand
+        scheme, sep, rest = url.partition("://")
+        return f"{scheme}{sep}***@{rest.split('@', 1)[1]}" if "@" in rest else url
+
+
+def effective(settings: Settings) -> dict[str, Any]:
+    data = asdict(settings)
+    data["broker_url"] = _hide_password(settings.broker_url)
+    data["database_url"] = _hide_password(settings.database_url)
+    data["destinations"] = [{"name": d.name, "url": d.url, "events": sorted(d.events) if d.events else None,
+                             "manifest": d.manifest, "overwrite": d.overwrite,
+                             "provider": repr(d.open())}  # the provider's repr redacts every secret
+                            for d in settings.destinations]
+    return data
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    print(json.dumps(effective(settings_of(args)), indent=2, default=str))
+    return OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    settings = settings_of(args)  # raises ConfigError listing every problem: exit 2
+    for dest in settings.destinations:
+        dest.open()
+    print(f"{settings.origin}: valid; {len(settings.destinations)} destination(s): "
+          f"{', '.join(d.name for d in settings.destinations)}")
+    return OK
+
+
+def register(verbs: Any) -> None:
+    config = verbs.add_parser("config", help="show or validate the configuration")
+    sub = config.add_subparsers(dest="config_verb", required=True, metavar="CONFIG_VERB")
+    show = sub.add_parser("show", help="print the effective settings (file + ARCHIVER_* variables), secrets redacted")
+    show.set_defaults(func=cmd_show)
+    validate = sub.add_parser("validate", help="check the configuration; exit 2 listing every problem")
+    validate.set_defaults(func=cmd_validate)

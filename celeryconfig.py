@@ -16,6 +16,23 @@ from archiver.limits import ceiling
 QUEUES = ("events", "archive", "maintenance")
 
 
+def transport_options(broker_url: str, vt: int) -> dict[str, Any]:
+    """Options for the broker's transport, which passes them on (the SQLAlchemy transport hands them
+    all to create_engine, so Redis's options must not reach it)."""
+    if broker_url.startswith(("redis://", "rediss://", "sentinel://")):
+        return {
+            "visibility_timeout": vt,
+            # kombu scans for abandoned messages every interval x throttle seconds, 100 s by default
+            # whatever the timeout; tie the scan to the timeout instead.
+            "unacked_restore_interval": max(1, min(60, vt // 10)),
+            "unacked_restore_throttle": 1,
+        }
+    if broker_url.startswith("sqla+sqlite"):
+        # Several processes poll one SQLite file: wait for its lock instead of failing at once.
+        return {"connect_args": {"timeout": 30}}
+    return {}  # AMQP redelivers unacknowledged messages when the consumer's connection drops
+
+
 def build(settings: Settings) -> dict[str, Any]:
     vt = settings.visibility_timeout
     hard = ceiling(vt)
@@ -48,13 +65,7 @@ def build(settings: Settings) -> dict[str, Any]:
         # Redis redelivers unacknowledged tasks after visibility_timeout; every place Celery reads it
         # agrees, and no task may run longer (see archiver.limits).
         "visibility_timeout": vt,
-        "broker_transport_options": {
-            "visibility_timeout": vt,
-            # kombu scans for abandoned messages every interval x throttle seconds, 100 s by default
-            # whatever the timeout; tie the scan to the timeout instead.
-            "unacked_restore_interval": max(1, min(60, vt // 10)),
-            "unacked_restore_throttle": 1,
-        },
+        "broker_transport_options": transport_options(settings.broker_url, vt),
         "result_backend_transport_options": {"visibility_timeout": vt},
         "task_time_limit": hard,
         "task_soft_time_limit": hard - min(30, hard // 10),

@@ -34,6 +34,8 @@ class JobOutcome:
     retry_in: float | None = None
     error: str | None = None
     uploaded: bool = False  # False when an identical object was already there
+    destination: str | None = None
+    bytes: int | None = None
 
 
 class LeaseKeeper:
@@ -96,9 +98,10 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
         delay = backoff_seconds(job.attempts, base=runtime.settings.retry.base_delay,
                                 cap=runtime.settings.retry.max_delay) if retrying else None
         return JobOutcome(job_id, "pending" if retrying else "failed", retry_in=delay,
-                          error=f"{failure.code}: {failure.message}")
+                          error=f"{failure.code}: {failure.message}", destination=job.destination)
     runtime.ledger.succeed(job_id, worker, size=info.size, sha256=info.checksums["sha256"], etag=info.etag)
-    return JobOutcome(job_id, "succeeded", uploaded=uploaded)
+    return JobOutcome(job_id, "succeeded", uploaded=uploaded, destination=job.destination,
+                      bytes=info.size if uploaded else None)
 
 
 def _not_claimed(runtime: Runtime, job_id: int) -> JobOutcome:

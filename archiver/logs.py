@@ -30,5 +30,5 @@ def configure_logging(level: int = logging.INFO, *, json_lines: bool | None = No
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Third-party request logs would print URLs with signed query strings; keep them at warning.
-    for noisy in ("httpx", "httpcore", "botocore", "urllib3", "azure", "google"):
+    for noisy in ("httpx", "httpcore", "botocore", "urllib3", "azure", "google", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

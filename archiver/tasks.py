@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from celery import Task
@@ -11,6 +12,7 @@ from archiver.celery_app import app, publisher
 from archiver.copy_job import run_copy_job
 from archiver.intake import accept_event
 from archiver.merge import resolve_merge
+from archiver.metrics import IN_FLIGHT, observe_copy
 from archiver.runtime import get_runtime
 from archiver.videosdk_api import VideoSDKClient, VideoSDKError
 
@@ -21,7 +23,12 @@ MISSING_RETRIES, MISSING_DELAY = 5, 2.0
 
 @app.task(name="archiver.copy_file", acks_late=True, reject_on_worker_lost=True)
 def copy_file(job_id: int, missing_retries: int = 0) -> str:
-    outcome = run_copy_job(get_runtime(), job_id)
+    started = time.monotonic()
+    with IN_FLIGHT.track_inprogress():
+        outcome = run_copy_job(get_runtime(), job_id)
+    if outcome.destination is not None:  # it ran (not skipped, busy or missing)
+        observe_copy(outcome.destination, outcome.state, time.monotonic() - started, outcome.bytes,
+                     (outcome.error or "").split(":")[0] or None)
     log.info("job %s: %s%s", job_id, outcome.state, f" ({outcome.error})" if outcome.error else "")
     if outcome.retry_in is not None:
         publisher.copies([job_id], countdown=outcome.retry_in)

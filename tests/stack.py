@@ -77,13 +77,18 @@ class Stack:
     def ledger(self) -> Ledger:
         return Ledger(create_ledger_engine(self.database_url))
 
-    def start_worker(self, concurrency: int = 2, queues: tuple[str, ...] = QUEUES) -> Worker:
+    def start_worker(self, concurrency: int = 2, queues: tuple[str, ...] = QUEUES,
+                     metrics_port: int | None = None) -> Worker:
+        """A worker as operators run it (`archiver worker`) when metrics are wanted, else celery's own CLI."""
         n = len(self.workers)
         log = self.root / f"worker{n}.log"
+        argv = ([sys.executable, "-m", "archiver.cli", "worker", "--concurrency", str(concurrency),
+                 "--metrics-port", str(metrics_port)] if metrics_port else
+                [sys.executable, "-m", "celery", "-A", "archiver.celery_app", "worker", "-Q", ",".join(queues),
+                 "-c", str(concurrency), "-n", f"w{n}-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
+                 "--without-heartbeat", "-l", "INFO"])
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "archiver.celery_app", "worker", "-Q", ",".join(queues),
-             "-c", str(concurrency), "-n", f"w{n}-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
-             "--without-heartbeat", "-l", "INFO"],
+            argv,
             cwd=ROOT, env={**os.environ, **self.env}, stdout=log.open("wb"), stderr=subprocess.STDOUT,
             start_new_session=True)
         worker = Worker(proc, log)

@@ -19,7 +19,7 @@ from archiver.logs import configure_logging
 from providers import ConfigurationError
 
 # One module per group of verbs; each has register(verbs).
-VERB_MODULES = ("service", "jobs", "storage", "configuration")
+VERB_MODULES = ("service", "jobs", "storage", "configuration", "demo")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,32 @@
+"""Prometheus metrics of the workers. Multiprocess-safe: with PROMETHEUS_MULTIPROC_DIR set (by
+`archiver worker --metrics-port`) every pool process writes its own files and the main process
+serves their sum."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
+
+COPIES = Counter("archiver_copies", "Copy attempts by destination and outcome", ["destination", "outcome"])
+BYTES = Counter("archiver_copied_bytes", "Bytes written to destinations", ["destination"])
+DURATION = Histogram("archiver_copy_seconds", "Duration of a copy attempt", ["destination"],
+                     buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600))
+RETRIES = Counter("archiver_copy_retries", "Copy attempts that will be retried", ["destination", "reason"])
+IN_FLIGHT = Gauge("archiver_copies_in_flight", "Copies running now", multiprocess_mode="livesum")
+RECONCILE_FINDS = Counter("archiver_reconcile_finds", "What reconcile found that webhooks missed", ["kind"])
+
+
+def serve_worker_metrics(port: int) -> None:
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, registry=registry)
+
+
+def observe_copy(destination: str | None, outcome: str, seconds: float, size: int | None,
+                 reason: str | None = None) -> None:
+    label = destination or "-"
+    COPIES.labels(label, outcome).inc()
+    DURATION.labels(label).observe(seconds)
+    if size:
+        BYTES.labels(label).inc(size)
+    if outcome == "pending":
+        RETRIES.labels(label, reason or "-").inc()

@@ -61,6 +61,9 @@ def build(settings: Settings) -> dict[str, Any]:
             "archiver.resolve_merge": {"queue": "events", "routing_key": "events"},
             "archiver.copy_file": {"queue": "archive", "routing_key": "archive"},
             "archiver.sweep_leases": {"queue": "maintenance", "routing_key": "maintenance"},
+            "archiver.reconcile": {"queue": "maintenance", "routing_key": "maintenance"},
+            "archiver.prune": {"queue": "maintenance", "routing_key": "maintenance"},
+            "archiver.verify": {"queue": "maintenance", "routing_key": "maintenance"},
         },
         # Redis redelivers unacknowledged tasks after visibility_timeout; every place Celery reads it
         # agrees, and no task may run longer (see archiver.limits).
@@ -69,14 +72,30 @@ def build(settings: Settings) -> dict[str, Any]:
         "result_backend_transport_options": {"visibility_timeout": vt},
         "task_time_limit": hard,
         "task_soft_time_limit": hard - min(30, hard // 10),
-        # SIGTERM: stop taking tasks and let the copy in flight finish; if it cannot within this
-        # many seconds it is interrupted, its writer aborts, and (acks_late) the task is re-queued.
+        # SIGTERM is Celery's warm shutdown: no new tasks, the copy in flight runs to its end. A
+        # second signal or SIGQUIT is the soft shutdown: the copy gets this many seconds, then it is
+        # interrupted, its writer aborts, and (acks_late) the task goes back to the queue.
         "worker_soft_shutdown_timeout": 60.0,
         "worker_enable_soft_shutdown_on_idle": True,
         "beat_schedule": {
             "sweep-stale-jobs": {"task": "archiver.sweep_leases", "schedule": 300.0},
+            **sync_schedule(settings),
         },
     }
+
+
+
+def sync_schedule(settings: Settings) -> dict[str, Any]:
+    """Reconcile every [reconcile] interval_minutes (0: never); prune hourly, only when retention is on."""
+    schedule: dict[str, Any] = {}
+    if settings.reconcile.interval_minutes > 0:
+        schedule["reconcile-videosdk"] = {"task": "archiver.reconcile",
+                                          "schedule": settings.reconcile.interval_minutes * 60.0}
+    if settings.retention.delete_from_videosdk != "off":
+        # Retention deletes only copies that verify confirmed, so verification runs on a schedule too.
+        schedule["verify-copies"] = {"task": "archiver.verify", "schedule": 3600.0}
+        schedule["prune-videosdk"] = {"task": "archiver.prune", "schedule": 3600.0}
+    return schedule
 
 
 globals().update(build(load_settings()))

@@ -45,6 +45,21 @@ class RetrySettings:
 
 
 @dataclass(frozen=True)
+class ReconcileSettings:
+    interval_minutes: float = 15.0  # how often beat runs `archiver.reconcile`; 0 turns the schedule off
+    window_hours: float = 48.0  # rooms seen in the ledger this recently are listed again
+
+
+RETENTION_MODES = ("off", "after-verified")
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    # Deleting from VideoSDK cannot be undone, so it is opt-in and only after every copy verified.
+    delete_from_videosdk: str = "off"
+
+
+@dataclass(frozen=True)
 class VideoSDKSettings:
     api_base: str = "https://api.videosdk.live/v2"
     api_key: str | None = None  # the secret comes only from VIDEOSDK_SECRET_KEY
@@ -71,6 +86,8 @@ class Settings:
     lease_seconds: int = 60  # a dead worker's job is taken over this long after its last heartbeat
     source: SourceSettings = SourceSettings()
     retry: RetrySettings = RetrySettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
+    retention: RetentionSettings = RetentionSettings()
     videosdk: VideoSDKSettings = VideoSDKSettings()
     receiver: ReceiverSettings = ReceiverSettings()
     destinations: tuple[Destination, ...] = ()
@@ -108,11 +125,16 @@ ENVIRONMENT: dict[tuple[str | None, str], tuple[str, Callable[[str], Any]]] = {
     ("retry", "max_attempts"): ("ARCHIVER_RETRY_MAX_ATTEMPTS", int),
     ("retry", "max_delay"): ("ARCHIVER_RETRY_MAX_DELAY", float),
     ("retry", "base_delay"): ("ARCHIVER_RETRY_BASE_DELAY", float),
+    ("reconcile", "interval_minutes"): ("ARCHIVER_RECONCILE_INTERVAL_MINUTES", float),
+    ("reconcile", "window_hours"): ("ARCHIVER_RECONCILE_WINDOW_HOURS", float),
+    ("retention", "delete_from_videosdk"): ("ARCHIVER_RETENTION_DELETE_FROM_VIDEOSDK", str),
     ("videosdk", "api_base"): ("ARCHIVER_VIDEOSDK_API_BASE", str),
     ("videosdk", "api_key"): ("ARCHIVER_VIDEOSDK_API_KEY", str),
     ("videosdk", "webhook_public_key"): ("ARCHIVER_VIDEOSDK_WEBHOOK_PUBLIC_KEY", str),
     ("videosdk", "verify_signatures"): ("ARCHIVER_VERIFY_SIGNATURES", _bool),
     ("videosdk", "rooms"): ("ARCHIVER_VIDEOSDK_ROOMS", _hosts),
+    ("videosdk", "timeout"): ("ARCHIVER_VIDEOSDK_TIMEOUT", float),
+    ("videosdk", "key_refetch_seconds"): ("ARCHIVER_VIDEOSDK_KEY_REFETCH_SECONDS", float),
     ("receiver", "host"): ("ARCHIVER_RECEIVER_HOST", str),
     ("receiver", "port"): ("ARCHIVER_RECEIVER_PORT", int),
     ("receiver", "path"): ("ARCHIVER_RECEIVER_PATH", str),
@@ -160,7 +182,7 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
 
 def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
     known = {"broker_url", "database_url", "visibility_timeout", "lease_seconds", "source", "retry", "videosdk",
-             "receiver", "destinations"}
+             "receiver", "destinations", "reconcile", "retention"}
     problems += [f"{key}: unknown setting (known: {', '.join(sorted(known))})" for key in raw if key not in known]
     top = {k: _typed(raw, k, t, k, problems) for k, t in
            (("broker_url", str), ("database_url", str), ("visibility_timeout", int), ("lease_seconds", int))}
@@ -172,6 +194,16 @@ def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
                                                       "allow_http": bool, "allowed_networks": list}, problems)
     retry = _section(raw, "retry", RetrySettings, {"max_attempts": int, "max_delay": (int, float),
                                                    "base_delay": (int, float)}, problems)
+    reconcile = _section(raw, "reconcile", ReconcileSettings, {"interval_minutes": (int, float),
+                                                               "window_hours": (int, float)}, problems)
+    if reconcile.interval_minutes < 0:
+        problems.append("reconcile.interval_minutes: must be 0 (no schedule) or more")
+    if reconcile.window_hours <= 0:
+        problems.append("reconcile.window_hours: must be more than 0")
+    retention = _section(raw, "retention", RetentionSettings, {"delete_from_videosdk": str}, problems)
+    if retention.delete_from_videosdk not in RETENTION_MODES:
+        problems.append(f"retention.delete_from_videosdk: must be one of {', '.join(map(repr, RETENTION_MODES))}, "
+                        f"got {retention.delete_from_videosdk!r}")
     videosdk = _section(raw, "videosdk", VideoSDKSettings, {
         "api_base": str, "api_key": str, "webhook_public_key": str, "verify_signatures": bool, "rooms": list,
         "timeout": (int, float), "key_refetch_seconds": (int, float)}, problems)
@@ -192,7 +224,8 @@ def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
     problems += [f"destinations: name {n!r} is used more than once" for n in sorted({n for n in names
                                                                                     if names.count(n) > 1})]
     return Settings(**{k: v for k, v in top.items() if v is not None}, source=source, retry=retry,
-                    videosdk=videosdk, receiver=receiver, destinations=tuple(destinations), origin=origin)
+                    reconcile=reconcile, retention=retention, videosdk=videosdk, receiver=receiver,
+                    destinations=tuple(destinations), origin=origin)
 
 
 def _typed(table: Mapping[str, Any], key: str, kind: Any, where: str, problems: list[str]) -> Any:

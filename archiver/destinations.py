@@ -11,6 +11,8 @@ from archiver.templates import PathTemplate, TemplateError, parse_template
 from providers import ConfigurationError, StorageProvider, open_provider, provider_class, split_url
 from providers.options import COMMON_OPTIONS
 
+ARCHIVABLE_TYPES = frozenset({"recording-stopped", "participant-recording-stopped",
+                              "participant-track-recording-stopped", "merge-recording-completed"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _DESTINATION_KEYS = {"name", "url", "events", "manifest", "overwrite"}
 
@@ -63,6 +65,12 @@ def parse_destination(index: int, table: Any, problems: list[str]) -> Destinatio
     events = table.get("events")
     if events is not None and not (isinstance(events, list) and all(isinstance(e, str) for e in events)):
         problems.append(f"{where}.events: must be a list of webhook types")
+    elif events is not None:
+        # A misspelt type would silently match nothing: only types that carry files make sense here.
+        unknown = [e for e in events if e not in ARCHIVABLE_TYPES]
+        if unknown:
+            problems.append(f"{where}.events: {', '.join(map(repr, unknown))} never carries a file; use "
+                            f"{', '.join(sorted(ARCHIVABLE_TYPES))}")
     for flag in ("manifest", "overwrite"):
         if flag in table and not isinstance(table[flag], bool):
             problems.append(f"{where}.{flag}: must be true or false")

@@ -40,9 +40,13 @@ def copy_file(job_id: int, missing_retries: int = 0) -> str:
 @app.task(name="archiver.accept_event", acks_late=True, reject_on_worker_lost=True)
 def accept_event_task(body: str, source: str = "replay", verified: bool = False) -> list[int]:
     """Record a saved webhook body as if it had just arrived (duplicates add nothing)."""
+    from archiver.events import parse_event
+
     runtime = get_runtime()
+    event = parse_event(body)
+    merge = publisher.merge_lookup if event.merge_id and event.webhook_type == "merge-recording-completed" else None
     _, accepted = accept_event(runtime.ledger, runtime.settings, body, verified=verified, source=source,
-                               publish=publisher.copies)
+                               event=event, publish=publisher.copies, on_new_event=merge)
     return list(accepted.created)
 
 
@@ -69,3 +73,46 @@ def resolve_merge_task(self: Task, event_id: int) -> list[int]:
             return []
         raise self.retry(exc=exc, countdown=min(600, 30 * 2 ** self.request.retries)) from exc
     return list(accepted.created)
+
+
+@app.task(name="archiver.reconcile")
+def reconcile_task() -> dict[str, object]:
+    """Beat, every [reconcile] interval_minutes: archive what VideoSDK lists and no webhook announced."""
+    from archiver.reconcile import reconcile, window
+
+    runtime = get_runtime()
+    with VideoSDKClient.from_settings(runtime.settings) as client:
+        report = reconcile(runtime.ledger, runtime.settings, client, publisher.copies,
+                           since=window(runtime.settings))
+    summary = {k: v for k, v in report.to_json().items() if k != "rooms"}
+    errors = {r.room: r.error for r in report.rooms if r.error}
+    (log.warning if report.found_anything else log.info)("reconcile: %s%s", summary,
+                                                         f"; failed rooms: {errors}" if errors else "")
+    return summary
+
+
+@app.task(name="archiver.prune")
+def prune_task() -> dict[str, int]:
+    """Beat, hourly when [retention] is on: delete recordings from VideoSDK whose copies all verified."""
+    from archiver.retention import enabled, prune
+
+    runtime = get_runtime()
+    if not enabled(runtime.settings):  # scheduled before the setting changed: do nothing
+        return {}
+    with VideoSDKClient.from_settings(runtime.settings) as client:
+        decisions = prune(runtime.ledger, runtime.settings, client)
+    counts: dict[str, int] = {}
+    for decision in decisions:
+        counts[decision.action] = counts.get(decision.action, 0) + 1
+    (log.warning if counts.get("failed") else log.info)("prune: %s", counts)
+    return counts
+
+
+@app.task(name="archiver.verify")
+def verify_task() -> dict[str, int]:
+    """Beat, hourly when [retention] is on: stat each recent copy and record the verdict (prune needs it)."""
+    from archiver.reconcile import window
+    from archiver.verification import problems, verify_copies
+
+    verdicts = verify_copies(get_runtime(), since=window(get_runtime().settings))
+    return {"verified": len(verdicts), "problems": problems(verdicts)}

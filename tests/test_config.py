@@ -133,3 +133,10 @@ def test_missing_and_malformed_files_are_clear(tmp_path: Path) -> None:
 ])
 def test_destination_url_splits_into_provider_and_template(url: str, provider: str, template: str) -> None:
     assert split_destination_url(url) == (provider, template)
+
+
+def test_a_misspelt_events_filter_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[destinations]]\nname = "a"\nurl = "file:///srv/{meetingId}/"\n'
+                           'events = ["recording-stoped", "recording-stopped"]\n')
+    with pytest.raises(ConfigError, match=r"destinations\[0\]\.events: 'recording-stoped' never carries a file"):
+        load_settings(path, environ={})

@@ -146,3 +146,15 @@ def test_a_template_error_is_a_visible_failed_job(ledger: Ledger) -> None:
     assert accepted.created == ()
     job = ledger.job(accepted.job_ids[0])
     assert job is not None and (job.state, job.error_code) == ("failed", "template")
+
+
+def test_retry_re_runs_a_copy_verify_found_missing_but_no_other_succeeded_copy(ledger: Ledger) -> None:
+    missing, intact = accept(ledger).created
+    for job_id in (missing, intact):
+        ledger.claim(job_id, "w", LEASE)
+        ledger.succeed(job_id, "w", size=5, sha256="a" * 64, etag="e")
+    ledger.flag_copy(missing, "verify_missing", "the object is gone")
+    assert ledger.requeue(failed=True) == [missing]
+    assert ledger.requeue([intact]) == []
+    job = ledger.job(missing)
+    assert job is not None and (job.state, job.sha256, job.error_code) == ("pending", None, None)

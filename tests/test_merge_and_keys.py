@@ -100,3 +100,26 @@ def test_a_merge_payload_without_a_file_is_reported(tmp_path: Path, sdk: VideoSD
     event_id = record_merge_event(runtime, "m-2")
     with pytest.raises(MergeNotUnderstood, match="names no file"):
         resolve_merge(runtime, event_id, VideoSDKClient(sdk.api_base, api_key=KEY, secret=SECRET), lambda ids: None)
+
+
+def test_a_replayed_merge_event_starts_its_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  sdk: VideoSDKStandIn) -> None:
+    import archiver.tasks as tasks
+
+    runtime = merge_runtime(tmp_path, sdk.api_base)
+    published: list[tuple[str, object]] = []
+
+    class Recorder:
+        def copies(self, ids: object) -> None:
+            published.append(("copies", list(ids)))  # type: ignore[call-overload]
+
+        def merge_lookup(self, event_id: int) -> None:
+            published.append(("merge", event_id))
+
+    monkeypatch.setattr(tasks, "publisher", Recorder())
+    monkeypatch.setattr(tasks, "get_runtime", lambda: runtime)
+    body = json.dumps({"webhookType": "merge-recording-completed",
+                       "data": {"id": "m-9", "meetingId": "room-9", "sessionId": "s9"}})
+    tasks.accept_event_task.run(body)
+    tasks.accept_event_task.run(body)  # a duplicate replay adds nothing
+    assert [kind for kind, _ in published] == ["merge"]

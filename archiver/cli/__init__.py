@@ -19,7 +19,7 @@ from archiver.logs import configure_logging
 from providers import ConfigurationError
 
 # One module per group of verbs; each has register(verbs).
-VERB_MODULES = ("service", "jobs", "storage", "configuration", "demo")
+VERB_MODULES = ("service", "jobs", "storage", "configuration", "demo", "sync")
 
 
 class _Parser(argparse.ArgumentParser):

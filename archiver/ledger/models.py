@@ -47,6 +47,9 @@ class RecordingFile(Base):
     recording_id: Mapped[str | None] = mapped_column(String(100), index=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Set once retention deleted the recording from VideoSDK (or found it already gone): it is then
+    # never considered again. The history of attempts is in `deletions`.
+    deleted_from_videosdk_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class CopyJob(Base):
@@ -87,3 +90,16 @@ class JobAttempt(Base):
     error_code: Mapped[str | None] = mapped_column(String(100))
     error_message: Mapped[str | None] = mapped_column(Text)
     bytes: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Deletion(Base):
+    """One attempt by retention to delete a recording from VideoSDK (dry runs are not recorded)."""
+
+    __tablename__ = "deletions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("recording_files.id"), index=True)
+    recording_id: Mapped[str] = mapped_column(String(100), index=True)
+    attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str] = mapped_column(String(20))  # deleted | already_gone | failed
+    detail: Mapped[str | None] = mapped_column(Text)

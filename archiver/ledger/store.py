@@ -4,8 +4,7 @@ a job, and a duplicate event can never create a second job (unique constraints +
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, or_, select, update
@@ -13,79 +12,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .database import session_factory
-from .models import NONE, CopyJob, Event, JobAttempt, RecordingFile
+from .models import NONE, CopyJob, Deletion, Event, JobAttempt, RecordingFile
+from .records import (
+    VERIFY_CODES,
+    Accepted,
+    CopyState,
+    FileRecord,
+    JobRecord,
+    NewFile,
+    NewJob,
+    _aware,
+    job_record,
+    utcnow,
+)
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes even for timezone=True columns; they were stored as UTC.
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
-@dataclass(frozen=True)
-class NewFile:
-    meeting_id: str
-    session_id: str
-    participant_id: str | None
-    kind: str | None
-    file_path: str
-    source_url: str
-    webhook_type: str
-    recording_id: str | None = None
-    size: int | None = None
-
-
-@dataclass(frozen=True)
-class NewJob:
-    """A job to create for a file: its destination and rendered key, or why the key could not be made."""
-
-    destination: str
-    object_key: str | None
-    error: str | None = None  # a template render error fails the job at once, visibly
-
-
-@dataclass(frozen=True)
-class Accepted:
-    event_id: int
-    duplicate: bool
-    file_ids: tuple[int, ...]
-    job_ids: tuple[int, ...]  # every job of the event's files, new or not
-    created: tuple[int, ...]  # the pending jobs this call created (what was published)
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    job_id: int
-    destination: str
-    state: str
-    attempts: int
-    object_key: str | None
-    bytes: int | None
-    sha256: str | None
-    etag: str | None
-    error_code: str | None
-    error_message: str | None
-    meeting_id: str
-    session_id: str
-    participant_id: str | None
-    kind: str | None
-    file_path: str
-    source_url: str
-    webhook_type: str
-    recording_id: str | None
-    size: int | None
-    received_at: datetime
-    updated_at: datetime
-    lease_owner: str | None
-    lease_expires_at: datetime | None
-
-    def to_json(self) -> dict[str, Any]:
-        data = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
-        data["error"] = f"{self.error_code}: {self.error_message}" if self.error_code else None
-        return data
+# The record types are re-exported: callers import everything ledger-shaped from here.
+__all__ = ["Accepted", "CopyState", "FileRecord", "JobRecord", "Ledger", "NewFile", "NewJob", "utcnow"]
 
 
 class Ledger:
@@ -129,13 +71,15 @@ class Ledger:
 
     def _file(self, db: Session, f: NewFile, event_id: int, received_at: datetime) -> int:
         participant, kind = f.participant_id or NONE, f.kind or NONE
+        # Webhooks say "/encoded/videos/x.mp4", the REST API "encoded/videos/x.mp4": one file, one row.
+        path = f.file_path.lstrip("/")
         row = RecordingFile(meeting_id=f.meeting_id, session_id=f.session_id, participant_id=participant,
-                            kind=kind, file_path=f.file_path, source_url=f.source_url, webhook_type=f.webhook_type,
+                            kind=kind, file_path=path, source_url=f.source_url, webhook_type=f.webhook_type,
                             size=f.size, recording_id=f.recording_id, event_id=event_id, received_at=received_at)
         query = select(RecordingFile.id).where(
             RecordingFile.meeting_id == f.meeting_id, RecordingFile.session_id == f.session_id,
             RecordingFile.participant_id == participant, RecordingFile.kind == kind,
-            RecordingFile.file_path == f.file_path)
+            RecordingFile.file_path == path)
         file_id, fresh = _insert_or_get(db, row, query)
         if not fresh and (f.size is not None or f.recording_id is not None):
             # Reconcile learns size and recording id that webhooks never carry.
@@ -217,16 +161,25 @@ class Ledger:
             return bool(done)
 
     def requeue(self, job_ids: Iterable[int] | None = None, *, failed: bool = False) -> list[int]:
-        """Operator retry: failed jobs (or the given ones, unless succeeded or running) back to pending."""
+        """Operator retry: failed jobs (or the given ones) back to pending. Succeeded copies are never
+        re-run, except one that `verify` found missing from its destination (deleted behind our back)."""
+        retryable = or_(CopyJob.state == "failed", and_(CopyJob.state == "succeeded",
+                                                         CopyJob.error_code == "verify_missing"))
+        if not failed:
+            retryable = or_(retryable, CopyJob.state == "pending")
         with self.sessions.begin() as db:
-            query = select(CopyJob.id).where(CopyJob.state.in_(("failed",) if failed else ("failed", "pending")))
+            query = select(CopyJob.id).where(retryable)
             if job_ids is not None:
                 query = query.where(CopyJob.id.in_(list(job_ids)))
             ids = list(db.scalars(query))
             if ids:
-                # A fresh attempt budget; every earlier attempt stays in job_attempts.
+                # A fresh attempt budget; every earlier attempt stays in job_attempts. The commit intent
+                # (bytes, sha256) is cleared: it described an object that is no longer there.
                 db.execute(update(CopyJob).where(CopyJob.id.in_(ids))
-                           .values(state="pending", attempts=0, updated_at=utcnow(), finished_at=None))
+                           .values(state="pending", attempts=0, updated_at=utcnow(), finished_at=None,
+                                   verified_at=None))
+                db.execute(update(CopyJob).where(CopyJob.id.in_(ids), CopyJob.error_code == "verify_missing")
+                           .values(bytes=None, sha256=None, etag=None, error_code=None, error_message=None))
             return ids
 
     def stale_jobs(self, pending_for: timedelta) -> list[int]:
@@ -259,19 +212,68 @@ class Ledger:
         if since is not None:
             query = query.where(CopyJob.updated_at >= since)
         with self.sessions() as db:
-            return [_record(job, f) for job, f in db.execute(query.order_by(CopyJob.id))]
+            return [job_record(job, f) for job, f in db.execute(query.order_by(CopyJob.id))]
 
+    # ---- reconcile, verify, retention -----------------------------------------------------------
+    def meetings_since(self, since: datetime) -> list[str]:
+        """Rooms named by an event or a file received since `since`."""
+        with self.sessions() as db:
+            events = select(Event.meeting_id).where(Event.received_at >= since, Event.meeting_id.is_not(None))
+            files = select(RecordingFile.meeting_id).where(RecordingFile.received_at >= since)
+            return sorted({m for m in db.scalars(events.union(files)) if m})
 
-def _record(job: CopyJob, f: RecordingFile) -> JobRecord:
-    return JobRecord(
-        job_id=job.id, destination=job.destination, state=job.state, attempts=job.attempts,
-        object_key=job.object_key, bytes=job.bytes, sha256=job.sha256, etag=job.etag,
-        error_code=job.error_code, error_message=job.error_message, meeting_id=f.meeting_id,
-        session_id=f.session_id, participant_id=f.participant_id or None, kind=f.kind or None,
-        file_path=f.file_path, source_url=f.source_url, webhook_type=f.webhook_type,
-        recording_id=f.recording_id, size=f.size, received_at=_aware(f.received_at),  # type: ignore[arg-type]
-        updated_at=_aware(job.updated_at), lease_owner=job.lease_owner,  # type: ignore[arg-type]
-        lease_expires_at=_aware(job.lease_expires_at))
+    def files(self, *, meeting_id: str | None = None, awaiting_deletion: bool = False) -> list[FileRecord]:
+        """Recording files with their copies; `awaiting_deletion`: those with a recording id that
+        retention has not yet deleted from VideoSDK."""
+        query = select(RecordingFile)
+        if meeting_id is not None:
+            query = query.where(RecordingFile.meeting_id == meeting_id)
+        if awaiting_deletion:
+            query = query.where(RecordingFile.recording_id.is_not(None),
+                                RecordingFile.deleted_from_videosdk_at.is_(None))
+        with self.sessions() as db:
+            rows = list(db.scalars(query.order_by(RecordingFile.id)))
+            copies: dict[int, list[CopyState]] = {}
+            if rows:
+                jobs = select(CopyJob).where(CopyJob.file_id.in_([f.id for f in rows])).order_by(CopyJob.id)
+                for j in db.scalars(jobs):
+                    copies.setdefault(j.file_id, []).append(CopyState(j.id, j.destination, j.state, j.bytes,
+                                                                      j.error_code, _aware(j.verified_at)))
+        return [FileRecord(f.id, f.meeting_id, f.session_id, f.participant_id or None, f.kind or None, f.file_path,
+                           f.webhook_type, f.size, f.recording_id, _aware(f.deleted_from_videosdk_at),
+                           tuple(copies.get(f.id, ()))) for f in rows]
+
+    def mark_verified(self, job_id: int) -> bool:
+        """The copy matched: set verified_at and clear an error an earlier verify set (only those:
+        a size_mismatch from reconcile is about the source, which this check did not look at)."""
+        with self.sessions.begin() as db:
+            db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.error_code.in_(VERIFY_CODES))
+                       .values(error_code=None, error_message=None))
+            return bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.state == "succeeded")
+                                   .values(verified_at=utcnow())).rowcount)
+
+    def flag_copy(self, job_id: int, code: str, message: str) -> bool:
+        """A succeeded copy turned out wrong: unverify it and show why. The state stays succeeded
+        (see archiver.verification); updated_at stays too, so `--since` windows are not reset."""
+        with self.sessions.begin() as db:
+            return bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.state == "succeeded")
+                                   .values(verified_at=None, error_code=code, error_message=message[:4000]))
+                        .rowcount)
+
+    def clear_flag(self, job_id: int, code: str) -> bool:
+        with self.sessions.begin() as db:
+            return bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.error_code == code)
+                                   .values(error_code=None, error_message=None)).rowcount)
+
+    def record_deletion(self, file_id: int, recording_id: str, outcome: str, detail: str | None = None) -> None:
+        """outcome: deleted | already_gone (both final: the file is not considered again) | failed."""
+        now = utcnow()
+        with self.sessions.begin() as db:
+            db.add(Deletion(file_id=file_id, recording_id=recording_id, attempted_at=now, outcome=outcome,
+                            detail=detail[:4000] if detail else None))
+            if outcome in ("deleted", "already_gone"):
+                db.execute(update(RecordingFile).where(RecordingFile.id == file_id)
+                           .values(deleted_from_videosdk_at=now))
 
 
 def _insert_or_get(db: Session, row: Any, existing: Any) -> tuple[int, bool]:

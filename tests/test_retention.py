@@ -1,0 +1,222 @@
+"""`archiver prune`: recordings leave VideoSDK only after every copy verified; migration 0002."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select
+
+from archiver.cli import main
+from archiver.config import load_settings
+from archiver.copy_job import run_copy_job
+from archiver.ledger.database import _alembic_config, create_ledger_engine
+from archiver.ledger.models import Base, Deletion
+from archiver.reconcile import reconcile
+from archiver.runtime import Runtime
+from archiver.videosdk_api import VideoSDKClient
+from tests.http_source import HttpSource
+from tests.videosdk_stand_in import VideoSDKStandIn
+
+API_KEY, SECRET = "ret-api-key", "ret-secret-0123456789abcdef0123456789"
+SIZE = 200_000
+DESTINATIONS = {"a": 'url = "file://{root}/a/{{meetingId}}/"', "b": 'url = "file://{root}/b/{{meetingId}}/"'}
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    root = logging.getLogger()  # main() points it at this test's captured stderr
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def source() -> Iterator[HttpSource]:
+    with HttpSource() as running:
+        yield running
+
+
+@pytest.fixture
+def sdk(monkeypatch: pytest.MonkeyPatch) -> Iterator[VideoSDKStandIn]:
+    monkeypatch.setenv("VIDEOSDK_SECRET_KEY", SECRET)
+    with VideoSDKStandIn(api_key=API_KEY, secret=SECRET) as stand_in:
+        yield stand_in
+
+
+def configure(tmp_path: Path, database_url: str, sdk: VideoSDKStandIn, monkeypatch: pytest.MonkeyPatch, *,
+              destinations: tuple[str, ...] = ("a", "b"), retention: str | None = "after-verified") -> Path:
+    tables = "\n".join(f'[[destinations]]\nname = "{n}"\n{DESTINATIONS[n].format(root=tmp_path)}\n'
+                       for n in destinations)
+    config = tmp_path / "archiver.toml"
+    config.write_text(f"""
+database_url = "{database_url}"
+broker_url = "sqla+sqlite:///{tmp_path}/broker.db"
+{f'[retention]{chr(10)}delete_from_videosdk = "{retention}"' if retention else ""}
+
+[videosdk]
+api_base = "{sdk.api_base}"
+api_key = "{API_KEY}"
+
+[source]
+allow_hosts = ["127.0.0.1"]
+allow_http = true
+allowed_networks = ["127.0.0.1/32"]
+
+{tables}
+""")
+    monkeypatch.setenv("ARCHIVER_CONFIG", str(config))
+    return config
+
+
+def sync(config: Path, sdk: VideoSDKStandIn, room: str) -> Runtime:
+    """Reconcile the room (no broker: the created jobs are just collected) and return a runtime."""
+    runtime = Runtime.create(load_settings(config))
+    with VideoSDKClient(sdk.api_base, api_key=API_KEY, secret=SECRET) as client:
+        reconcile(runtime.ledger, runtime.settings, client, [].extend, since=datetime.now(UTC), rooms=[room])
+    return runtime
+
+
+def copy(runtime: Runtime, room: str, *recording_ids: str) -> None:
+    for job in runtime.ledger.jobs(meeting_id=room):
+        if job.recording_id in recording_ids:
+            run_copy_job(runtime, job.job_id)
+
+
+def prune(capsys: pytest.CaptureFixture[str], *options: str) -> tuple[int, dict[str, dict[str, Any]]]:
+    capsys.readouterr()
+    code = main(["prune", "--json", *options])
+    return code, {d["recording_id"]: d for d in json.loads(capsys.readouterr().out)}
+
+
+def deletions(runtime: Runtime) -> list[tuple[str, str]]:
+    with runtime.ledger.sessions() as db:
+        return [(d.recording_id, d.outcome) for d in db.scalars(select(Deletion).order_by(Deletion.id))]
+
+
+def test_only_recordings_whose_every_copy_verified_are_deleted(
+        tmp_path: Path, database_url: str, sdk: VideoSDKStandIn, source: HttpSource,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    config = configure(tmp_path, database_url, sdk, monkeypatch)
+    room = f"room-{secrets.token_hex(3)}"
+
+    def add(name: str, *, size: int = SIZE, **faults: object) -> str:
+        url = source.file_url(f"{room}-{name}.mp4", size=SIZE, **faults)
+        return sdk.add_recording(room, session_id="s1", file_url=url, size=size)
+
+    good, gone, pending, unverified, tampered = (add(n) for n in ("good", "gone", "pending", "unverified",
+                                                                   "tampered"))
+    failed = add("failed", status=404)  # the CDN has lost it: both copies fail
+    # VideoSDK says one byte more than the CDN serves: flagged by reconcile, or (copied after the
+    # reconcile that would flag it) still caught by comparing sizes
+    sized, sized_unflagged = add("sized", size=SIZE + 1), add("sized-unflagged", size=SIZE + 1)
+    runtime = sync(config, sdk, room)
+    copy(runtime, room, good, gone, failed, tampered, sized)
+    sync(config, sdk, room)
+    copy(runtime, room, sized_unflagged)
+    tampered_b = next(j.object_key for j in runtime.ledger.jobs(meeting_id=room)
+                      if j.recording_id == tampered and j.destination == "b")
+    (tmp_path / "b" / str(tampered_b)).write_bytes(b"not the recording")
+    capsys.readouterr()
+    assert main(["verify"]) == 1  # the tampered copy
+    copy(runtime, room, unverified)  # succeeded after the verify ran
+
+    code, plan = prune(capsys, "--dry-run")
+    assert code == 0
+    assert {rid for rid, d in plan.items() if d["action"] == "delete"} == {good, gone}
+    reasons = {rid: d["reason"] for rid, d in plan.items() if d["action"] == "keep"}
+    assert reasons[failed].endswith("copy failed")
+    assert reasons[pending].endswith("copy pending")
+    assert "not verified" in reasons[unverified]
+    assert reasons[tampered] == "b: copy flagged verify_mismatch"
+    assert reasons[sized] == "a: copy flagged size_mismatch"
+    assert reasons[sized_unflagged] == f"a: copy has {SIZE} bytes, VideoSDK reports {SIZE + 1}"
+    assert len(sdk.recording_ids(room)) == 8 and deletions(runtime) == []  # a dry run deletes nothing
+    assert not [r for r in sdk.requests() if r.method == "DELETE"]
+
+    with VideoSDKClient(sdk.api_base, api_key=API_KEY, secret=SECRET) as client:
+        client.delete_recording(gone)  # someone deleted it in VideoSDK's dashboard meanwhile
+    code, done = prune(capsys)
+    assert code == 0
+    assert (done[good]["action"], done[gone]["action"]) == ("deleted", "already_gone")
+    assert {d["action"] for rid, d in done.items() if rid not in (good, gone)} == {"keep"}
+    assert set(sdk.recording_ids(room)) == {failed, pending, unverified, tampered, sized, sized_unflagged}
+    assert sorted(deletions(runtime)) == sorted([(good, "deleted"), (gone, "already_gone")])
+    marked = {f.recording_id for f in runtime.ledger.files(meeting_id=room) if f.deleted_from_videosdk_at}
+    assert marked == {good, gone}
+
+    deletes = len([r for r in sdk.requests() if r.method == "DELETE"])
+    code, again = prune(capsys)
+    assert code == 0 and good not in again and gone not in again  # never considered again
+    assert len([r for r in sdk.requests() if r.method == "DELETE"]) == deletes
+
+
+def test_every_configured_destination_needs_a_copy_and_failures_are_recorded(
+        tmp_path: Path, database_url: str, sdk: VideoSDKStandIn, source: HttpSource,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    config = configure(tmp_path, database_url, sdk, monkeypatch, destinations=("a",))
+    rid = sdk.add_recording("room-x", session_id="s1", file_url=source.file_url("room-x.mp4", size=SIZE), size=SIZE)
+    runtime = sync(config, sdk, "room-x")
+    copy(runtime, "room-x", rid)
+    assert main(["verify"]) == 0
+    configure(tmp_path, database_url, sdk, monkeypatch, destinations=("a", "b"))
+    code, plan = prune(capsys, "--dry-run")
+    assert (code, plan[rid]["action"], plan[rid]["reason"]) == (0, "keep", "b: no copy")
+
+    configure(tmp_path, database_url, sdk, monkeypatch, destinations=("a",))
+    monkeypatch.setenv("VIDEOSDK_SECRET_KEY", "not-the-secret-0123456789abcdef0123456789")
+    code, done = prune(capsys)
+    assert code == 1 and done[rid]["action"] == "failed" and "unauthorized" in done[rid]["reason"]
+    assert deletions(runtime) == [(rid, "failed")] and sdk.recording_ids() == [rid]
+    monkeypatch.setenv("VIDEOSDK_SECRET_KEY", SECRET)
+    code, done = prune(capsys)
+    assert (code, done[rid]["action"], sdk.recording_ids()) == (0, "deleted", [])
+    assert deletions(runtime) == [(rid, "failed"), (rid, "deleted")]
+
+
+def test_retention_is_off_unless_enabled(tmp_path: Path, database_url: str, sdk: VideoSDKStandIn,
+                                         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import celeryconfig
+
+    configure(tmp_path, database_url, sdk, monkeypatch, retention=None)
+    for options in ([], ["--dry-run"]):
+        assert main(["prune", *options]) == 2
+        assert 'delete_from_videosdk = "after-verified"' in capsys.readouterr().err
+    assert "prune-videosdk" not in celeryconfig.build(load_settings())["beat_schedule"]
+    import archiver.tasks
+
+    monkeypatch.setattr("archiver.runtime._RUNTIME", None)
+    assert archiver.tasks.prune_task.apply().get() == {}
+
+    configure(tmp_path, database_url, sdk, monkeypatch, retention="always")
+    assert main(["config", "validate"]) == 2
+    assert "retention.delete_from_videosdk: must be one of 'off', 'after-verified', got 'always'" in \
+        capsys.readouterr().err
+    configure(tmp_path, database_url, sdk, monkeypatch)
+    schedule = celeryconfig.build(load_settings())
+    assert schedule["beat_schedule"]["prune-videosdk"] == {"task": "archiver.prune", "schedule": 3600.0}
+    assert schedule["task_routes"]["archiver.prune"]["queue"] == "maintenance"
+    assert not [r for r in sdk.requests() if r.method == "DELETE"]
+
+
+def test_migration_0002_upgrades_downgrades_and_matches_the_models(database_url: str) -> None:
+    engine = create_ledger_engine(database_url)
+    config = _alembic_config(engine)
+    command.downgrade(config, "0001")
+    assert "deletions" not in inspect(engine).get_table_names()
+    assert "deleted_from_videosdk_at" not in {c["name"] for c in inspect(engine).get_columns("recording_files")}
+    command.upgrade(config, "head")
+    with engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == "0002"
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []  # autogenerate: no diff
+    engine.dispose()

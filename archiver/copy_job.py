@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import mimetypes
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -20,8 +22,9 @@ from archiver.failures import Conflict, LeaseLost, backoff_seconds, classify
 from archiver.ledger.store import JobRecord, utcnow
 from archiver.runtime import Runtime
 from archiver.source import SourceChanged, open_source
-from providers import ObjectInfo, ObjectNotFound, StorageProvider
+from providers import ObjectExists, ObjectInfo, ObjectNotFound, StorageProvider
 
+log = logging.getLogger("archiver.copy")
 CHUNK = 1 << 20
 MAX_SOURCE_RESTARTS = 3
 MEDIA_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".mp3": "audio/mpeg", ".m4a": "audio/mp4"}
@@ -48,11 +51,22 @@ class LeaseKeeper:
         self._thread = threading.Thread(target=self._run, name=f"lease-{job_id}", daemon=True)
 
     def _run(self) -> None:
-        interval = self.runtime.lease.total_seconds() / 3
-        while not self._stop.wait(interval):
-            if not self.runtime.ledger.renew(self.job_id, self.worker, self.runtime.lease):
+        lease = self.runtime.lease.total_seconds()
+        last_renewed = time.monotonic()
+        while not self._stop.wait(lease / 3):
+            try:
+                renewed = self.runtime.ledger.renew(self.job_id, self.worker, self.runtime.lease)
+            except Exception:  # a locked or dropped database: keep trying while the lease may still be ours
+                log.warning("job %s: lease renewal failed; retrying", self.job_id, exc_info=True,
+                            extra={"job_id": self.job_id})
+                if time.monotonic() - last_renewed >= lease:
+                    self.lost = True
+                    return
+                continue
+            if not renewed:  # another worker took the job over
                 self.lost = True
                 return
+            last_renewed = time.monotonic()
 
     def check(self) -> None:
         if self.lost:
@@ -99,7 +113,8 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
                                 cap=runtime.settings.retry.max_delay) if retrying else None
         return JobOutcome(job_id, "pending" if retrying else "failed", retry_in=delay,
                           error=f"{failure.code}: {failure.message}", destination=job.destination)
-    runtime.ledger.succeed(job_id, worker, size=info.size, sha256=info.checksums["sha256"], etag=info.etag)
+    if not runtime.ledger.succeed(job_id, worker, size=info.size, sha256=info.checksums["sha256"], etag=info.etag):
+        return JobOutcome(job_id, "lost")  # our lease ran out and another worker owns the job now
     return JobOutcome(job_id, "succeeded", uploaded=uploaded, destination=job.destination,
                       bytes=info.size if uploaded else None)
 
@@ -131,6 +146,14 @@ def _copy(runtime: Runtime, job: JobRecord, dest: Destination, lease: LeaseKeepe
             return _stream(runtime, provider, job, dest, lease, progress), True
         except SourceChanged:
             continue  # the writer aborted on the way out; start both sides again from byte 0
+        except ObjectExists:
+            # The create-only commit found an object: our own (a retried PUT whose first answer was
+            # lost) or someone else's. The intent just recorded says which, so decide now.
+            existing = _existing(provider, job.object_key)
+            current = runtime.ledger.job(job.job_id)
+            if existing is None or current is None:
+                raise
+            return _adopt_or_conflict(runtime, provider, current, existing), False
     raise SourceChanged(f"source changed {MAX_SOURCE_RESTARTS} times during the copy", code="source_changed")
 
 
@@ -171,7 +194,9 @@ def _adopt_or_conflict(runtime: Runtime, provider: StorageProvider, job: JobReco
                        existing: ObjectInfo) -> ObjectInfo:
     """An object is already at the key: ours from an earlier attempt (same size and sha256) or not."""
     expected_sha, expected_size = job.sha256, job.bytes  # the commit intent of an earlier attempt
-    if expected_sha is None:
+    if expected_sha is None and job.size is not None and job.size != existing.size:
+        expected_size = job.size  # VideoSDK's size already says it is not ours: no need to download
+    elif expected_sha is None:
         # No attempt of ours got as far as committing: hash the source to learn what belongs here.
         expected_size, expected_sha = _hash_stream(open_source(job.source_url, runtime.source_policy))
     if existing.size == expected_size:

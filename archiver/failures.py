@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from archiver.source import SourceError
 from archiver.templates import RenderError
-from providers import IntegrityError, StorageError
+from providers import IntegrityError, ObjectExists, StorageError
 
 
 class Conflict(Exception):
@@ -33,6 +33,8 @@ def classify(exc: BaseException, *, attempt: int) -> Failure:
     if isinstance(exc, IntegrityError):
         # Corruption in flight is retried once; a second mismatch points at something persistent.
         return Failure("integrity", exc.message, attempt < 2)
+    if isinstance(exc, ObjectExists):  # lost a create-only race: the next attempt adopts it or says conflict
+        return Failure("exists", exc.message, True)
     if isinstance(exc, StorageError):
         return Failure(exc.code or type(exc).__name__, exc.message, exc.retryable)
     if isinstance(exc, SourceError):

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from archiver.config import Settings
+from archiver.ledger.database import read_only
 from archiver.ledger.store import Ledger
 from archiver.openapi import openapi_document
 from archiver.signature import KeyCache
@@ -87,7 +88,7 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
         return JSONResponse(answer.body, answer.status, headers=answer.headers)
 
     def ping_ledger() -> None:
-        with ledger.engine.connect() as conn:
+        with read_only(ledger.engine).connect() as conn:
             conn.execute(text("SELECT 1"))
 
     async def readyz(_: Request) -> Response:

@@ -19,7 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .base import StorageProvider
-from .errors import ConfigurationError, ObjectNotFound, TransientError
+from .errors import AccessDenied, ConfigurationError, ObjectNotFound, TransientError
 from .options import Option
 from .reader import chunk_reader
 from .s3_auth import make_session
@@ -161,7 +161,12 @@ class S3Provider(StorageProvider):
                 Bucket=self.location, Prefix=full_key)
             uploads = [u for page in pages for u in page.get("Uploads", []) if u["Key"] == full_key]
         except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, self.describe(key), self.location) from exc
+            error = translate(exc, self.describe(key), self.location)
+            if isinstance(error, AccessDenied):
+                # A least-privilege policy on bucket/prefix/* cannot grant the bucket-level
+                # ListBucketMultipartUploads; leftovers then fall to the bucket's lifecycle rule.
+                return 0
+            raise error from exc
         for upload in uploads:
             try:
                 self.call(key, self.client.abort_multipart_upload, Key=full_key, UploadId=upload["UploadId"])

@@ -364,6 +364,15 @@ def test_a_user_without_put_permission_is_denied(iam_moto: IamMoto) -> None:
         provider.stat("meeting/a.mp4")
 
 
+def test_cleanup_without_the_bucket_level_list_permission_is_skipped(iam_moto: IamMoto) -> None:
+    # Policies scoped to bucket/prefix/* cannot grant ListBucketMultipartUploads: copies must not fail.
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError, match="AccessDenied"):
+        boto(iam_moto.url, **iam_moto.reader).list_multipart_uploads(Bucket=iam_moto.bucket)
+    assert iam_moto.provider(**_options(iam_moto.reader)).discard_incomplete("meeting/a.mp4") == 0
+
+
 def test_a_missing_bucket_is_a_configuration_error(iam_moto: IamMoto) -> None:
     provider = iam_moto.provider(bucket="no-such-bucket-here", **_options(iam_moto.admin))
     with pytest.raises(ConfigurationError, match="bucket 'no-such-bucket-here' does not exist"):

@@ -29,10 +29,11 @@ class SchemaBehind(LedgerError):
 def create_ledger_engine(url: str = DEFAULT_DATABASE_URL) -> Engine:
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise LedgerError(f"database_url {url!r} is not a database URL (e.g. sqlite:///path.db, "
-                          "postgresql+psycopg://user@host/db)") from exc
-    kwargs: dict[str, Any] = {"pool_pre_ping": True, "future": True}
+    except ArgumentError:
+        raise LedgerError("database_url is not a database URL (e.g. sqlite:///path.db, "
+                          "postgresql+psycopg://user@host/db)") from None
+    # hide_parameters: error text would otherwise carry bound values (signed source URLs, bodies).
+    kwargs: dict[str, Any] = {"pool_pre_ping": True, "future": True, "hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -46,8 +47,15 @@ def create_ledger_engine(url: str = DEFAULT_DATABASE_URL) -> Engine:
 
 def _sqlite_begin(conn: Any) -> None:
     # IMMEDIATE takes the write lock up front: two transactions that read then write would
-    # otherwise deadlock on the lock upgrade, which busy_timeout cannot resolve.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # otherwise deadlock on the lock upgrade, which busy_timeout cannot resolve. Read-only work
+    # (status, readyz, a worker looking a job up) takes no write lock and never waits behind one.
+    read_only = conn.get_execution_options().get("archiver_read_only", False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same engine (and pool), marked so SQLite transactions begin without the write lock."""
+    return engine.execution_options(archiver_read_only=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .database import session_factory
+from .database import read_only, session_factory
 from .models import NONE, CopyJob, Deletion, Event, JobAttempt, RecordingFile
 from .records import (
     VERIFY_CODES,
@@ -34,6 +34,7 @@ class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sessions = session_factory(engine)
+        self.reads = session_factory(read_only(engine))  # no write lock on SQLite
 
     # ---- intake ---------------------------------------------------------------------------------
     def accept(self, *, body: str, dedupe_key: str, webhook_type: str, meeting_id: str | None,
@@ -186,14 +187,14 @@ class Ledger:
         """Jobs nobody is working on although they should be: running under an expired lease, or
         pending for longer than any scheduled retry could take (its message was lost)."""
         now = utcnow()
-        with self.sessions() as db:
+        with self.reads() as db:
             return list(db.scalars(select(CopyJob.id).where(or_(
                 and_(CopyJob.state == "running", CopyJob.lease_expires_at < now),
                 and_(CopyJob.state == "pending", CopyJob.updated_at < now - pending_for)))))
 
     # ---- reading --------------------------------------------------------------------------------
     def event_body(self, event_id: int) -> str | None:
-        with self.sessions() as db:
+        with self.reads() as db:
             return db.scalar(select(Event.body).where(Event.id == event_id))
 
     def job(self, job_id: int) -> JobRecord | None:
@@ -211,13 +212,13 @@ class Ledger:
             query = query.where(RecordingFile.meeting_id == meeting_id)
         if since is not None:
             query = query.where(CopyJob.updated_at >= since)
-        with self.sessions() as db:
+        with self.reads() as db:
             return [job_record(job, f) for job, f in db.execute(query.order_by(CopyJob.id))]
 
     # ---- reconcile, verify, retention -----------------------------------------------------------
     def meetings_since(self, since: datetime) -> list[str]:
         """Rooms named by an event or a file received since `since`."""
-        with self.sessions() as db:
+        with self.reads() as db:
             events = select(Event.meeting_id).where(Event.received_at >= since, Event.meeting_id.is_not(None))
             files = select(RecordingFile.meeting_id).where(RecordingFile.received_at >= since)
             return sorted({m for m in db.scalars(events.union(files)) if m})
@@ -231,7 +232,7 @@ class Ledger:
         if awaiting_deletion:
             query = query.where(RecordingFile.recording_id.is_not(None),
                                 RecordingFile.deleted_from_videosdk_at.is_(None))
-        with self.sessions() as db:
+        with self.reads() as db:
             rows = list(db.scalars(query.order_by(RecordingFile.id)))
             copies: dict[int, list[CopyState]] = {}
             if rows:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio.to_thread
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import text
@@ -72,6 +73,15 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
     latency = Histogram("archiver_webhook_seconds", "Time to answer a webhook", registry=registry,
                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
     limit = settings.receiver.max_body_bytes
+    limiters: list[anyio.CapacityLimiter] = []
+
+    def intake_threads() -> anyio.CapacityLimiter:
+        # Made on first use, inside the event loop. Not anyio's shared 40 threads: SQLite takes one
+        # writer at a time, so more threads only wait in its busy handler (sleeps of up to 100 ms)
+        # and fight over the GIL. (4 for PostgreSQL is a guess, not a measurement.)
+        if not limiters:
+            limiters.append(anyio.CapacityLimiter(1 if settings.database_url.startswith("sqlite") else 4))
+        return limiters[0]
 
     async def webhook(request: Request) -> Response:
         started = time.perf_counter()
@@ -80,7 +90,7 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
         except BodyTooLarge:
             requests.labels("413", "-").inc()
             return JSONResponse({"error": f"body larger than {limit} bytes"}, 413, headers={"Connection": "close"})
-        answer = await run_in_threadpool(intake.handle, raw, request.headers)
+        answer = await anyio.to_thread.run_sync(intake.handle, raw, request.headers, limiter=intake_threads())
         requests.labels(str(answer.status), answer.webhook_type).inc()
         latency.observe(time.perf_counter() - started)
         if answer.status >= 400:

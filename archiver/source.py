@@ -9,6 +9,7 @@ each resume, passes the SSRF guard in ``archiver.ssrf`` and is sent to the addre
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import re
@@ -285,6 +286,13 @@ class SourceStream(io.RawIOBase):
             raise TransientSourceError(f"{where}: asked for bytes {n}- and got {start}-{end}", code="bad_range")
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One verifying context per process: building one (loading the CA bundle) costs ~20 ms, which
+    httpx.Client() otherwise pays for every copy, even over plain http. SSLContext is thread-safe."""
+    return httpx.create_ssl_context()
+
+
 def open_source(url: str, policy: SourcePolicy, *, client: httpx.Client | None = None,
                 resolver: ssrf.Resolver | None = None) -> SourceStream:
     """Open ``url`` for streaming; ``resolver`` (host, port) -> IPs defaults to getaddrinfo."""
@@ -293,7 +301,7 @@ def open_source(url: str, policy: SourcePolicy, *, client: httpx.Client | None =
     if client is None:
         # trust_env=False: a proxy from the environment would connect on our behalf and make the
         # address pinning meaningless
-        client = httpx.Client(trust_env=False, follow_redirects=False)
+        client = httpx.Client(trust_env=False, follow_redirects=False, verify=_tls_context())
     try:
         nets = _EVERYWHERE if policy.allow_private_addresses else policy.allowed_networks
         guard = ssrf.GuardedClient(

@@ -3,12 +3,14 @@ a job, and a duplicate event can never create a second job (unique constraints +
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from .database import read_only, session_factory
@@ -49,10 +51,10 @@ class Ledger:
         broker never saw. A worker that sees a job id before the commit is visible retries briefly.
         """
         with self.sessions.begin() as db:
-            event = Event(dedupe_key=dedupe_key, webhook_type=webhook_type, meeting_id=meeting_id,
-                          session_id=session_id, received_at=received_at, signature_verified=verified,
-                          source=source, body=body)
-            event_id, fresh = _insert_or_get(db, event, select(Event.id).where(Event.dedupe_key == dedupe_key))
+            event = dict(dedupe_key=dedupe_key, webhook_type=webhook_type, meeting_id=meeting_id,
+                         session_id=session_id, received_at=received_at, signature_verified=verified,
+                         source=source, body=body)
+            event_id, fresh = _insert_or_get(db, Event, event, ("dedupe_key",))
             file_ids: list[int] = []
             job_ids: list[int] = []
             created: list[int] = []
@@ -74,14 +76,10 @@ class Ledger:
         participant, kind = f.participant_id or NONE, f.kind or NONE
         # Webhooks say "/encoded/videos/x.mp4", the REST API "encoded/videos/x.mp4": one file, one row.
         path = f.file_path.lstrip("/")
-        row = RecordingFile(meeting_id=f.meeting_id, session_id=f.session_id, participant_id=participant,
-                            kind=kind, file_path=path, source_url=f.source_url, webhook_type=f.webhook_type,
-                            size=f.size, recording_id=f.recording_id, event_id=event_id, received_at=received_at)
-        query = select(RecordingFile.id).where(
-            RecordingFile.meeting_id == f.meeting_id, RecordingFile.session_id == f.session_id,
-            RecordingFile.participant_id == participant, RecordingFile.kind == kind,
-            RecordingFile.file_path == path)
-        file_id, fresh = _insert_or_get(db, row, query)
+        row = dict(meeting_id=f.meeting_id, session_id=f.session_id, participant_id=participant,
+                   kind=kind, file_path=path, source_url=f.source_url, webhook_type=f.webhook_type,
+                   size=f.size, recording_id=f.recording_id, event_id=event_id, received_at=received_at)
+        file_id, fresh = _insert_or_get(db, RecordingFile, row, _FILE_KEY)
         if not fresh and (f.size is not None or f.recording_id is not None):
             # Reconcile learns size and recording id that webhooks never carry.
             values = {k: v for k, v in (("size", f.size), ("recording_id", f.recording_id)) if v is not None}
@@ -91,12 +89,11 @@ class Ledger:
     def _job(self, db: Session, file_id: int, job: NewJob) -> tuple[int, bool]:
         now = utcnow()
         failed = job.error is not None
-        row = CopyJob(file_id=file_id, destination=job.destination, object_key=job.object_key,
-                      state="failed" if failed else "pending", attempts=0, created_at=now, updated_at=now,
-                      error_code="template" if failed else None, error_message=job.error,
-                      finished_at=now if failed else None)
-        query = select(CopyJob.id).where(CopyJob.file_id == file_id, CopyJob.destination == job.destination)
-        return _insert_or_get(db, row, query)
+        row = dict(file_id=file_id, destination=job.destination, object_key=job.object_key,
+                   state="failed" if failed else "pending", attempts=0, created_at=now, updated_at=now,
+                   error_code="template" if failed else None, error_message=job.error,
+                   finished_at=now if failed else None)
+        return _insert_or_get(db, CopyJob, row, ("file_id", "destination"))
 
     # ---- a worker's view of one job -------------------------------------------------------------
     def claim(self, job_id: int, worker: str, lease: timedelta) -> JobRecord | None:
@@ -277,15 +274,27 @@ class Ledger:
                            .values(deleted_from_videosdk_at=now))
 
 
-def _insert_or_get(db: Session, row: Any, existing: Any) -> tuple[int, bool]:
-    """Insert `row`, or return the id of the row a unique constraint says already exists."""
-    try:
-        with db.begin_nested():
-            db.add(row)
-            db.flush()
-        return int(row.id), True
-    except IntegrityError:
-        found = db.scalar(existing)
-        if found is None:
-            raise
-        return int(found), False
+def _insert_or_get(db: Session, model: Any, values: dict[str, Any], unique: tuple[str, ...]) -> tuple[int, bool]:
+    """Insert a row, or return the id of the row its unique key says already exists.
+
+    One INSERT ... ON CONFLICT (unique) DO NOTHING RETURNING id (SQLite >= 3.35, PostgreSQL), and a
+    SELECT (built only then) for a duplicate: no ORM unit of work and no SAVEPOINT/RELEASE pair per
+    row. The INSERT is built once per table and dialect; the row travels as parameters."""
+    new_id = db.execute(_upsert(db.get_bind().dialect.name, model, unique), values).scalar()
+    if new_id is not None:
+        return int(new_id), True
+    table = model.__table__
+    found = db.scalar(select(table.c.id).where(*(table.c[k] == values[k] for k in unique)))
+    if found is None:
+        raise RuntimeError(f"{model.__tablename__}: a row conflicts on {unique} but none was found")
+    return int(found), False
+
+
+@functools.cache
+def _upsert(dialect: str, model: Any, unique: tuple[str, ...]) -> Any:
+    insert = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[dialect]
+    table = model.__table__
+    return insert(table).on_conflict_do_nothing(index_elements=list(unique)).returning(table.c.id)
+
+
+_FILE_KEY = ("meeting_id", "session_id", "participant_id", "kind", "file_path")

@@ -13,6 +13,13 @@ run: $(STAMPS)/venv
 test: $(STAMPS)/venv $(STAMPS)/npm
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Not part of CI (too long, too noisy): prints tables side by side with rclone and the SDK ceilings
+# and writes JSON to bench/results/. Needs rclone and GNU time (installed here when missing).
+bench: $(STAMPS)/venv $(STAMPS)/npm
+	@command -v rclone >/dev/null && test -x /usr/bin/time || { apt-get install -y rclone time >/dev/null || \
+		{ echo "bench needs rclone and GNU time: apt-get install rclone time"; exit 2; }; }
+	$(PY) -m bench
+
 lint: $(STAMPS)/venv
 	$(VENV)/bin/ruff check archiver providers tests celeryconfig.py
 

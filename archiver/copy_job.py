@@ -87,11 +87,13 @@ Progress = Callable[[JobRecord, int, int | None], None]  # job, bytes so far, to
 def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None) -> JobOutcome:
     worker = runtime.worker_id
     job = runtime.ledger.claim(job_id, worker, runtime.lease)
-    if job is None and (current := runtime.ledger.job(job_id)) is not None and current.state == "pending":
-        # The claim ran before intake's commit became visible and the read after it: claim again.
-        job = runtime.ledger.claim(job_id, worker, runtime.lease)
     if job is None:
-        return _not_claimed(runtime, job_id)
+        current = runtime.ledger.job(job_id)
+        if current is not None and current.state == "pending":
+            # The claim ran before intake's commit became visible and the read after it: claim again.
+            job = runtime.ledger.claim(job_id, worker, runtime.lease)
+        if job is None:
+            return _not_claimed(runtime, job_id, current)
     try:
         destination = runtime.settings.destination(job.destination)
     except KeyError:
@@ -119,9 +121,10 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
                       bytes=info.size if uploaded else None)
 
 
-def _not_claimed(runtime: Runtime, job_id: int) -> JobOutcome:
-    current = runtime.ledger.job(job_id)
-    if current is None:  # intake publishes before it commits: the row may not be visible yet
+def _not_claimed(runtime: Runtime, job_id: int, current: JobRecord | None) -> JobOutcome:
+    """Decide from one read (a second read could see intake's commit land in between)."""
+    if current is None or current.state == "pending":
+        # Not visible yet (intake publishes before it commits) or visible only now: try again soon.
         return JobOutcome(job_id, "missing")
     if current.state == "running" and current.lease_expires_at is not None:
         # Leased by a worker that may be dead (RabbitMQ redelivers at once when a worker dies):

@@ -59,6 +59,7 @@ class S3Writer(ObjectWriter):
         super().__init__(request, provider.describe(request.key))
         self.provider = provider
         self.mode: str = provider.options["checksum_mode"]
+        self.part_digests = self.mode == "sha256"
         self.client = provider.client  # resolved here, once, rather than in every part's thread
         self.upload_id: str | None = None
         self.reported: Mapping[str, Any] = {}  # what S3 said about the committed object

@@ -147,7 +147,10 @@ class GCSProvider(StorageProvider):
         "kms_key_name": Option("str", doc="Cloud KMS key projects/P/locations/L/keyRings/R/cryptoKeys/K "
                                           "encrypting written objects; default: the bucket's"),
     }
-    default_part_size = 8 << 20
+    # Chunks of one session go one after another (ordered_parts), so one chunk in flight and one
+    # filling is all the overlap there is; a bigger chunk means fewer round trips for the same memory.
+    default_part_size = 16 << 20
+    default_concurrency = 2
 
     def _validate(self) -> None:
         where = f"gs://{self.location}"

@@ -227,7 +227,7 @@ def test_a_single_part_too_big_for_one_request_still_stores_its_sha256(proxy: Pr
 def test_part_size_is_rounded_up_to_whole_chunks(gcs_emulator_url: str, bucket: str) -> None:
     assert provider(gcs_emulator_url, bucket, part_size=1).open_writer("a").request.part_size == CHUNK
     assert provider(gcs_emulator_url, bucket, part_size=CHUNK + 1).open_writer("a").request.part_size == 2 * CHUNK
-    assert provider(gcs_emulator_url, bucket).open_writer("a").request.part_size == 8 << 20
+    assert provider(gcs_emulator_url, bucket).open_writer("a").request.part_size == 16 << 20
 
 
 def test_bytes_the_service_did_not_persist_are_sent_again(proxy: Proxy, bucket: str) -> None:

@@ -246,6 +246,10 @@ def test_checksum_modes_round_trip_and_send_only_their_checksums(make: Make, mod
         # Stores that predate flexible checksums reject these outright, so md5/off must not send any.
         flexible = [h for h in headers if h.startswith(("x-amz-checksum-", "x-amz-sdk-checksum-"))]
         assert mode == "sha256" or not flexible, flexible
+        # Over http a body is signed only when no checksum header covers it (no second SHA-256 pass).
+        payload = headers["x-amz-content-sha256"]
+        signed = (payload.decode() if isinstance(payload, bytes) else payload) != "UNSIGNED-PAYLOAD"
+        assert signed == (mode == "off"), payload
     assert len(parts) == 3 and len(puts) == 1
 
 

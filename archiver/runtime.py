@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from archiver.allocator import map_large_buffers
 from archiver.config import Destination, Settings, load_settings
 from archiver.ledger.database import create_ledger_engine, require_current_schema
 from archiver.ledger.store import Ledger
@@ -27,6 +28,7 @@ class Runtime:
 
     @classmethod
     def create(cls, settings: Settings, *, check_schema: bool = True) -> Runtime:
+        map_large_buffers()  # before any copy allocates a part buffer
         engine = create_ledger_engine(settings.database_url)
         if check_schema:
             require_current_schema(engine)

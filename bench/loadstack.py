@@ -23,7 +23,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.emulators import ROOT, free_port, postgres_database
+from tests.emulators import ROOT, free_port, http_answers, postgres_database
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 S3_SECRET_VARIABLE = "ARCHIVER_BENCH_S3_SECRET"
@@ -74,14 +74,6 @@ def wait_for(ready: Any, service: Service, what: str, timeout: float = 60) -> No
                 return
         time.sleep(0.05)
     raise RuntimeError(f"{what} not ready after {timeout} s:\n{service.tail()}")
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except urllib.error.HTTPError:
-        return True
 
 
 def new_keypair(root: Path) -> tuple[Path, Path]:
@@ -145,7 +137,7 @@ def start_receiver(config: Path, logs: Path, env: dict[str, str] | None = None) 
     service = spawn("receiver", [str(BIN / "archiver"), "--config", str(config), "serve", "--port", str(port)],
                     logs, env)
     base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: answers(base + "/healthz"), service, "receiver")
+    wait_for(lambda: http_answers(base + "/healthz"), service, "receiver")
     return service, base
 
 
@@ -164,7 +156,7 @@ def moto_server(logs: Path) -> Iterator[tuple[str, Service]]:
     service = spawn("moto", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], logs)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: answers(url + "/moto-api/"), service, "moto_server")
+        wait_for(lambda: http_answers(url + "/moto-api/"), service, "moto_server")
         yield url, service
     finally:
         service.stop(timeout=5)

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
 
 from tests import emulators
+from tests.http_source import HttpSource
 
 
 @pytest.fixture(scope="session")
@@ -101,3 +103,21 @@ def stack_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         os.environ.update({k: v for k, v in env.items() if k != "ARCHIVER_CONFIG"})
         yield {"root": root, "broker_url": broker_url, "database_url": database_url, "env": env,
                "source": source, "buckets": buckets, "name": request.param}
+
+
+@pytest.fixture(scope="module")
+def source() -> Iterator[HttpSource]:
+    """A stand-in CDN serving generated recordings, one per test module."""
+    with HttpSource() as running:
+        yield running
+
+
+@pytest.fixture
+def restore_root_logging() -> Iterator[None]:
+    """For tests that run a CLI main(): it points the root logger at the test's captured stderr,
+    and the moto server's threads log through it after the capture is gone."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -32,19 +31,7 @@ SIZE = 200_000
 DESTINATIONS = {"a": 'url = "file://{root}/a/{{meetingId}}/"', "b": 'url = "file://{root}/b/{{meetingId}}/"'}
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()  # main() points it at this test's captured stderr
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-@pytest.fixture(scope="module")
-def source() -> Iterator[HttpSource]:
-    with HttpSource() as running:
-        yield running
+pytestmark = pytest.mark.usefixtures("restore_root_logging")
 
 
 @pytest.fixture

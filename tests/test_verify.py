@@ -4,9 +4,7 @@ stand-in CDN, then deleted or replaced behind the archiver's back."""
 from __future__ import annotations
 
 import json
-import logging
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +22,7 @@ from tests.http_source import HttpSource
 SIZE = 300_000
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    # main() points the root logger at this test's captured stderr; the moto server's threads log
-    # through it after the capture is gone.
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-@pytest.fixture(scope="module")
-def source() -> Iterator[HttpSource]:
-    with HttpSource() as running:
-        yield running
+pytestmark = pytest.mark.usefixtures("restore_root_logging")
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ record the commit intent (size, sha256) -> commit (the provider verifies) -> man
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -19,9 +20,11 @@ from urllib.parse import quote
 
 from archiver.config import Destination
 from archiver.failures import Conflict, LeaseLost, backoff_seconds, classify
+from archiver.intake import render_job_key, template_failure
 from archiver.ledger.store import JobRecord, utcnow
 from archiver.runtime import Runtime
 from archiver.source import SourceChanged, open_source
+from archiver.templates import RenderError
 from providers import ObjectExists, ObjectInfo, ObjectNotFound, StorageProvider
 
 log = logging.getLogger("archiver.copy")
@@ -100,6 +103,17 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
         runtime.ledger.fail(job_id, worker, code="unknown_destination", retrying=False,
                             message=f"destination {job.destination!r} is no longer configured")
         return JobOutcome(job_id, "failed", error="unknown_destination")
+    if job.object_key is None:
+        # Its template could not render at intake; the configuration may have been fixed since.
+        try:
+            key = render_job_key(job, destination)
+        except RenderError as exc:
+            message = template_failure(destination, exc)
+            runtime.ledger.fail(job_id, worker, code="template", message=message, retrying=False)
+            return JobOutcome(job_id, "failed", error=f"template: {message}", destination=job.destination)
+        if not runtime.ledger.set_key(job_id, worker, key):
+            return JobOutcome(job_id, "lost")
+        job = dataclasses.replace(job, object_key=key)
     try:
         with LeaseKeeper(runtime, job_id, worker) as lease:
             info, uploaded = _copy(runtime, job, destination, lease, progress)

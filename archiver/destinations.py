@@ -13,6 +13,16 @@ from providers.options import COMMON_OPTIONS
 
 ARCHIVABLE_TYPES = frozenset({"recording-stopped", "participant-recording-stopped",
                               "participant-track-recording-stopped", "merge-recording-completed"})
+# Template variables that a file announced by each type never has (shared/reference/videosdk.md,
+# section 1: room recordings name no participant and no track kind; webhooks carry no recording id,
+# which only reconcile and the merge lookup learn). A template that names one of them without a
+# default can never render for that type: every such file would fail with `template`.
+NEVER_SET: dict[str, frozenset[str]] = {
+    "recording-stopped": frozenset({"participantId", "kind"}),
+    "participant-recording-stopped": frozenset({"kind", "recordingId"}),
+    "participant-track-recording-stopped": frozenset({"recordingId"}),
+    "merge-recording-completed": frozenset({"participantId"}),
+}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _DESTINATION_KEYS = {"name", "url", "events", "manifest", "overwrite"}
 
@@ -94,8 +104,24 @@ def parse_destination(index: int, table: Any, problems: list[str]) -> Destinatio
         open_provider(provider_url, **options)  # validates every option; no network until first use
     except ConfigurationError as exc:
         problems.append(f"{where}: {exc}")
+    if template is not None:
+        accepted = frozenset(events) & ARCHIVABLE_TYPES if isinstance(events, list) else ARCHIVABLE_TYPES
+        problems += _unrenderable(where, template, accepted)
     if len(problems) > before or template is None:
         return None
     return Destination(name=name, url=url, template=template, provider_url=provider_url, options=options,
                        events=frozenset(events) if events is not None else None,
                        manifest=bool(table.get("manifest", False)), overwrite=bool(table.get("overwrite", False)))
+
+
+def _unrenderable(where: str, template: PathTemplate, accepted: frozenset[str]) -> list[str]:
+    """One problem per variable that has no default and no value for some webhook type the
+    destination accepts, naming the types and the two ways out."""
+    problems = []
+    for name in sorted(template.required):
+        lacking = sorted(t for t in accepted if name in NEVER_SET.get(t, frozenset()))
+        if lacking:
+            problems.append(f"{where}.url: {{{name}}} has no value for files announced by {', '.join(lacking)}; "
+                            f"give it a default ({{{name}|none}}) or limit the destination with "
+                            f"events = [...] to types that carry it")
+    return problems

@@ -44,7 +44,13 @@ def classify(exc: BaseException, *, attempt: int) -> Failure:
     # Celery's SoftTimeLimitExceeded, recognised by name so this module stays free of Celery.
     if isinstance(exc, TimeoutError) or type(exc).__name__ == "SoftTimeLimitExceeded":
         return Failure("timeout", "the copy ran past its time limit", True)
-    # Anything else is a bug or an unforeseen condition: retry within the attempt budget, loudly.
+    if isinstance(exc, AssertionError | TypeError | AttributeError | NameError):
+        # A broken invariant in our own code: the same input breaks it again on every attempt, so
+        # burning the attempt budget on it only hides the bug behind hours of retries.
+        return Failure("internal", f"{type(exc).__name__}: {exc} (a bug: report it; `archiver retry` once fixed)",
+                       False)
+    # Anything else is an unforeseen condition (a dropped database connection, say): retry within
+    # the attempt budget, loudly.
     return Failure("internal", f"{type(exc).__name__}: {exc}", True)
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from archiver.config import Destination, Settings
 from archiver.events import RecordingFile, WebhookEvent, dedupe_key, parse_event
-from archiver.ledger.store import Accepted, Ledger, NewFile, NewJob, utcnow
+from archiver.ledger.store import Accepted, JobRecord, Ledger, NewFile, NewJob, utcnow
 from archiver.templates import RenderError, template_values
 
 
@@ -23,8 +23,25 @@ def plan_jobs(file: RecordingFile, destinations: Sequence[Destination], *, recei
             key = dest.template.render(template_values(file, received_at=received_at, destination=dest.name))
             jobs.append(NewJob(dest.name, key))
         except RenderError as exc:
-            jobs.append(NewJob(dest.name, None, error=f"{dest.name}: {exc}"))
+            jobs.append(NewJob(dest.name, None, error=template_failure(dest, exc)))
     return jobs
+
+
+def template_failure(dest: Destination, exc: RenderError) -> str:
+    """The one message a key that cannot be made gets: what failed and how to fix it, once."""
+    return (f"{dest.name}: {exc}; this file's key cannot be made with the template {dest.template.text!r}: "
+            "change the destination's url (a default such as {participantId|room}, or leave the variable out), "
+            "then `archiver retry JOB_ID` renders the key again with the new configuration")
+
+
+def render_job_key(job: JobRecord, dest: Destination) -> str:
+    """The key for a job recorded without one (its template failed at intake, or the job was retried
+    after the template was fixed), rendered with the CURRENT configuration and the time the file was
+    received, as at intake. Raises RenderError."""
+    file = RecordingFile(meeting_id=job.meeting_id, session_id=job.session_id, participant_id=job.participant_id,
+                         kind=job.kind, file_path=job.file_path, file_url=job.source_url,
+                         webhook_type=job.webhook_type, recording_id=job.recording_id)
+    return dest.template.render(template_values(file, received_at=job.received_at, destination=dest.name))
 
 
 def accept_event(ledger: Ledger, settings: Settings, body: bytes | str, *, verified: bool,

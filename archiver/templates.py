@@ -89,6 +89,11 @@ class PathTemplate:
     variables: frozenset[str]  # canonical names (roomId is reported as meetingId)
     parts: tuple[str | _Placeholder, ...] = field(repr=False)
 
+    @property
+    def required(self) -> frozenset[str]:
+        """Canonical names of the placeholders that have no default (a missing value fails the render)."""
+        return frozenset(p.name for p in self.parts if isinstance(p, _Placeholder) and p.default is None)
+
     def render(self, values: Mapping[str, str | None]) -> str:
         out: list[str] = []
         for part in self.parts:

@@ -61,6 +61,7 @@ api_key = "{KEY}"
 [[destinations]]
 name = "local"
 url = "file://{tmp_path}/archive/{{meetingId}}/{{kind}}/"
+events = ["merge-recording-completed"]
 """)
     settings = load_settings(tmp_path / "archiver.toml", environ={})
     engine = create_ledger_engine(settings.database_url)

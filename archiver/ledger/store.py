@@ -125,6 +125,13 @@ class Ledger:
                                                          CopyJob.state == "running")
                                    .values(lease_expires_at=now + lease)).rowcount)
 
+    def set_key(self, job_id: int, worker: str, key: str) -> bool:
+        """Record the key a job rendered at claim time (it had none: its template failed at intake)."""
+        with self.sessions.begin() as db:
+            return bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
+                                                         CopyJob.state == "running", CopyJob.object_key.is_(None))
+                                   .values(object_key=key, updated_at=utcnow())).rowcount)
+
     def record_intent(self, job_id: int, worker: str, size: int, sha256: str) -> bool:
         """Before committing an object, remember what it will hold: a re-run after a crash in the
         window between commit and `succeed` can then recognise the object as its own."""

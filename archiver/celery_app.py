@@ -35,8 +35,10 @@ class Publisher:
     def event(self, body: str, *, source: str = "replay", verified: bool = False) -> None:
         self.app.send_task("archiver.accept_event", (body, source, verified), queue="events", routing_key="events")
 
-    def merge_lookup(self, event_id: int) -> None:
-        self.app.send_task("archiver.resolve_merge", (event_id,), queue="events", routing_key="events")
+    def lookups(self, lookup_ids: Sequence[int], *, countdown: float | None = None) -> None:
+        for lookup_id in lookup_ids:
+            self.app.send_task("archiver.run_lookup", (lookup_id,), countdown=countdown, queue="events",
+                               routing_key="events")
 
     def ping(self, timeout: float = 2.0) -> None:
         """Raise if the broker cannot be reached within `timeout` seconds."""

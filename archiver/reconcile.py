@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from archiver.config import Settings
-from archiver.events import RecordingFile
-from archiver.intake import plan_jobs
-from archiver.ledger.store import FileRecord, Ledger, NewFile, utcnow
+from archiver.intake import Origin, plan_jobs, record_files
+from archiver.ledger.store import FileRecord, Ledger, utcnow
 from archiver.metrics import RECONCILE_FINDS
+from archiver.recordings import RecordingFile, RecordingKind
 from archiver.videosdk_api import RecordingInfo, VideoSDKAuthError, VideoSDKClient, VideoSDKError
 
 log = logging.getLogger("archiver.reconcile")
@@ -140,24 +140,22 @@ def _record(ledger: Ledger, settings: Settings, publish: Callable[[Sequence[int]
     nothing to add, so a reconcile every few minutes does not churn the ledger."""
     session = existing.session_id if existing else (recording.session_id or "")
     path = existing.file_path if existing else recording.file_path
-    file = RecordingFile(meeting_id=room, session_id=session, participant_id=None, kind=None, file_path=path,
-                         file_url=recording.file_url, webhook_type=ANNOUNCED_AS, recording_id=recording.id or None)
     received_at = recording.created_at or utcnow()  # the date parts of keys: when the recording was made
+    file = RecordingFile(meeting_id=room, session_id=session, participant_id=None, kind=None, file_path=path,
+                         file_url=recording.file_url, webhook_type=ANNOUNCED_AS, recording_id=recording.id or None,
+                         recording_kind=RecordingKind.ROOM, size=recording.size, recorded_at=recording.created_at)
     have = {c.destination for c in existing.copies} if existing else set()
     jobs = [j for j in plan_jobs(file, settings.destinations, received_at=received_at) if j.destination not in have]
     learned = existing is None or (recording.size is not None and existing.size != recording.size) or (
         bool(recording.id) and existing.recording_id != recording.id)
     if not jobs and not learned:
         return 0
-    new = NewFile(meeting_id=room, session_id=session, participant_id=None, kind=None, file_path=path,
-                  source_url=recording.file_url, webhook_type=SOURCE_TYPE,
-                  recording_id=recording.id or None, size=recording.size)
     body = json.dumps({"recordingId": recording.id, "roomId": room, "sessionId": recording.session_id,
                        "filePath": recording.file_path, "fileUrl": recording.file_url, "size": recording.size,
                        "createdAt": recording.created_at.isoformat() if recording.created_at else None})
-    accepted = ledger.accept(body=body, dedupe_key=_dedupe_key(recording), webhook_type=SOURCE_TYPE,
-                             meeting_id=room, session_id=session or None, received_at=received_at, verified=True,
-                             source="reconcile", files=[(new, jobs)], publish=publish)
+    origin = Origin(body=body, dedupe_key=_dedupe_key(recording), webhook_type=SOURCE_TYPE, meeting_id=room,
+                    session_id=session or None, received_at=received_at, verified=True, source="reconcile")
+    accepted = record_files(ledger, settings, origin, [file], publish=publish)
     before = {c.job_id for c in existing.copies} if existing else set()
     return len(set(accepted.job_ids) - before)
 

@@ -23,6 +23,9 @@ from urllib.parse import quote, urlsplit
 import httpx
 import jwt
 
+from archiver.recordings import RecordingKind
+from archiver.videosdk_items import ENDPOINTS
+
 log = logging.getLogger(__name__)
 
 TOKEN_LIFETIME = 600  # seconds
@@ -167,9 +170,18 @@ class VideoSDKClient:
     def get_merge(self, merge_id: str) -> dict[str, Any]:
         return self._json("GET", f"/recordings/participant/merge/{_segment('merge_id', merge_id)}")
 
+    @property
+    def origin(self) -> str:
+        """The API's origin: api_base without its "/v2" (transcripts live under /ai/v1, not /v2)."""
+        return self.api_base[: -len("/v2")] if self.api_base.endswith("/v2") else self.api_base
+
+    def get_item(self, kind: RecordingKind, resource_id: str) -> dict[str, Any]:
+        """One recording resource of any kind by its id (GET <fetch path>/{id}), as VideoSDK answers it."""
+        return self._json("GET", f"{ENDPOINTS[kind].fetch}/{_segment('id', resource_id)}", from_origin=True)
+
     def _json(self, method: str, path: str, *, params: Mapping[str, str | int] | None = None,
-              auth: bool = True) -> dict[str, Any]:
-        response = self._send(method, path, params=params, auth=auth)
+              auth: bool = True, from_origin: bool = False) -> dict[str, Any]:
+        response = self._send(method, path, params=params, auth=auth, from_origin=from_origin)
         try:
             body = response.json()
         except ValueError:  # JSONDecodeError and UnicodeDecodeError; their text would quote the body
@@ -179,13 +191,14 @@ class VideoSDKClient:
         return body
 
     def _send(self, method: str, path: str, *, params: Mapping[str, str | int] | None = None,
-              auth: bool = True) -> httpx.Response:
+              auth: bool = True, from_origin: bool = False) -> httpx.Response:
+        base = self.origin if from_origin else self.api_base
         where = f"{method} {path}"
         for attempt in range(1, self.max_attempts + 1):
             headers = {"Authorization": self.token()} if auth else {}
             retry_after: float | None = None
             try:
-                response = self._http.request(method, self.api_base + path, params=params, headers=headers,
+                response = self._http.request(method, base + path, params=params, headers=headers,
                                               timeout=self._timeout)
             except httpx.TimeoutException as exc:
                 error = VideoSDKError(f"{where}: timed out ({type(exc).__name__})", "timeout", retryable=True)

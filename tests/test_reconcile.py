@@ -135,7 +135,7 @@ def test_unannounced_recordings_get_jobs_and_announced_ones_are_only_enriched(
         "encoded/videos/announced.mp4", 777, "recording-stopped")  # same row (stored without "/"), enriched
     assert len(announced.copies) == 2
     first = files[ids[0]]
-    assert (first.webhook_type, first.size, first.participant_id, first.kind) == ("reconcile", 1000, None, None)
+    assert (first.webhook_type, first.size, first.participant_id, first.kind) == ("recording-stopped", 1000, None, None)
     jobs = {j.destination: j for j in ledger.jobs(meeting_id=room) if j.recording_id == ids[0]}
     name = first.file_path.rsplit("/", 1)[1]
     # keys rendered from the templates like a webhook's, dated by the recording's createdAt

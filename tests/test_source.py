@@ -141,7 +141,7 @@ def test_resume_that_cannot_be_proven_safe_raises_source_changed(cdn: HttpSource
     with open_source(cdn.file_url(name, size=MiB, drop=300_000, **fault), LOCAL, client=client) as stream:
         with pytest.raises(SourceChanged) as info:
             stream.read()
-        assert info.value.code == "source_changed" and info.value.retryable
+        assert info.value.code == "changed" and info.value.retryable
         with pytest.raises(SourceChanged):
             stream.read(10)  # sticky: a caller that reads again gets the same verdict, not a short file
     ranges = [h.range for h in cdn.hits(f"/files/{name}")]

@@ -91,7 +91,7 @@ def status_error(status: int, url: httpx.URL, original: httpx.URL, *, announced_
     if url != original and status in (401, 403, 410):
         return TransientSourceError(
             f"{where}: HTTP {status} from host {host}, the target of a redirect from host "
-            f"{ssrf.host_name(original)} (a signed link that expired?); the next request starts again "
+            f"{ssrf.host_name(original)}: a signed link that expired, probably; the next request starts again "
             "from the original URL", code="redirect_expired")
     if status in (401, 403, 404, 410):
         now = now or datetime.now(UTC)

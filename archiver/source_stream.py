@@ -185,7 +185,7 @@ class SourceStream(io.RawIOBase):
         if not proven:
             log.warning("%s: %d bytes read; the length is not proven: %s", self._where, self.bytes_read, note)
 
-    def _continue(self, error: TransientSourceError | None) -> None:
+    def _continue(self, error: SourceError | None) -> None:
         """Ask the ORIGINAL URL (a redirect's signed target may have expired) for bytes n- with If-Range.
 
         ``error`` is why the body stopped early (a transport fault, a cut-short body): resumes are
@@ -206,13 +206,13 @@ class SourceStream(io.RawIOBase):
             if not probe:
                 self._count_resume(error)
                 time.sleep(min(self._policy.resume_backoff * 2 ** (self.resumes - 1), 5.0))
-                log.info("resuming %s at byte %d (%s)", self._where, n, error.code)  # type: ignore[union-attr]
+                log.info("resuming %s at byte %d (%s)", self._where, n, error.code if error else "-")
             try:
                 response, final = guarded_get(self._guard, self._original, {"Range": f"bytes={n}-",
                                                                               "If-Range": validator})
             except TransientSourceError as retry_error:
                 if probe:
-                    return self._settle(False, f"asking for byte {n} on failed ({retry_error.code})")
+                    return self._settle(False, f"asking for the bytes from {n} on failed ({retry_error.code})")
                 error = retry_error
                 continue
             try:
@@ -227,15 +227,16 @@ class SourceStream(io.RawIOBase):
                 return self._settle(False, f"a Range from byte {n} was answered HTTP {response.status_code}")
             error = retry
 
-    def _count_resume(self, error: TransientSourceError | None) -> None:
+    def _count_resume(self, error: SourceError | None) -> None:
         if self.resumes >= self._policy.max_resumes:
             code = "resume_exhausted" if self._policy.max_resumes else (error.code if error else "connection")
             raise TransientSourceError(f"{error or self._where + ': the body was cut short'} after "
                                        f"{self.bytes_read} bytes; {self.resumes} resumes used", code=code)
         self.resumes += 1
 
-    def _answer(self, response: httpx.Response, final: httpx.URL, probe: bool) -> TransientSourceError | None:
-        """Take the answer to a Range from byte n; return a transient error to try again, or raise."""
+    def _answer(self, response: httpx.Response, final: httpx.URL, probe: bool) -> SourceError | None:
+        """Take the answer to a Range from byte n: read on from it, or settle the length (None), or
+        return an error worth another resume (a probe: any error, which settles as unproven), or raise."""
         status, n, where = response.status_code, self.bytes_read, ssrf.redact(final)
         if status == 206:
             end, total = partial_span(response, where, n, *self._known())
@@ -261,8 +262,8 @@ class SourceStream(io.RawIOBase):
                         f"; {change}" if change else ""))
                 raise SourceChanged(f"{where}: resuming at byte {n}: {change}")
             if total != n or (known is not None and known != n):
-                raise TransientSourceError(f"{where}: the file ends at byte {total} ({found}) but {what} is "
-                                           f"{known}; {n} bytes were read", code="length_mismatch")
+                raise TransientSourceError(f"{where}: a Range from byte {n} was answered {found}" + (
+                    f" but {what} is {known}" if known is not None else ""), code="length_mismatch")
             response.close()
             return self._settle(True, f"{n} bytes: a Range from byte {n} was answered 416 (bytes */{n})")
         if status == 200:
@@ -274,5 +275,5 @@ class SourceStream(io.RawIOBase):
         error = status_error(status, final, self._original, announced_at=self._announced_at,
                              grace=self._policy.not_found_grace)
         if probe or error.retryable:
-            return error  # type: ignore[return-value]
+            return error
         raise error

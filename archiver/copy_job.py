@@ -42,6 +42,10 @@ class JobOutcome:
     uploaded: bool = False  # False when an identical object was already there
     destination: str | None = None
     bytes: int | None = None
+    # size_proven hook: for a streamed copy, whether the source's length was proven and how / why not
+    # (SourceStream.size_proven / size_note); None when nothing was streamed (an adopted object)
+    size_proven: bool | None = None
+    size_note: str | None = None
 
 
 class LeaseKeeper:
@@ -85,6 +89,7 @@ class LeaseKeeper:
 
 
 Progress = Callable[[JobRecord, int, int | None], None]  # job, bytes so far, total when known
+SizeProof = tuple[bool | None, str | None]  # size_proven hook: (SourceStream.size_proven, .size_note)
 
 
 def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None) -> JobOutcome:
@@ -116,7 +121,7 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
         job = dataclasses.replace(job, object_key=key)
     try:
         with LeaseKeeper(runtime, job_id, worker) as lease:
-            info, uploaded = _copy(runtime, job, destination, lease, progress)
+            info, uploaded, proof = _copy(runtime, job, destination, lease, progress)
             if destination.manifest:
                 _write_manifest(runtime.provider(destination), job, destination, info)
     except LeaseLost:
@@ -132,7 +137,7 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
     if not runtime.ledger.succeed(job_id, worker, size=info.size, sha256=info.checksums["sha256"], etag=info.etag):
         return JobOutcome(job_id, "lost")  # our lease ran out and another worker owns the job now
     return JobOutcome(job_id, "succeeded", uploaded=uploaded, destination=job.destination,
-                      bytes=info.size if uploaded else None)
+                      bytes=info.size if uploaded else None, size_proven=proof[0], size_note=proof[1])
 
 
 def _not_claimed(runtime: Runtime, job_id: int, current: JobRecord | None) -> JobOutcome:
@@ -149,7 +154,7 @@ def _not_claimed(runtime: Runtime, job_id: int, current: JobRecord | None) -> Jo
 
 
 def _copy(runtime: Runtime, job: JobRecord, dest: Destination, lease: LeaseKeeper,
-          progress: Progress | None) -> tuple[ObjectInfo, bool]:
+          progress: Progress | None) -> tuple[ObjectInfo, bool, SizeProof]:
     assert job.object_key is not None
     provider = runtime.provider(dest)
     # We hold the lease: any unfinished upload to this key is a dead attempt's leftover.
@@ -157,10 +162,11 @@ def _copy(runtime: Runtime, job: JobRecord, dest: Destination, lease: LeaseKeepe
     if not dest.overwrite:
         existing = _existing(provider, job.object_key)
         if existing is not None:
-            return _adopt_or_conflict(runtime, provider, job, existing), False
+            return _adopt_or_conflict(runtime, provider, job, existing), False, (None, None)
     for _ in range(MAX_SOURCE_RESTARTS):
         try:
-            return _stream(runtime, provider, job, dest, lease, progress), True
+            info, proof = _stream(runtime, provider, job, dest, lease, progress)
+            return info, True, proof
         except SourceChanged:
             continue  # the writer aborted on the way out; start both sides again from byte 0
         except ObjectExists:
@@ -170,14 +176,15 @@ def _copy(runtime: Runtime, job: JobRecord, dest: Destination, lease: LeaseKeepe
             current = runtime.ledger.job(job.job_id)
             if existing is None or current is None:
                 raise
-            return _adopt_or_conflict(runtime, provider, current, existing), False
-    raise SourceChanged(f"source changed {MAX_SOURCE_RESTARTS} times during the copy", code="source_changed")
+            return _adopt_or_conflict(runtime, provider, current, existing), False, (None, None)
+    raise SourceChanged(f"source changed {MAX_SOURCE_RESTARTS} times during the copy", code="kept_changing")
 
 
 def _stream(runtime: Runtime, provider: StorageProvider, job: JobRecord, dest: Destination,
-            lease: LeaseKeeper, progress: Progress | None) -> ObjectInfo:
+            lease: LeaseKeeper, progress: Progress | None) -> tuple[ObjectInfo, SizeProof]:
     assert job.object_key is not None
-    with open_source(job.source_url, runtime.source_policy) as source:
+    with open_source(job.source_url, runtime.source_policy, expected_size=job.size,
+                     announced_at=job.received_at) as source:
         # Underscored names: Azure accepts only identifier-like metadata names.
         metadata = {"meeting_id": job.meeting_id, "session_id": job.session_id,
                     "participant_id": job.participant_id or "", "kind": job.kind or "",
@@ -197,7 +204,7 @@ def _stream(runtime: Runtime, provider: StorageProvider, job: JobRecord, dest: D
             if not runtime.ledger.record_intent(job.job_id, runtime.worker_id, writer.bytes_written,
                                                 writer.sha256_hex):
                 raise LeaseLost(f"job {job.job_id}: lease lost before commit")
-            return writer.commit()
+            return writer.commit(), (source.size_proven, source.size_note)
 
 
 def _existing(provider: StorageProvider, key: str) -> ObjectInfo | None:
@@ -215,7 +222,8 @@ def _adopt_or_conflict(runtime: Runtime, provider: StorageProvider, job: JobReco
         expected_size = job.size  # VideoSDK's size already says it is not ours: no need to download
     elif expected_sha is None:
         # No attempt of ours got as far as committing: hash the source to learn what belongs here.
-        expected_size, expected_sha = _hash_stream(open_source(job.source_url, runtime.source_policy))
+        expected_size, expected_sha = _hash_stream(open_source(job.source_url, runtime.source_policy,
+                                                               expected_size=job.size, announced_at=job.received_at))
     if existing.size == expected_size:
         found_sha = existing.checksums.get("sha256")
         if found_sha is None:  # e.g. an S3 multipart object: the digest is not in its metadata

@@ -21,6 +21,7 @@ from urllib.parse import quote
 from archiver.config import Destination
 from archiver.failures import Conflict, LeaseLost, backoff_seconds, classify
 from archiver.intake import render_job_key, template_failure
+from archiver.ledger.records import SIZE_UNPROVEN
 from archiver.ledger.store import JobRecord, utcnow
 from archiver.runtime import Runtime
 from archiver.source import SourceChanged, open_source
@@ -29,6 +30,7 @@ from providers import ObjectExists, ObjectInfo, ObjectNotFound, StorageProvider
 
 log = logging.getLogger("archiver.copy")
 CHUNK = 1 << 20
+WINDOWED_CODES = frozenset({"source_not_found_yet"})
 MAX_SOURCE_RESTARTS = 3
 MEDIA_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".mp3": "audio/mpeg", ".m4a": "audio/mp4"}
 
@@ -128,7 +130,10 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
         return JobOutcome(job_id, "lost")
     except Exception as exc:  # every failure is recorded; classify decides retry vs final
         failure = classify(exc, attempt=job.attempts)
-        retrying = failure.retryable and job.attempts < runtime.settings.retry.max_attempts
+        # A file not on the CDN yet is retried for the whole grace window whatever the attempt budget:
+        # the source says "not_found_yet" only inside the window, so this cannot loop forever.
+        retrying = failure.retryable and (job.attempts < runtime.settings.retry.max_attempts
+                                          or failure.code in WINDOWED_CODES)
         runtime.ledger.fail(job_id, worker, code=failure.code, message=failure.message, retrying=retrying)
         delay = backoff_seconds(job.attempts, base=runtime.settings.retry.base_delay,
                                 cap=runtime.settings.retry.max_delay) if retrying else None
@@ -136,6 +141,12 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
                           error=f"{failure.code}: {failure.message}", destination=job.destination)
     if not runtime.ledger.succeed(job_id, worker, size=info.size, sha256=info.checksums["sha256"], etag=info.etag):
         return JobOutcome(job_id, "lost")  # our lease ran out and another worker owns the job now
+    if proof[0] is False:
+        # Every byte the source sent is in place, but nothing proved that it sent the whole file:
+        # visible in `status` and `verify`, never verified, so retention keeps the recording until
+        # reconcile learns VideoSDK's size and it agrees.
+        runtime.ledger.flag_copy(job_id, SIZE_UNPROVEN, f"{info.size} bytes copied, but the source's length was "
+                                 f"not proven: {proof[1]}; reconcile compares it with VideoSDK's size")
     return JobOutcome(job_id, "succeeded", uploaded=uploaded, destination=job.destination,
                       bytes=info.size if uploaded else None, size_proven=proof[0], size_note=proof[1])
 
@@ -163,12 +174,13 @@ def _copy(runtime: Runtime, job: JobRecord, dest: Destination, lease: LeaseKeepe
         existing = _existing(provider, job.object_key)
         if existing is not None:
             return _adopt_or_conflict(runtime, provider, job, existing), False, (None, None)
+    last: SourceChanged | None = None
     for _ in range(MAX_SOURCE_RESTARTS):
         try:
             info, proof = _stream(runtime, provider, job, dest, lease, progress)
             return info, True, proof
-        except SourceChanged:
-            continue  # the writer aborted on the way out; start both sides again from byte 0
+        except SourceChanged as exc:
+            last = exc  # the writer aborted on the way out; start both sides again from byte 0
         except ObjectExists:
             # The create-only commit found an object: our own (a retried PUT whose first answer was
             # lost) or someone else's. The intent just recorded says which, so decide now.
@@ -177,7 +189,8 @@ def _copy(runtime: Runtime, job: JobRecord, dest: Destination, lease: LeaseKeepe
             if existing is None or current is None:
                 raise
             return _adopt_or_conflict(runtime, provider, current, existing), False, (None, None)
-    raise SourceChanged(f"source changed {MAX_SOURCE_RESTARTS} times during the copy", code="kept_changing")
+    raise SourceChanged(f"the download had to start again {MAX_SOURCE_RESTARTS} times in one attempt; the last "
+                        f"time: {last}", code="kept_changing")
 
 
 def _stream(runtime: Runtime, provider: StorageProvider, job: JobRecord, dest: Destination,

@@ -18,6 +18,7 @@ from typing import Any
 from archiver.config import Settings
 from archiver.events import RecordingFile
 from archiver.intake import plan_jobs
+from archiver.ledger.records import SIZE_UNPROVEN
 from archiver.ledger.store import FileRecord, Ledger, NewFile, utcnow
 from archiver.metrics import RECONCILE_FINDS
 from archiver.videosdk_api import RecordingInfo, VideoSDKAuthError, VideoSDKClient, VideoSDKError
@@ -182,8 +183,9 @@ def _check_sizes(ledger: Ledger, existing: FileRecord, recording: RecordingInfo)
             new += copy.error_code != SIZE_MISMATCH
             ledger.flag_copy(copy.job_id, SIZE_MISMATCH, f"copy has {copy.bytes} bytes, VideoSDK reports "
                              f"{recording.size} bytes for recording {recording.id}")
-        elif copy.error_code == SIZE_MISMATCH:
-            ledger.clear_flag(copy.job_id, SIZE_MISMATCH)
+        elif copy.error_code in (SIZE_MISMATCH, SIZE_UNPROVEN):
+            # VideoSDK's size agrees: a length the source never proved is proven now.
+            ledger.clear_flag(copy.job_id, copy.error_code)
     return flagged, new
 
 

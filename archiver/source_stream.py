@@ -195,21 +195,19 @@ class SourceStream(io.RawIOBase):
         self._response.close()
         probe, n = error is None, self.bytes_read
         validator = self._validators.if_range
-        if validator is None:
-            why = "the server sent no strong ETag or Last-Modified" + (
-                " (a weak ETag cannot promise identical bytes)" if self._validators.etag else "")
-            if probe:
-                return self._settle(False, f"the body had no Content-Length or chunked encoding and {why} to "
-                                           "ask for its end with")
-            raise SourceChanged(f"{error} after {n} bytes and {why} to resume against")
+        if validator is None and not probe:
+            raise SourceChanged(f"{error} after {n} bytes and {self._no_validator()} to resume against")
+        # A probe needs no validator: a 416 "bytes */n" proves that the body just read was a whole
+        # version of the file (even if the file changed meanwhile, what we hold is one complete
+        # version); a 206 means it was cut short, and without a validator that restarts from byte 0.
+        headers = {"Range": f"bytes={n}-", **({"If-Range": validator} if validator is not None else {})}
         while True:
             if not probe:
                 self._count_resume(error)
                 time.sleep(min(self._policy.resume_backoff * 2 ** (self.resumes - 1), 5.0))
                 log.info("resuming %s at byte %d (%s)", self._where, n, error.code if error else "-")
             try:
-                response, final = guarded_get(self._guard, self._original, {"Range": f"bytes={n}-",
-                                                                              "If-Range": validator})
+                response, final = guarded_get(self._guard, self._original, headers)
             except TransientSourceError as retry_error:
                 if probe:
                     return self._settle(False, f"asking for the bytes from {n} on failed ({retry_error.code})")
@@ -227,6 +225,10 @@ class SourceStream(io.RawIOBase):
                 return self._settle(False, f"a Range from byte {n} was answered HTTP {response.status_code}")
             error = retry
 
+    def _no_validator(self) -> str:
+        return "the server sent no strong ETag or Last-Modified" + (
+            " (a weak ETag cannot promise identical bytes)" if self._validators.etag else "")
+
     def _count_resume(self, error: SourceError | None) -> None:
         if self.resumes >= self._policy.max_resumes:
             code = "resume_exhausted" if self._policy.max_resumes else (error.code if error else "connection")
@@ -243,6 +245,9 @@ class SourceStream(io.RawIOBase):
             change = self._validators.change(Validators.of(response))
             if change:
                 raise SourceChanged(f"{where}: resuming at byte {n}: {change}")
+            if self._validators.if_range is None:
+                raise SourceChanged(f"{where}: the body was cut short at byte {n} and {self._no_validator()} to "
+                                    "resume against")
             if probe:
                 self._count_resume(None)  # the probe found more bytes: the body was cut short
             if total is not None and self._length is None:

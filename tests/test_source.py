@@ -388,12 +388,27 @@ def test_a_complete_close_delimited_body_is_proven_by_a_416_probe(cdn: HttpSourc
     assert cdn.hits(f"/files/{name}")[1].if_range == stream.etag  # the probe is validated too
 
 
-@pytest.mark.parametrize(("fault", "why"), [({"novalidator": 1}, "no strong ETag or Last-Modified"),
-                                            ({"weak": 1, "nolm": 1}, "weak ETag"),
-                                            ({"norange": 1}, "whole file"),
+@pytest.mark.parametrize("fault", [{"novalidator": 1}, {"weak": 1, "nolm": 1}], ids=["no-validator", "weak-etag-only"])
+def test_a_probe_without_a_validator_still_proves_a_whole_body(cdn: HttpSource, client: httpx.Client,
+                                                               fault: dict[str, Any]) -> None:
+    name = "close-novalidator-" + "-".join(f"{k}{v}" for k, v in fault.items()) + ".mp4"
+    data, stream = read(cdn.file_url(name, size=200_000, close=1, **fault), client)
+    assert data == content(name, 200_000) and stream.size_proven and "416" in (stream.size_note or "")
+    assert [h.if_range for h in cdn.hits(f"/files/{name}")] == [None, None]  # Range only: nothing to validate
+
+
+@pytest.mark.parametrize("drop", [1, 100_000, 199_999])
+def test_a_body_cut_short_without_a_validator_starts_again_instead_of_succeeding(
+        cdn: HttpSource, client: httpx.Client, drop: int) -> None:
+    name = f"close-novalidator-cut-{drop}.mp4"
+    with pytest.raises(SourceChanged, match="no strong ETag or Last-Modified"):
+        read(cdn.file_url(name, size=200_000, close=1, drop=drop, novalidator=1), client)
+
+
+@pytest.mark.parametrize(("fault", "why"), [({"norange": 1}, "whole file"),
                                             ({"rotate": 1}, "whole file"),
                                             ({"rotate": "lm", "ifrange": "ignore", "omit": "all"}, "416")],
-                         ids=["no-validator", "weak-etag-only", "range-ignored", "file-changed", "416-other-lm"])
+                         ids=["range-ignored", "file-changed", "416-other-lm"])
 def test_a_close_delimited_body_whose_length_cannot_be_proven_finishes_unproven(
         cdn: HttpSource, client: httpx.Client, fault: dict[str, Any], why: str) -> None:
     name = "close-unproven-" + "-".join(f"{k}{v}" for k, v in fault.items()) + ".mp4"
@@ -659,10 +674,24 @@ def test_a_copy_job_never_succeeds_with_the_short_size_of_a_cut_short_body(tmp_p
     assert job is not None and (job.bytes, job.sha256) == (size, sha256("job-cut.mp4", size))
     assert (tmp_path / "archive" / "m-cut" / "x.mp4").read_bytes() == content("job-cut.mp4", size)
 
-    # nothing can prove this one's length: the outcome says so for the ledger to flag it
-    _, unproven = copy_once(runtime, "m-unproven", cdn.file_url("job-unproven.mp4", size=size, close=1,
-                                                                 drop=1_887_436, novalidator=1))
-    assert unproven.size_proven is False and "no strong ETag" in (unproven.size_note or ""), unproven
+    # cut short with nothing to resume against: started again from byte 0, then proven by the probe
+    job_id, restarted = copy_once(runtime, "m-restart", cdn.file_url("job-restart.mp4", size=size, close=1,
+                                                                      drop=1_887_436, novalidator=1))
+    assert restarted.state == "succeeded" and restarted.size_proven is True, restarted
+    assert runtime.ledger.job(job_id).bytes == size  # type: ignore[union-attr]
+
+    # nothing can prove this one's length (Range is ignored): the copy is flagged, never verified
+    job_id, unproven = copy_once(runtime, "m-unproven", cdn.file_url("job-unproven.mp4", size=size, close=1,
+                                                                      norange=1))
+    flagged = runtime.ledger.job(job_id)
+    assert unproven.size_proven is False and "whole file" in (unproven.size_note or ""), unproven
+    assert flagged is not None and (flagged.state, flagged.error_code) == ("succeeded", "size_unproven")
+    assert "whole file" in (flagged.error_message or "")
+    from archiver.verification import verify_copies
+
+    verdicts = {v.job_id: v for v in verify_copies(runtime, since=None)}
+    assert verdicts[job_id].result == "unproven" and "not proven" in verdicts[job_id].detail
+    assert runtime.ledger.job(job_id).verified_at is None  # type: ignore[union-attr]
 
 
 def test_a_copy_job_whose_source_keeps_changing_says_so(tmp_path: Path, cdn: HttpSource) -> None:

@@ -38,6 +38,8 @@ class SourceSettings:
     allow_private_addresses: bool = False
     allow_http: bool = False
     allowed_networks: tuple[str, ...] = ()  # CIDRs exempt from the private-address refusal
+    # minutes after a webhook during which the CDN's 404 (410, 401, 403) means "not there yet": retried
+    not_found_grace_minutes: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ ENVIRONMENT: dict[tuple[str | None, str], tuple[str, Callable[[str], Any]]] = {
     ("source", "allow_private_addresses"): ("ARCHIVER_SOURCE_ALLOW_PRIVATE", _bool),
     ("source", "allow_http"): ("ARCHIVER_SOURCE_ALLOW_HTTP", _bool),
     ("source", "allowed_networks"): ("ARCHIVER_SOURCE_ALLOWED_NETWORKS", _hosts),
+    ("source", "not_found_grace_minutes"): ("ARCHIVER_SOURCE_NOT_FOUND_GRACE_MINUTES", float),
     ("retry", "max_attempts"): ("ARCHIVER_RETRY_MAX_ATTEMPTS", int),
     ("retry", "max_delay"): ("ARCHIVER_RETRY_MAX_DELAY", float),
     ("retry", "base_delay"): ("ARCHIVER_RETRY_BASE_DELAY", float),
@@ -206,7 +209,10 @@ def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
     if top["lease_seconds"] is not None and top["lease_seconds"] < 3:
         problems.append("lease_seconds: must be at least 3 seconds")
     source = _section(raw, "source", SourceSettings, {"allow_hosts": list, "allow_private_addresses": bool,
-                                                      "allow_http": bool, "allowed_networks": list}, problems)
+                                                      "allow_http": bool, "allowed_networks": list,
+                                                      "not_found_grace_minutes": (int, float)}, problems)
+    if source.not_found_grace_minutes < 0:
+        problems.append("source.not_found_grace_minutes: must be 0 (a 404 is final at once) or more")
     retry = _section(raw, "retry", RetrySettings, {"max_attempts": int, "max_delay": (int, float),
                                                    "base_delay": (int, float)}, problems)
     reconcile = _section(raw, "reconcile", ReconcileSettings, {"interval_minutes": (int, float),

@@ -21,6 +21,7 @@ from urllib.parse import quote
 from archiver.config import Destination
 from archiver.failures import Conflict, LeaseLost, backoff_seconds, classify
 from archiver.intake import render_job_key, template_failure
+from archiver.ledger.records import SIZE_UNPROVEN
 from archiver.ledger.store import JobRecord, utcnow
 from archiver.runtime import Runtime
 from archiver.source import SourceChanged, open_source
@@ -29,6 +30,7 @@ from providers import ObjectExists, ObjectInfo, ObjectNotFound, StorageProvider
 
 log = logging.getLogger("archiver.copy")
 CHUNK = 1 << 20
+WINDOWED_CODES = frozenset({"source_not_found_yet"})
 MAX_SOURCE_RESTARTS = 3
 MEDIA_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".mp3": "audio/mpeg", ".m4a": "audio/mp4"}
 
@@ -42,6 +44,10 @@ class JobOutcome:
     uploaded: bool = False  # False when an identical object was already there
     destination: str | None = None
     bytes: int | None = None
+    # size_proven hook: for a streamed copy, whether the source's length was proven and how / why not
+    # (SourceStream.size_proven / size_note); None when nothing was streamed (an adopted object)
+    size_proven: bool | None = None
+    size_note: str | None = None
 
 
 class LeaseKeeper:
@@ -85,6 +91,7 @@ class LeaseKeeper:
 
 
 Progress = Callable[[JobRecord, int, int | None], None]  # job, bytes so far, total when known
+SizeProof = tuple[bool | None, str | None]  # size_proven hook: (SourceStream.size_proven, .size_note)
 
 
 def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None) -> JobOutcome:
@@ -116,14 +123,17 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
         job = dataclasses.replace(job, object_key=key)
     try:
         with LeaseKeeper(runtime, job_id, worker) as lease:
-            info, uploaded = _copy(runtime, job, destination, lease, progress)
+            info, uploaded, proof = _copy(runtime, job, destination, lease, progress)
             if destination.manifest:
                 _write_manifest(runtime.provider(destination), job, destination, info)
     except LeaseLost:
         return JobOutcome(job_id, "lost")
     except Exception as exc:  # every failure is recorded; classify decides retry vs final
         failure = classify(exc, attempt=job.attempts)
-        retrying = failure.retryable and job.attempts < runtime.settings.retry.max_attempts
+        # A file not on the CDN yet is retried for the whole grace window whatever the attempt budget:
+        # the source says "not_found_yet" only inside the window, so this cannot loop forever.
+        retrying = failure.retryable and (job.attempts < runtime.settings.retry.max_attempts
+                                          or failure.code in WINDOWED_CODES)
         runtime.ledger.fail(job_id, worker, code=failure.code, message=failure.message, retrying=retrying)
         delay = backoff_seconds(job.attempts, base=runtime.settings.retry.base_delay,
                                 cap=runtime.settings.retry.max_delay) if retrying else None
@@ -131,8 +141,14 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
                           error=f"{failure.code}: {failure.message}", destination=job.destination)
     if not runtime.ledger.succeed(job_id, worker, size=info.size, sha256=info.checksums["sha256"], etag=info.etag):
         return JobOutcome(job_id, "lost")  # our lease ran out and another worker owns the job now
+    if proof[0] is False:
+        # Every byte the source sent is in place, but nothing proved that it sent the whole file:
+        # visible in `status` and `verify`, never verified, so retention keeps the recording until
+        # reconcile learns VideoSDK's size and it agrees.
+        runtime.ledger.flag_copy(job_id, SIZE_UNPROVEN, f"{info.size} bytes copied, but the source's length was "
+                                 f"not proven: {proof[1]}; reconcile compares it with VideoSDK's size")
     return JobOutcome(job_id, "succeeded", uploaded=uploaded, destination=job.destination,
-                      bytes=info.size if uploaded else None)
+                      bytes=info.size if uploaded else None, size_proven=proof[0], size_note=proof[1])
 
 
 def _not_claimed(runtime: Runtime, job_id: int, current: JobRecord | None) -> JobOutcome:
@@ -149,7 +165,7 @@ def _not_claimed(runtime: Runtime, job_id: int, current: JobRecord | None) -> Jo
 
 
 def _copy(runtime: Runtime, job: JobRecord, dest: Destination, lease: LeaseKeeper,
-          progress: Progress | None) -> tuple[ObjectInfo, bool]:
+          progress: Progress | None) -> tuple[ObjectInfo, bool, SizeProof]:
     assert job.object_key is not None
     provider = runtime.provider(dest)
     # We hold the lease: any unfinished upload to this key is a dead attempt's leftover.
@@ -157,12 +173,14 @@ def _copy(runtime: Runtime, job: JobRecord, dest: Destination, lease: LeaseKeepe
     if not dest.overwrite:
         existing = _existing(provider, job.object_key)
         if existing is not None:
-            return _adopt_or_conflict(runtime, provider, job, existing), False
+            return _adopt_or_conflict(runtime, provider, job, existing), False, (None, None)
+    last: SourceChanged | None = None
     for _ in range(MAX_SOURCE_RESTARTS):
         try:
-            return _stream(runtime, provider, job, dest, lease, progress), True
-        except SourceChanged:
-            continue  # the writer aborted on the way out; start both sides again from byte 0
+            info, proof = _stream(runtime, provider, job, dest, lease, progress)
+            return info, True, proof
+        except SourceChanged as exc:
+            last = exc  # the writer aborted on the way out; start both sides again from byte 0
         except ObjectExists:
             # The create-only commit found an object: our own (a retried PUT whose first answer was
             # lost) or someone else's. The intent just recorded says which, so decide now.
@@ -170,14 +188,16 @@ def _copy(runtime: Runtime, job: JobRecord, dest: Destination, lease: LeaseKeepe
             current = runtime.ledger.job(job.job_id)
             if existing is None or current is None:
                 raise
-            return _adopt_or_conflict(runtime, provider, current, existing), False
-    raise SourceChanged(f"source changed {MAX_SOURCE_RESTARTS} times during the copy", code="source_changed")
+            return _adopt_or_conflict(runtime, provider, current, existing), False, (None, None)
+    raise SourceChanged(f"the download had to start again {MAX_SOURCE_RESTARTS} times in one attempt; the last "
+                        f"time: {last}", code="kept_changing")
 
 
 def _stream(runtime: Runtime, provider: StorageProvider, job: JobRecord, dest: Destination,
-            lease: LeaseKeeper, progress: Progress | None) -> ObjectInfo:
+            lease: LeaseKeeper, progress: Progress | None) -> tuple[ObjectInfo, SizeProof]:
     assert job.object_key is not None
-    with open_source(job.source_url, runtime.source_policy) as source:
+    with open_source(job.source_url, runtime.source_policy, expected_size=job.size,
+                     announced_at=job.received_at) as source:
         # Underscored names: Azure accepts only identifier-like metadata names.
         metadata = {"meeting_id": job.meeting_id, "session_id": job.session_id,
                     "participant_id": job.participant_id or "", "kind": job.kind or "",
@@ -197,7 +217,7 @@ def _stream(runtime: Runtime, provider: StorageProvider, job: JobRecord, dest: D
             if not runtime.ledger.record_intent(job.job_id, runtime.worker_id, writer.bytes_written,
                                                 writer.sha256_hex):
                 raise LeaseLost(f"job {job.job_id}: lease lost before commit")
-            return writer.commit()
+            return writer.commit(), (source.size_proven, source.size_note)
 
 
 def _existing(provider: StorageProvider, key: str) -> ObjectInfo | None:
@@ -215,7 +235,8 @@ def _adopt_or_conflict(runtime: Runtime, provider: StorageProvider, job: JobReco
         expected_size = job.size  # VideoSDK's size already says it is not ours: no need to download
     elif expected_sha is None:
         # No attempt of ours got as far as committing: hash the source to learn what belongs here.
-        expected_size, expected_sha = _hash_stream(open_source(job.source_url, runtime.source_policy))
+        expected_size, expected_sha = _hash_stream(open_source(job.source_url, runtime.source_policy,
+                                                               expected_size=job.size, announced_at=job.received_at))
     if existing.size == expected_size:
         found_sha = existing.checksums.get("sha256")
         if found_sha is None:  # e.g. an S3 multipart object: the digest is not in its metadata
@@ -248,7 +269,7 @@ def _write_manifest(provider: StorageProvider, job: JobRecord, dest: Destination
 
     manifest = {
         "object_key": job.object_key, "destination": dest.name, "size": info.size,
-        "sha256": info.checksums.get("sha256"), "source_url": job.source_url.split("?")[0],
+        "sha256": info.checksums.get("sha256"), "source_url": (job.source_url or "").split("?")[0] or None,
         "file_path": job.file_path, "meeting_id": job.meeting_id, "session_id": job.session_id,
         "participant_id": job.participant_id, "kind": job.kind, "webhook_type": job.webhook_type,
         "recording_id": job.recording_id, "received_at": job.received_at.isoformat(),

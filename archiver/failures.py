@@ -38,7 +38,10 @@ def classify(exc: BaseException, *, attempt: int) -> Failure:
     if isinstance(exc, StorageError):
         return Failure(exc.code or type(exc).__name__, exc.message, exc.retryable)
     if isinstance(exc, SourceError):
-        return Failure(f"source_{exc.code}", str(exc), exc.retryable)
+        # Source codes are short ("not_found", "changed"); the ledger's say the download failed:
+        # source_not_found, source_changed. A code already so named is not prefixed twice.
+        code = exc.code if exc.code.startswith("source_") else f"source_{exc.code}"
+        return Failure(code, str(exc), exc.retryable)
     if isinstance(exc, RenderError):
         return Failure("template", str(exc), False)
     # Celery's SoftTimeLimitExceeded, recognised by name so this module stays free of Celery.

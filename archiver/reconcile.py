@@ -17,6 +17,7 @@ from typing import Any
 
 from archiver.config import Settings
 from archiver.intake import Origin, plan_jobs, record_files
+from archiver.ledger.records import SIZE_UNPROVEN
 from archiver.ledger.store import FileRecord, Ledger, utcnow
 from archiver.metrics import RECONCILE_FINDS
 from archiver.recordings import RecordingFile, RecordingKind
@@ -180,8 +181,9 @@ def _check_sizes(ledger: Ledger, existing: FileRecord, recording: RecordingInfo)
             new += copy.error_code != SIZE_MISMATCH
             ledger.flag_copy(copy.job_id, SIZE_MISMATCH, f"copy has {copy.bytes} bytes, VideoSDK reports "
                              f"{recording.size} bytes for recording {recording.id}")
-        elif copy.error_code == SIZE_MISMATCH:
-            ledger.clear_flag(copy.job_id, SIZE_MISMATCH)
+        elif copy.error_code in (SIZE_MISMATCH, SIZE_UNPROVEN):
+            # VideoSDK's size agrees: a length the source never proved is proven now.
+            ledger.clear_flag(copy.job_id, copy.error_code)
     return flagged, new
 
 

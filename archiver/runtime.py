@@ -47,7 +47,8 @@ class Runtime:
     def source_policy(self) -> SourcePolicy:
         s = self.settings.source
         return SourcePolicy(allow_hosts=s.allow_hosts, allow_private_addresses=s.allow_private_addresses,
-                            allow_http=s.allow_http, allowed_networks=s.allowed_networks)
+                            allow_http=s.allow_http, allowed_networks=s.allowed_networks,
+                            not_found_grace=s.not_found_grace_minutes * 60)
 
     def provider(self, destination: Destination) -> StorageProvider:
         if destination.name not in self._providers:

@@ -15,12 +15,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from archiver.ledger.records import SIZE_UNPROVEN
 from archiver.ledger.store import JobRecord
 from archiver.runtime import Runtime
 from providers import ObjectNotFound, StorageError
 
 CHUNK = 1 << 20
-OK, MISMATCH, MISSING, ERROR = "ok", "mismatch", "missing", "error"
+OK, MISMATCH, MISSING, ERROR, UNPROVEN = "ok", "mismatch", "missing", "error", "unproven"
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,9 @@ class Verdict:
     job_id: int
     destination: str
     key: str | None
-    result: str  # ok | mismatch | missing | error (could not check: nothing is recorded)
+    # ok | mismatch | missing | error (could not check: nothing is recorded) | unproven (the object
+    # matches the ledger, but the source never proved that the ledger has the whole file)
+    result: str
     detail: str
 
     def to_json(self) -> dict[str, Any]:
@@ -70,7 +73,7 @@ def _verify(runtime: Runtime, job: JobRecord, deep: bool) -> Verdict:
             return verdict(MISMATCH, f"sha256 recorded on the object {stored} differs from the ledger's {job.sha256}")
         if not deep:
             how = "sha256 from the object" if stored is not None else "size only (no sha256 on the object)"
-            return verdict(OK, f"{info.size} bytes; {how}")
+            return _unless_unproven(verdict, job, f"{info.size} bytes; {how}")
         size, digest = _read_back(provider.open_reader(job.object_key))
     except ObjectNotFound:
         return verdict(MISSING, f"no object at {job.object_key} in {job.destination}")
@@ -80,7 +83,15 @@ def _verify(runtime: Runtime, job: JobRecord, deep: bool) -> Verdict:
         return verdict(MISMATCH, f"read back {size} bytes, ledger {job.bytes} bytes")
     if job.sha256 is not None and digest != job.sha256:
         return verdict(MISMATCH, f"read back sha256 {digest}, ledger {job.sha256}")
-    return verdict(OK, f"{size} bytes; read back and hashed")
+    return _unless_unproven(verdict, job, f"{size} bytes; read back and hashed")
+
+
+def _unless_unproven(verdict: Any, job: JobRecord, detail: str) -> Verdict:
+    """The object matches the ledger; but a copy whose source never proved its length may hold only
+    part of the file, which no look at the copy can tell: it stays a problem until reconcile clears it."""
+    if job.error_code == SIZE_UNPROVEN:
+        return verdict(UNPROVEN, f"{detail}; but {job.error_message}")  # type: ignore[no-any-return]
+    return verdict(OK, detail)  # type: ignore[no-any-return]
 
 
 def _read_back(reader: Any) -> tuple[int, str]:

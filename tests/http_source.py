@@ -6,6 +6,7 @@ memory instead. Every request is logged (method, path, Range, If-Range, Host) fo
 
 Paths:
   /files/<name>?size=N&...       the file (size defaults to 1 MiB; ignored for registered files)
+  /signed/<token>/<name>?...     the same file behind a short-lived signed URL (see ``signed``)
   /redirect?to=<url>[&code=302]  redirect to <url> (absolute or relative)
   /loop                          redirects to itself forever
 
@@ -23,8 +24,24 @@ Fault parameters for /files (counted per request target, i.e. path plus query):
   rangelie=K      a 206 sends and declares K more (or fewer) bytes than its Content-Range says
   norange=1       ignore Range (always 200 with the whole file)
   rotate=1        ETag and Last-Modified change on every request, as if the file was replaced
+  rotate=etag|lm  only the ETag / only Last-Modified changes on every request
   novalidator=1   send neither ETag nor Last-Modified
+  noetag=1        send no ETag (Last-Modified only)
+  nolm=1          send no Last-Modified (ETag only)
   weak=1          the ETag is weak (W/"..."), so only Last-Modified can be used in If-Range
+  ifrange=ignore  serve a Range even when If-Range does not match (servers that ignore If-Range)
+  omit=etag|lm|all  a 206 leaves out that validator (all: both)
+  badrange=start|end|total|star|none  a 206 whose Content-Range does not fit the bytes it sends:
+                  start+1, end-1, total+1, total "*", or no Content-Range at all
+  unasked=1       answer a request without Range with 206 (Content-Range bytes 0-<size-1>/<size>)
+  close=1         no Content-Length and no chunking: the body ends when the connection closes
+                  (HTTP/1.0 style); with drop=N an early close looks like the end of the body
+  chunked=1       Transfer-Encoding: chunked; with drop=N the terminating chunk never comes
+  missing=K       answer 404 to the first K requests, then serve the file (a file that reaches the
+                  CDN a little after its webhook)
+  signed=1        redirect (302) to /signed/<token>/<name> with the same query; each token answers
+                  `uses` requests (default 1), later ones get `expired` (403, 401 or 410; default
+                  403). The faults above apply to the signed target, counted across its tokens.
 """
 
 from __future__ import annotations
@@ -33,6 +50,7 @@ import contextlib
 import functools
 import hashlib
 import random
+import secrets
 import socket
 import ssl
 import struct
@@ -115,6 +133,12 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         self.server.log(Hit(self.command, url.path, url.query, self.headers.get("Range"),
                             self.headers.get("If-Range"), self.headers.get("Host")))
+        if url.path.startswith("/signed/"):
+            token, _, name = url.path[len("/signed/"):].partition("/")
+            if not self.server.use_token(token, int(query.get("uses", 1))):
+                return self._simple(int(query.get("expired", 403)), b"signature expired\n")
+            # faults count across tokens, so drop=N&drops=1 drops only the first signed GET
+            return self._serve(name, query, self.server.count(f"signed:{name}?{url.query}"), body)
         count = self.server.count(self.path)
         time.sleep(float(query.get("ttfb", 0)))
         if url.path == "/loop":
@@ -123,15 +147,24 @@ class _Handler(BaseHTTPRequestHandler):
             return self._simple(int(query.get("code", 302)), b"", extra={"Location": query["to"]})
         if not url.path.startswith("/files/"):
             return self._simple(404, b"no such path\n")
+        name = url.path[len("/files/"):]
+        if _flag(query, "signed"):
+            token = self.server.new_token()
+            return self._simple(302, b"", extra={"Location": f"/signed/{token}/{name}?{url.query}"})
+        self._serve(name, query, count, body)
+
+    def _serve(self, name: str, query: dict[str, str], count: int, body: bool) -> None:
         if "status" in query:
             return self._simple(int(query["status"]), b"error\n")
         if count <= int(query.get("fail", 0)):
             return self._simple(500, b"try again\n")
+        if count <= int(query.get("missing", 0)):
+            return self._simple(404, b"not found\n")
         if query.get("page") == "html":
             return self._simple(200, b"<html><body>Recording not found</body></html>", "text/html; charset=utf-8")
         if query.get("page") == "json":
             return self._simple(200, b'{"error": "expired"}', "application/json")
-        self._file(url.path[len("/files/"):], query, count, body)
+        self._file(name, query, count, body)
 
     def _simple(self, status: int, payload: bytes, ctype: str = "text/plain",
                 extra: dict[str, str] | None = None) -> None:
@@ -145,28 +178,42 @@ class _Handler(BaseHTTPRequestHandler):
     def _file(self, name: str, query: dict[str, str], count: int, body: bool) -> None:
         data = self.server.files.get(name)
         size = len(data) if data is not None else int(query.get("size", 1 << 20))
-        version = count if _flag(query, "rotate") else 0
-        tag = hashlib.sha1(f"{name}/{size}/{version}".encode()).hexdigest()
-        validators = {} if _flag(query, "novalidator") else {
-            "ETag": ("W/" if _flag(query, "weak") else "") + f'"{tag}"',
-            "Last-Modified": formatdate(_EPOCH + version, usegmt=True)}
+        validators = self._validators(name, size, query, count)
         start, end, status = 0, size, 200
         wanted = self.headers.get("Range")
         if_range = self.headers.get("If-Range")
-        if wanted and not _flag(query, "norange") and (if_range is None or if_range in validators.values()):
+        honoured = if_range is None or if_range in validators.values() or query.get("ifrange") == "ignore"
+        if wanted and not _flag(query, "norange") and honoured:
             first, _, last = wanted.removeprefix("bytes=").partition("-")
             start = int(first)
             if start >= size:
                 return self._simple(416, b"", extra={"Content-Range": f"bytes */{size}", **validators})
             end, status = min(int(last) + 1, size) if last else size, 206
+        elif not wanted and _flag(query, "unasked"):
+            status = 206
         headers = {"Content-Type": query.get("type", "video/mp4"), "Accept-Ranges": "bytes", **validators}
         declared = sent = end - start
         if status == 206:
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+            omit = query.get("omit")
+            for header, key in (("ETag", "etag"), ("Last-Modified", "lm")):
+                if omit in (key, "all"):
+                    headers.pop(header, None)
+            content_range = {"start": f"bytes {start + 1}-{end - 1}/{size}", "end": f"bytes {start}-{end - 2}/{size}",
+                             "total": f"bytes {start}-{end - 1}/{size + 1}", "star": f"bytes {start}-{end - 1}/*",
+                             "none": None}.get(query.get("badrange", ""), f"bytes {start}-{end - 1}/{size}")
+            if content_range is not None:
+                headers["Content-Range"] = content_range
             declared = sent = sent + int(query.get("rangelie", 0))
         else:
             declared += int(query.get("lie", 0))
-        headers["Content-Length"] = str(declared)
+        chunked, close = _flag(query, "chunked"), _flag(query, "close")
+        if chunked:
+            headers["Transfer-Encoding"] = "chunked"
+        elif close:
+            headers["Connection"] = "close"  # and no Content-Length: the end of the body is the close
+            self.close_connection = True
+        else:
+            headers["Content-Length"] = str(declared)
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)
@@ -176,18 +223,37 @@ class _Handler(BaseHTTPRequestHandler):
         drop = int(query["drop"]) if "drop" in query and count <= int(query.get("drops", 1)) else None
         chunk, pause = (int(query["trickle"].split(":")[0]), float(query["trickle"].split(":")[1])) \
             if "trickle" in query else (256 * 1024, 0.0)
+        write = self._write_chunk if chunked else self.wfile.write
         written = 0
         for piece in self._pieces(name, data, start, start + sent, chunk):
             if drop is not None and written + len(piece) >= drop:
-                self.wfile.write(piece[: drop - written])
+                if drop > written:
+                    write(piece[: drop - written])
                 return self._drop(_flag(query, "reset"))
-            self.wfile.write(piece)
+            write(piece)
             written += len(piece)
             if pause:
                 self.wfile.flush()
                 time.sleep(pause)
-        if sent != declared:
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+        if sent != declared and not close:
             self.close_connection = True  # the framing is broken either way; the client must see EOF
+
+    def _validators(self, name: str, size: int, query: dict[str, str], count: int) -> dict[str, str]:
+        rotate = query.get("rotate", "0")
+        etag_version = count if rotate in ("1", "true", "etag") else 0
+        lm_version = count if rotate in ("1", "true", "lm") else 0
+        tag = hashlib.sha1(f"{name}/{size}/{etag_version}".encode()).hexdigest()
+        validators = {}
+        if not (_flag(query, "novalidator") or _flag(query, "noetag")):
+            validators["ETag"] = ("W/" if _flag(query, "weak") else "") + f'"{tag}"'
+        if not (_flag(query, "novalidator") or _flag(query, "nolm")):
+            validators["Last-Modified"] = formatdate(_EPOCH + lm_version, usegmt=True)
+        return validators
+
+    def _write_chunk(self, piece: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
 
     def _pieces(self, name: str, data: bytes | None, start: int, end: int, chunk: int) -> Iterator[bytes]:
         # Pieces of exactly `chunk` bytes (the last may be short): the generator's blocks are split
@@ -225,6 +291,7 @@ class _Server(ThreadingHTTPServer):
         self.files: dict[str, bytes] = {}
         self.hits: list[Hit] = []
         self._counts: Counter[str] = Counter()
+        self._tokens: Counter[str] = Counter()  # signed-URL token issued -> requests it has answered
         self._lock = threading.Lock()
 
     def log(self, hit: Hit) -> None:
@@ -235,6 +302,20 @@ class _Server(ThreadingHTTPServer):
         with self._lock:
             self._counts[target] += 1
             return self._counts[target]
+
+    def new_token(self) -> str:
+        token = secrets.token_hex(8)
+        with self._lock:
+            self._tokens[token] = 0
+        return token
+
+    def use_token(self, token: str, uses: int) -> bool:
+        """True while ``token`` has answered fewer than ``uses`` requests (a token never issued: never)."""
+        with self._lock:
+            if token not in self._tokens:
+                return False
+            self._tokens[token] += 1
+            return self._tokens[token] <= uses
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # clients hanging up mid-body is the point of half of these tests

@@ -168,6 +168,8 @@ lease_seconds = 6
 allow_hosts = ["127.0.0.1", "169.254.169.254", "::1", "10.0.0.1"]
 allow_http = true
 allowed_networks = ["127.0.0.1/32"]
+# no grace window: a 404/410/403 here is final at once (the grace itself is tested in test_source.py)
+not_found_grace_minutes = 0
 
 [retry]
 base_delay = 0.2

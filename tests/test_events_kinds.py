@@ -93,5 +93,5 @@ def test_state_and_failure_events_of_the_newer_kinds(webhook_type: str, data: di
 
 
 def test_a_lookup_event_without_its_id_is_refused() -> None:
-    with pytest.raises(ValueError, match="data.id: required"):
+    with pytest.raises(ValueError, match=r"data\.id: required"):
         event("transcription-stopped", type="post")

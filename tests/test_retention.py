@@ -55,6 +55,7 @@ api_key = "{API_KEY}"
 allow_hosts = ["127.0.0.1"]
 allow_http = true
 allowed_networks = ["127.0.0.1/32"]
+not_found_grace_minutes = 0
 
 {tables}
 """)
@@ -100,8 +101,8 @@ def test_only_recordings_whose_every_copy_verified_are_deleted(
     good, gone, pending, unverified, tampered = (add(n) for n in ("good", "gone", "pending", "unverified",
                                                                    "tampered"))
     failed = add("failed", status=404)  # the CDN has lost it: both copies fail
-    # VideoSDK says one byte more than the CDN serves: flagged by reconcile, or (copied after the
-    # reconcile that would flag it) still caught by comparing sizes
+    # VideoSDK says one byte more than the CDN serves: the copy job refuses the download
+    # (source_length_mismatch, retried) instead of archiving a length VideoSDK disagrees with
     sized, sized_unflagged = add("sized", size=SIZE + 1), add("sized-unflagged", size=SIZE + 1)
     runtime = sync(config, sdk, room)
     copy(runtime, room, good, gone, failed, tampered, sized)
@@ -122,8 +123,9 @@ def test_only_recordings_whose_every_copy_verified_are_deleted(
     assert reasons[pending].endswith("copy pending")
     assert "not verified" in reasons[unverified]
     assert reasons[tampered] == "b: copy flagged verify_mismatch"
-    assert reasons[sized] == "a: copy flagged size_mismatch"
-    assert reasons[sized_unflagged] == f"a: copy has {SIZE} bytes, VideoSDK reports {SIZE + 1}"
+    assert reasons[sized] == reasons[sized_unflagged] == "a: copy pending"
+    assert {j.error_code for j in runtime.ledger.jobs(meeting_id=room)
+            if j.recording_id in (sized, sized_unflagged)} == {"source_length_mismatch"}
     assert len(sdk.recording_ids(room)) == 8 and deletions(runtime) == []  # a dry run deletes nothing
     assert not [r for r in sdk.requests() if r.method == "DELETE"]
 

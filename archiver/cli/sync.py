@@ -30,9 +30,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     verdicts = verify_copies(runtime, since=args.since, deep=args.deep)
     rows = [{**v.to_json(), "job": v.job_id} for v in verdicts]
     bad = problems(verdicts)
-    counts = {r: sum(v.result == r for v in verdicts) for r in ("ok", "mismatch", "missing", "error")}
+    counts = {r: sum(v.result == r for v in verdicts) for r in ("ok", "mismatch", "missing", "error", "unproven")}
     summary = f"{len(verdicts)} copies checked{' (read back)' if args.deep else ''}: " + \
-        ", ".join(f"{n} {r}" for r, n in counts.items())
+        ", ".join(f"{n} {r}" for r, n in counts.items() if n or r != "unproven")
     _print(args, [v.to_json() for v in verdicts], rows, ("job", "destination", "key", "result", "detail"), summary)
     return FOUND_PROBLEMS if bad else OK
 

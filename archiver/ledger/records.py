@@ -120,6 +120,9 @@ class LookupRecord:
 
 
 VERIFY_CODES = ("verify_mismatch", "verify_missing")  # the error codes only `verify` sets and clears
+# A succeeded copy whose source never proved its length (no Content-Length, chunked end, Content-Range
+# total or VideoSDK size): set by the copy job, cleared by reconcile once VideoSDK's size agrees.
+SIZE_UNPROVEN = "size_unproven"
 
 
 def job_record(job: CopyJob, f: RecordingFile) -> JobRecord:

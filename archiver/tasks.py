@@ -85,9 +85,9 @@ def reconcile_task() -> dict[str, object]:
         report = reconcile(runtime.ledger, runtime.settings, client, publisher.copies,
                            since=window(runtime.settings))
     summary = {k: v for k, v in report.to_json().items() if k != "rooms"}
-    errors = {r.room: r.error for r in report.rooms if r.error}
-    (log.warning if report.found_anything else log.info)("reconcile: %s%s", summary,
-                                                         f"; failed rooms: {errors}" if errors else "")
+    errors = {f"{r.room} {kind}": error for r in report.rooms for kind, error in r.errors.items()}
+    (log.error if report.error else log.warning if report.found_anything else log.info)(
+        "reconcile: %s%s", report.summary(), f"; failed listings: {errors}" if errors else "")
     return summary
 
 

@@ -3,7 +3,9 @@
 Shapes and endpoints from shared/reference/videosdk.md section 2 ("Every kind of recording", item
 shapes). Items are read tolerantly where the reference is vague (composite and transcoding items are
 not documented: a room-like ``file``, a ``files[]`` list or flat ``fileUrl``/``filePath`` are all
-accepted) and strictly where a field we need is missing: ``Unusable`` names it.
+accepted) and strictly where it is not: a documented field that is missing when we need it, or present
+with the wrong type, raises ``Unusable`` naming the field (``files[2].size``), so the caller can skip
+that one item with a message an operator can act on.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from urllib.parse import urlsplit
 
 from archiver.recordings import ANNOUNCED_BY, RecordingFile, RecordingKind
 
-__all__ = ["ENDPOINTS", "Endpoints", "Unusable", "files_of", "timestamp"]
+__all__ = ["DELETABLE", "ENDPOINTS", "Endpoints", "NotReady", "Unusable", "files_of", "timestamp"]
 
 
 @dataclass(frozen=True)
@@ -43,22 +45,34 @@ ENDPOINTS: dict[RecordingKind, Endpoints] = {
     RecordingKind.TRANSCODING: Endpoints("/v2/transcodings", "/v2/transcodings", None),
     RecordingKind.TRANSCRIPT: Endpoints("/ai/v1/post-transcriptions", "/ai/v1/post-transcriptions", None),
 }
+# The kinds VideoSDK documents a DELETE for: the only ones retention can remove.
+DELETABLE = frozenset(kind for kind, endpoints in ENDPOINTS.items() if endpoints.delete is not None)
+_NOT_READY = frozenset({"running", "processing", "pending", "queued", "started", "in_progress", "inprogress"})
 
 
 class Unusable(ValueError):
-    """An item lacks a field we cannot do without; the argument names the field."""
+    """An item lacks a field we cannot do without, or has one of the wrong type; the argument names it."""
 
 
 class NotReady(ValueError):
     """The recording exists but has no file yet (a merge still running, a transcript in progress)."""
 
 
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value.strip() else None
+def _text(value: object, field: str) -> str | None:
+    """A documented text field: None when absent, null or blank; Unusable when it is not text."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Unusable(field)
+    return value if value.strip() else None
 
 
-def _size(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+def _size(value: object, field: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise Unusable(field)
+    return value
 
 
 def timestamp(value: object) -> datetime | None:
@@ -70,6 +84,28 @@ def timestamp(value: object) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _time(item: Mapping[str, Any], field: str) -> datetime | None:
+    value = item.get(field)
+    if value is None:
+        return None
+    parsed = timestamp(value)
+    if parsed is None:  # a time we cannot read would date keys by the moment we happened to look
+        raise Unusable(field)
+    return parsed
+
+
+def _url(value: object, field: str) -> str | None:
+    """An absolute http(s) URL, or None for null (the file is in the customer's storage)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Unusable(field)
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c <= " " or c == "\x7f" for c in value):
+        raise Unusable(field)
+    return value
 
 
 @dataclass(frozen=True)
@@ -84,32 +120,39 @@ class _Context:
 
 
 def _context(kind: RecordingKind, item: Mapping[str, Any], meeting: str | None, session: str | None) -> _Context:
-    room = _text(item.get("roomId")) or _text(item.get("meetingId")) or meeting
+    room = _text(item.get("roomId"), "roomId") or _text(item.get("meetingId"), "meetingId") or meeting
     if room is None:
         raise Unusable("roomId")
-    track = _text(item.get("kind")) if kind is RecordingKind.TRACK else None
+    participant = None
+    if kind in (RecordingKind.PARTICIPANT, RecordingKind.TRACK):
+        # part of a file's identity (a webhook names it too): without it the file would be a second row
+        participant = _text(item.get("participantId"), "participantId")
+        if participant is None:
+            raise Unusable("participantId")
+    track = _text(item.get("kind"), "kind") if kind is RecordingKind.TRACK else None
+    if kind is RecordingKind.TRACK and track is None:
+        raise Unusable("kind")
     special = {RecordingKind.MERGE: "merged", RecordingKind.TRANSCRIPT: "transcript"}.get(kind)
-    return _Context(kind=kind, meeting_id=room, session_id=_text(item.get("sessionId")) or session or "",
-                    participant_id=_text(item.get("participantId")) if kind in (
-                        RecordingKind.PARTICIPANT, RecordingKind.TRACK) else None,
-                    track_kind=track or special, recording_id=_text(item.get("id")),
-                    recorded_at=timestamp(item.get("start")) or timestamp(item.get("createdAt")))
+    return _Context(kind=kind, meeting_id=room, session_id=_text(item.get("sessionId"), "sessionId") or session or "",
+                    participant_id=participant, track_kind=track or special,
+                    recording_id=_text(item.get("id"), "id"),
+                    recorded_at=_time(item, "start") or _time(item, "createdAt"))
 
 
-def _file(ctx: _Context, entry: Mapping[str, Any], *, kind: str | None = None,
+def _file(ctx: _Context, entry: Mapping[str, Any], where: str, *, kind: str | None = None,
           fallback_id: str | None = None) -> RecordingFile:
-    url = _text(entry.get("fileUrl"))
+    url = _url(entry.get("fileUrl"), f"{where}fileUrl")
     # fileUrl is the CDN origin plus filePath, so the URL's path stands in when filePath is absent;
     # with neither there is nothing to copy. A null fileUrl is a file in the customer's storage.
-    path = _text(entry.get("filePath")) or (urlsplit(url).path.lstrip("/") if url else None)
+    path = _text(entry.get("filePath"), f"{where}filePath") or (urlsplit(url).path.lstrip("/") if url else None)
     if path is None:
-        raise Unusable("filePath")
+        raise Unusable(f"{where}filePath")
+    file_id = _text(entry.get("id"), f"{where}id") or _text(entry.get("_id"), f"{where}_id") or fallback_id
     return RecordingFile(meeting_id=ctx.meeting_id, session_id=ctx.session_id, participant_id=ctx.participant_id,
                          kind=kind or ctx.track_kind, file_path=path, file_url=url,
                          webhook_type=ANNOUNCED_BY[ctx.kind], recording_id=ctx.recording_id,
-                         recording_kind=ctx.kind,
-                         file_id=_text(entry.get("id")) or _text(entry.get("_id")) or fallback_id,
-                         size=_size(entry.get("size")), recorded_at=ctx.recorded_at)
+                         recording_kind=ctx.kind, file_id=file_id, size=_size(entry.get("size"), f"{where}size"),
+                         recorded_at=ctx.recorded_at)
 
 
 def _transcript_files(ctx: _Context, item: Mapping[str, Any]) -> list[RecordingFile]:
@@ -124,11 +167,27 @@ def _transcript_files(ctx: _Context, item: Mapping[str, Any]) -> list[RecordingF
         if not isinstance(paths, Mapping):
             raise Unusable(field)
         for fmt in sorted(paths):
-            url = _text(paths[fmt])
+            url = _url(paths[fmt], f"{field}.{fmt}")
             if url is not None:
-                found.append(_file(ctx, {"fileUrl": url}, kind=kind))
+                found.append(_file(ctx, {"fileUrl": url}, f"{field}.{fmt}.", kind=kind))
     if not found:
         raise NotReady("transcriptionFilePaths")
+    return found
+
+
+def _encryption_files(ctx: _Context, item: Mapping[str, Any]) -> list[RecordingFile]:
+    """``encryption: {keyUrl, metaUrl}``: the media cannot be decrypted without both (reference
+    section 4), so each is a file of the recording, as the webhook's parser makes them."""
+    value = item.get("encryption")
+    if value is None:
+        return []
+    if not isinstance(value, Mapping):
+        raise Unusable("encryption")
+    found = []
+    for name in ("keyUrl", "metaUrl"):
+        url = _url(value.get(name), f"encryption.{name}")
+        if url is not None:
+            found.append(_file(ctx, {"fileUrl": url, "filePath": urlsplit(url).path}, f"encryption.{name}."))
     return found
 
 
@@ -136,32 +195,37 @@ def files_of(kind: RecordingKind, item: object, *, meeting_id: str | None = None
              session_id: str | None = None) -> list[RecordingFile]:
     """The files of one REST item of ``kind``. ``meeting_id``/``session_id`` stand in when the item does
     not say (a lookup by id knows them from its webhook). Raises Unusable (a field we need is missing
-    or malformed) or NotReady (no file yet)."""
+    or malformed; its argument names the field) or NotReady (no file yet)."""
     if not isinstance(item, Mapping):
-        raise Unusable("item")
+        raise Unusable("item (not an object)")
     if isinstance(item.get("data"), Mapping):  # a single item wrapped as {"data": {...}}
         item = item["data"]
     ctx = _context(kind, item, meeting_id, session_id)
     if kind is RecordingKind.TRANSCRIPT:
         return _transcript_files(ctx, item)
-    status = _text(item.get("status"))
-    if status is not None and status.lower() in ("running", "processing", "pending", "queued", "started"):
+    status = _text(item.get("status"), "status")
+    if status is not None and status.lower() in _NOT_READY:
         raise NotReady(f"status {status}")
     if status is not None and status.lower() == "failed":
         raise Unusable("status (failed)")
     files = item.get("files")
+    if files is not None and not isinstance(files, list):
+        raise Unusable("files")
+    found: list[RecordingFile] = []
     if isinstance(files, list):
         if not files:
             raise NotReady("files")
-        found = []
-        for entry in files:
+        for index, entry in enumerate(files):
             if not isinstance(entry, Mapping):
-                raise Unusable("files[]")
-            found.append(_file(ctx, entry))
-        return found
-    file = item.get("file")
-    if isinstance(file, Mapping):
-        return [_file(ctx, file, fallback_id=_text(item.get("fileId")))]
-    if "fileUrl" in item or "filePath" in item:
-        return [_file(ctx, item)]
-    raise NotReady("file")
+                raise Unusable(f"files[{index}]")
+            found.append(_file(ctx, entry, f"files[{index}]."))
+    elif item.get("file") is not None:
+        file = item["file"]
+        if not isinstance(file, Mapping):
+            raise Unusable("file")
+        found.append(_file(ctx, file, "file.", fallback_id=_text(item.get("fileId"), "fileId")))
+    elif "fileUrl" in item or "filePath" in item:
+        found.append(_file(ctx, item, ""))
+    else:
+        raise NotReady("file")
+    return found + _encryption_files(ctx, item)

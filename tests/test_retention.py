@@ -17,6 +17,7 @@ from archiver.config import load_settings
 from archiver.copy_job import run_copy_job
 from archiver.ledger.models import Deletion
 from archiver.reconcile import reconcile
+from archiver.recordings import RecordingKind
 from archiver.runtime import Runtime
 from archiver.videosdk_api import VideoSDKClient
 from tests.http_source import HttpSource
@@ -130,7 +131,7 @@ def test_only_recordings_whose_every_copy_verified_are_deleted(
     assert not [r for r in sdk.requests() if r.method == "DELETE"]
 
     with VideoSDKClient(sdk.api_base, api_key=API_KEY, secret=SECRET) as client:
-        client.delete_recording(gone)  # someone deleted it in VideoSDK's dashboard meanwhile
+        client.delete_item(RecordingKind.ROOM, gone)  # someone deleted it in VideoSDK's dashboard meanwhile
     code, done = prune(capsys)
     assert code == 0
     assert (done[good]["action"], done[gone]["action"]) == ("deleted", "already_gone")

@@ -34,45 +34,59 @@ Publish = Callable[[Sequence[int]], None]
 
 
 class RoomFiles:
-    """The ledger's files per room, read once and again only after a write."""
+    """The ledger's files per room: read once per room and kind, and again only after a write, so a
+    room whose recordings are all archived costs one query per kind, not one per recording."""
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         self._rooms: dict[str, list[FileRecord]] = {}
+        self.written: dict[str, set[int]] = {}  # rows written since the room was read (not in the list yet)
 
     def of(self, room: str) -> list[FileRecord]:
         if room not in self._rooms:
             self._rooms[room] = self.ledger.files(meeting_id=room)
+            self.written[room] = set()
         return self._rooms[room]
 
-    def forget(self, room: str) -> None:
-        self._rooms.pop(room, None)
+    def refresh(self) -> None:
+        """Forget every room something was written to: the next look reads it again."""
+        for room in [r for r, ids in self.written.items() if ids]:
+            self._rooms.pop(room, None)
+            self.written.pop(room)
 
 
 def reconcile_kind(ledger: Ledger, settings: Settings, client: VideoSDKClient, publish: Publish | None,
                    room: RoomReport, kind: RecordingKind, known: RoomFiles) -> None:
     """List ``kind`` in the room and reconcile every recording. Raises VideoSDKError (the listing)."""
     counts, seen = room.counts(str(kind)), set()
-    for index, item in enumerate(client.list_items(kind, room.room)):
-        try:
-            files = files_of(kind, item, meeting_id=room.room)
-        except NotReady:
-            counts.not_ready += 1
-            continue
-        except Unusable as exc:
-            # one odd item must not stop the rest; it is counted, so the run says something failed
-            counts.failed += 1
-            ident = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
-            log.warning("reconcile %s: skipping %s recording %r (item %d): field %s missing or invalid",
-                        room.room, kind, ident, index, exc)
-            continue
-        key = files[0].recording_id or files[0].file_path
-        if key in seen:  # a recording deleted meanwhile shifts later pages: one may come twice
-            continue
-        seen.add(key)
-        counts.recordings += 1
-        if _reconcile_recording(ledger, settings, publish, kind, files, known, counts):
-            room.new.append(f"{kind}:{files[0].recording_id or files[0].file_path}")
+    try:
+        for index, item in enumerate(client.list_items(kind, room.room)):
+            try:
+                files = files_of(kind, item, meeting_id=room.room)
+            except NotReady:
+                counts.not_ready += 1
+                continue
+            except Unusable as exc:
+                # one odd item must not stop the rest; it is counted, so the run says something failed
+                counts.failed += 1
+                ident = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
+                log.warning("reconcile %s: skipping %s recording %r (item %d): field %s missing or invalid",
+                            room.room, kind, ident, index, exc)
+                continue
+            key = files[0].recording_id or files[0].file_path
+            if key in seen:  # a recording deleted meanwhile shifts later pages: one may come twice
+                continue
+            seen.add(key)
+            counts.recordings += 1
+            if _reconcile_recording(ledger, settings, publish, kind, files, known, counts):
+                room.new.append(f"{kind}:{files[0].recording_id or files[0].file_path}")
+    finally:
+        known.refresh()
+
+
+def _wanted(settings: Settings, f: RecordingFile) -> list[str]:
+    """The destinations that get a copy job for ``f``: intake plans one per destination that wants it."""
+    return [d.name for d in settings.destinations if d.wants(f.webhook_type)]
 
 
 def _reconcile_recording(ledger: Ledger, settings: Settings, publish: Publish | None, kind: RecordingKind,
@@ -89,23 +103,27 @@ def _reconcile_recording(ledger: Ledger, settings: Settings, publish: Publish | 
         counts.already_archived += len(files)
         return False
     accepted = record_files(ledger, settings, _origin(kind, files), files, publish=publish)
-    known.forget(room)
-    rows = {r.file_id: r for r in known.of(room)}
     had = {r.file_id: {c.job_id for c in r.copies} for r in before}
-    for file_id in accepted.file_ids:
-        new_jobs = {c.job_id for c in rows[file_id].copies} - had.get(file_id, set()) if file_id in rows else set()
-        counts.new_files += file_id not in had
+    written = known.written.setdefault(room, set())
+    # accepted.job_ids holds each file's jobs in turn, one per destination that wants it (intake.plan_jobs)
+    start, new_files = 0, 0
+    for f, file_id in zip(files, accepted.file_ids, strict=True):
+        jobs = set(accepted.job_ids[start:start + len(_wanted(settings, f))])
+        start += len(_wanted(settings, f))
+        new_jobs = jobs - had.get(file_id, set()) if file_id not in written else set()
+        new_files += file_id not in had and file_id not in written
         counts.jobs_created += len(new_jobs)
         counts.newly_queued += bool(new_jobs)
-        counts.already_archived += file_id in had and not new_jobs
-    return any(file_id not in had for file_id in accepted.file_ids)
+        counts.already_archived += not new_jobs and (file_id in had or file_id in written)
+        written.add(file_id)
+    counts.new_files += new_files
+    return bool(new_files)
 
 
 def _needs_writing(settings: Settings, f: RecordingFile, row: FileRecord | None) -> bool:
     if row is None:
         return True
-    wanted = {d.name for d in settings.destinations if d.wants(f.webhook_type)}
-    if wanted - {c.destination for c in row.copies}:
+    if set(_wanted(settings, f)) - {c.destination for c in row.copies}:
         return True
     return ((f.size is not None and row.size != f.size) or (f.recording_id is not None and row.recording_id is None)
             or (f.file_id is not None and row.videosdk_file_id is None)

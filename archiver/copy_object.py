@@ -40,6 +40,7 @@ class CopyTask:
     lease: LeaseKeeper
     progress: Progress | None = None
     uploaded_bytes: int = 0  # bytes committed by this attempt, over every object it wrote
+    many: bool = False  # several objects (HLS): progress reports no total
 
     @property
     def key(self) -> str:
@@ -92,7 +93,8 @@ def put(task: CopyTask, key: str, download: Download, *, content_type: str, head
             writer.write(view[:n])
             task.lease.check()
             if task.progress is not None:
-                task.progress(task.job, task.uploaded_bytes + writer.bytes_written, download.size)
+                task.progress(task.job, task.uploaded_bytes + writer.bytes_written,
+                              None if task.many else download.size)
         size, sha256 = writer.bytes_written, writer.sha256_hex
         if download.expected_sha256 is not None and download.expected_sha256 != sha256:
             raise SourceChanged(f"{key}: read sha256 {sha256}, the source's own digest is {download.expected_sha256}")

@@ -36,11 +36,12 @@ T = TypeVar("T")
 
 def copy_playlist(task: CopyTask, origin: Origin, opened: tuple[Download, bytes] | None = None) -> Copied:
     """Copy the job's playlist (``opened``: already open, with the first bytes read) and all it names."""
+    task.many = True
     walk = _Walk(task, origin)
-    if opened is not None:
-        body, proof, served = _read_rest(*opened)
-    else:
-        body, proof, served = walk.retrying("playlist", lambda: _fetch(origin, origin.root, task.job.size))
+    # VideoSDK's reported size is not held against the playlist: whether it counts the segments too is
+    # not documented. The playlist's length is proven by its own answer, like any piece's.
+    body, proof, served = _read_rest(*opened) if opened is not None else walk.retrying(
+        "playlist", lambda: _fetch(origin, origin.root))
     if proof[0] is False:
         walk.unproven.append(f"the playlist: {proof[1]}")
     walk.visit(body, origin.root, depth=0)
@@ -57,7 +58,7 @@ def copy_playlist(task: CopyTask, origin: Origin, opened: tuple[Download, bytes]
     return Copied(info, uploaded, (True, f"the playlist and its {len(pieces)} pieces, each proven"), manifest)
 
 
-def _read_rest(download: Download, head: bytes) -> tuple[bytes, SizeProof, str | None]:
+def _read_rest(download: Download, head: bytes) -> Fetched:
     """The rest of an open playlist download, bounded (a playlist is parsed in memory)."""
     data = bytearray(head)
     buffer = bytearray(1 << 16)
@@ -69,8 +70,11 @@ def _read_rest(download: Download, head: bytes) -> tuple[bytes, SizeProof, str |
     return bytes(data), (download.size_proven, download.size_note), download.content_type
 
 
-def _fetch(origin: Origin, location: str, expected_size: int | None = None) -> tuple[bytes, SizeProof, str | None]:
-    with origin.open(location, expected_size=expected_size, declared=PLAYLIST_FORMAT) as download:
+Fetched = tuple[bytes, SizeProof, str | None]  # a playlist's bytes, how its length was proven, its served type
+
+
+def _fetch(origin: Origin, location: str) -> Fetched:
+    with origin.open(location, declared=PLAYLIST_FORMAT) as download:
         return _read_rest(download, b"")
 
 
@@ -99,11 +103,11 @@ class _Walk:
             self.visited.add(piece.path)
             if depth + 1 > MAX_DEPTH:
                 raise LayoutError(f"playlist {piece.path!r} is nested more than {MAX_DEPTH} deep")
-            child, proof, served = self._playlist_body(piece)
-            self.visit(child, piece.url, depth + 1)
-            self.piece(piece, BytesDownload(child, served, proof))  # after its own pieces
+            child = self._playlist_body(piece)
+            self.visit(child[0], piece.url, depth + 1)
+            self.piece(piece, child)  # after its own pieces
 
-    def _playlist_body(self, piece: Piece) -> tuple[bytes, SizeProof, str | None]:
+    def _playlist_body(self, piece: Piece) -> Fetched:
         """A variant playlist: the archived copy when an earlier attempt committed it (no second fetch
         from the source), else fetched."""
         record, key = self.done.get(piece.path), self._key(piece)
@@ -120,7 +124,7 @@ class _Walk:
     def _key(self, piece: Piece) -> str:
         return posixpath.join(self.key_folder, piece.path) if self.key_folder else piece.path
 
-    def piece(self, piece: Piece, body: BytesDownload | None = None) -> None:
+    def piece(self, piece: Piece, body: Fetched | None = None) -> None:
         if piece.path in self.listed:
             return  # named by two playlists (an init section, a key): one object
         key = self._key(piece)
@@ -134,13 +138,12 @@ class _Walk:
             raise LeaseLost(f"job {self.task.job.job_id}: lease lost while copying {piece.path}")
         self.listed[piece.path] = record
 
-    def _copy_piece(self, piece: Piece, key: str, body: BytesDownload | None) -> ObjectInfo:
+    def _copy_piece(self, piece: Piece, key: str, body: Fetched | None) -> ObjectInfo:
         declared = declared_format(piece.path)
         if self.task.job.attempts > 1:
             self.task.provider.discard_incomplete(key)  # a dead attempt's unfinished multipart upload
-        if body is not None:
-            body.seek(0)
-        download: Download = body if body is not None else self.origin.open(piece.url, declared=declared)
+        download: Download = (BytesDownload(body[0], body[2], body[1]) if body is not None
+                              else self.origin.open(piece.url, declared=declared))
         with download:
             info, _ = put(self.task, key, download, content_type=object_content_type(declared, download.content_type))
             if download.size_proven is False:

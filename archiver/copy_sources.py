@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Protocol
 from urllib.parse import quote, unquote, urlsplit
 
-from archiver import ssrf
 from archiver.formats import Format
 from archiver.ledger.store import JobRecord
 from archiver.runtime import Runtime
@@ -48,7 +47,6 @@ class Origin(Protocol):
     root: str  # the location of the job's own file
 
     def open(self, location: str, *, expected_size: int | None = None, declared: Format = MEDIA) -> Download: ...
-    def describe(self, location: str) -> str: ...
     def close(self) -> None: ...
 
 
@@ -62,9 +60,6 @@ class HttpOrigin:
     def open(self, location: str, *, expected_size: int | None = None, declared: Format = MEDIA) -> Download:
         return open_source(location, self.policy, expected_size=expected_size,  # type: ignore[return-value]
                            announced_at=self.announced_at, client=self._client, declared=declared)
-
-    def describe(self, location: str) -> str:
-        return ssrf.redact(location)
 
     def close(self) -> None:
         self._client.close()

@@ -136,3 +136,40 @@ def test_a_held_job_retried_by_id_without_the_setting_fails_saying_what_to_set(t
     outcome = run_copy_job(runtime, job_id)
     assert outcome.state == "failed" and (outcome.error or "").startswith("customer_storage: "), outcome
     assert "[videosdk] storage" in (outcome.error or "")
+
+
+def test_an_hls_recording_in_the_customers_bucket_is_copied_with_its_segments(tmp_path: Path, moto_url: str,
+                                                                              customer: Any) -> None:
+    setting, bucket = customer
+    runtime = runtime_for(tmp_path, s3_destination(moto_url), extra=setting)
+    folder = f"individual-recordings/s1/p1/{secrets.token_hex(3)}"
+    segments = {f"seg/{n}.ts": os.urandom(20_000) for n in range(3)}
+    playlist = ("#EXTM3U\n#EXT-X-TARGETDURATION:4\n" + "".join(f"#EXTINF:4,\n{name}\n" for name in segments)
+                + "#EXT-X-ENDLIST\n").encode()
+    for name, data in segments.items():
+        bucket.upload(f"{folder}/{name}", io.BytesIO(data))
+    bucket.upload(f"{folder}/index.m3u8", io.BytesIO(playlist))
+    body = json.dumps({"webhookType": "participant-recording-stopped",
+                       "data": {"meetingId": "m-hls", "sessionId": "s1", "participantId": "p1",
+                                "fileDetails": [{"filePath": f"/{folder}/index.m3u8", "fileUrl": None}]}})
+    [job_id] = accept(runtime, body)
+    assert run_copy_job(runtime, job_id).state == "succeeded"
+    key = runtime.ledger.job(job_id).object_key  # type: ignore[union-attr]
+    assert read(s3(runtime), key) == playlist  # type: ignore[arg-type]
+    for name, data in segments.items():
+        assert read(s3(runtime), f"{key.rsplit('/', 1)[0]}/{name}") == data  # type: ignore[union-attr]
+
+
+def test_the_sweeper_releases_held_jobs_once_the_storage_is_set(tmp_path: Path, moto_url: str, customer: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from archiver import tasks
+
+    setting, _ = customer
+    destinations = s3_destination(moto_url)
+    [job_id] = accept(runtime_for(tmp_path, destinations), stopped("m-sweep", "/rec/sweep.mp4"))
+    configured, published = runtime_for(tmp_path, destinations, extra=setting), []
+    monkeypatch.setattr(tasks, "get_runtime", lambda: configured)
+    monkeypatch.setattr(tasks.publisher, "copies", lambda ids, **kw: published.extend(ids))
+    monkeypatch.setattr(tasks.publisher, "lookups", lambda ids, **kw: None)
+    tasks.sweep_leases()
+    assert job_id in published and configured.ledger.job(job_id).state == "pending"  # type: ignore[union-attr]

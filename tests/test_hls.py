@@ -14,7 +14,8 @@ import pytest
 from archiver.copy_job import run_copy_job
 from archiver.intake import accept_event
 from archiver.runtime import Runtime
-from providers import ObjectNotFound, StorageProvider
+from providers import ObjectNotFound, StorageProvider, TransientError
+from providers.writer import ObjectWriter
 from tests import http_source
 from tests.copy_runtime import local_destination, read, runtime_for, s3_destination, sha256
 from tests.http_source import HttpSource
@@ -233,3 +234,27 @@ def test_a_playlist_by_content_is_archived_as_one(tmp_path: Path) -> None:
     archived = tmp_path / "archive" / "m1" / "p1"
     assert (archived / "stream").read_bytes() == body
     assert (archived / "seg" / "0002.ts").read_bytes() == generated(folder, "seg/0002.ts")
+
+
+def test_a_variant_playlist_whose_write_fails_once_is_written_on_the_next_try(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = runtime_for(tmp_path, local_destination(tmp_path, manifest=False))
+    folder = f"hls-{secrets.token_hex(4)}"
+    variant = media_playlist([f"seg/0001.ts?size={SEGMENT}"])
+    real_commit, failed = ObjectWriter.commit, []
+
+    def flaky_commit(self: ObjectWriter) -> Any:  # the store drops the first write of the variant
+        if self.request.key.endswith("v1/index.m3u8") and not failed:
+            failed.append(self.request.key)
+            raise TransientError(f"connection reset writing {self.describe}")
+        return real_commit(self)
+
+    monkeypatch.setattr(ObjectWriter, "commit", flaky_commit)
+    with HttpSource() as cdn:
+        cdn.add_file(f"{folder}/v1/index.m3u8", variant, HLS)
+        master = b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv1/index.m3u8\n"
+        [job_id] = accept(runtime, participant_stopped("m1", serve_playlist(cdn, folder, master, "m.m3u8"), "m.m3u8"))
+        outcome = run_copy_job(runtime, job_id)
+        assert outcome.state == "succeeded" and failed, outcome
+        assert len(cdn.hits(f"/files/{folder}/v1/index.m3u8")) == 1  # written again from memory, not re-fetched
+    assert (tmp_path / "archive" / "m1" / "p1" / "v1" / "index.m3u8").read_bytes() == variant

@@ -77,9 +77,6 @@ class StorageOrigin:
         key = unquote(urlsplit(location).path).lstrip("/")
         return StorageDownload(self, key, expected_size)
 
-    def describe(self, location: str) -> str:
-        return self.provider.describe(unquote(urlsplit(location).path).lstrip("/"))
-
     def close(self) -> None:
         pass  # the provider is the runtime's, shared by every job of the process
 
@@ -113,7 +110,7 @@ class StorageDownload(io.RawIOBase):
         self._origin, self._key = origin, key
         self._info = self._call(origin.provider.stat, key)
         if expected_size is not None and self._info.size != expected_size:
-            raise TransientSourceError(f"{origin.describe(origin.root)}: the object is {self._info.size} bytes but "
+            raise TransientSourceError(f"{origin.provider.describe(key)}: the object is {self._info.size} bytes but "
                                        f"the size VideoSDK reported is {expected_size}", code="length_mismatch")
         self.size: int | None = self._info.size
         self.content_type = self._info.content_type

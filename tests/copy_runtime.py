@@ -17,10 +17,10 @@ from tests.backends import create_s3_bucket, unique_name
 S3_SECRET_VARIABLE = "ARCHIVER_TEST_S3_SECRET"
 
 
-def write_config(root: Path, destinations: str, extra: str = "") -> Path:
+def write_config(root: Path, destinations: str, extra: str = "", database_url: str | None = None) -> Path:
     path = root / "archiver.toml"
     path.write_text(f"""
-database_url = "sqlite:///{root}/ledger.db"
+database_url = "{database_url or f'sqlite:///{root}/ledger.db'}"
 broker_url = "sqla+sqlite:///{root}/broker.db"
 {extra}
 [source]
@@ -38,8 +38,10 @@ max_attempts = 4
     return path
 
 
-def runtime_for(root: Path, destinations: str, extra: str = "", environ: dict[str, str] | None = None) -> Runtime:
-    path = write_config(root, destinations, extra)
+def runtime_for(root: Path, destinations: str, extra: str = "", environ: dict[str, str] | None = None,
+                database_url: str | None = None) -> Runtime:
+    """``database_url``: a ledger to use (the ``database_url`` fixture's), else SQLite under ``root``."""
+    path = write_config(root, destinations, extra, database_url)
     # provider options read their *_env secrets from the process environment (tests.stack sets the same)
     os.environ.setdefault(S3_SECRET_VARIABLE, "moto-secret-key")
     settings = load_settings(path, environ=environ or {})

@@ -136,8 +136,9 @@ def test_a_master_playlist_with_two_variants_keeps_its_layout(tmp_path: Path, mo
     assert len(runtime.ledger.pieces.of(job_id)) == 3 + 3 + 2 + 3 + 2  # segments, variants, init, key
 
 
-def test_a_failure_midway_is_resumed_with_only_the_missing_pieces(tmp_path: Path, moto_url: str) -> None:
-    runtime = runtime_for(tmp_path, s3_destination(moto_url, manifest=False))
+def test_a_failure_midway_is_resumed_with_only_the_missing_pieces(tmp_path: Path, moto_url: str,
+                                                                  database_url: str) -> None:
+    runtime = runtime_for(tmp_path, s3_destination(moto_url, manifest=False), database_url=database_url)
     meeting, folder = f"m-{secrets.token_hex(3)}", f"hls-{secrets.token_hex(4)}"
     names = segment_names(20)
     # the twelfth segment fails 4 times: all of one attempt's tries, so the job itself retries

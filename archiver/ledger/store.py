@@ -12,6 +12,7 @@ from sqlalchemy import Engine, and_, or_, select, update
 from archiver.recordings import RecordingFile as NewFile
 
 from . import lookups as lookups_module
+from . import pieces as pieces_module
 from .database import read_only, session_factory
 from .files import insert_or_get, record_file, record_job
 from .models import CopyJob, Deletion, Event, JobAttempt, RecordingFile
@@ -40,6 +41,7 @@ class Ledger:
         self.sessions = session_factory(engine)
         self.reads = session_factory(read_only(engine))  # no write lock on SQLite
         self.lookups = lookups_module.Lookups(self.sessions, self.reads)
+        self.pieces = pieces_module.Pieces(self.sessions, self.reads)  # an HLS copy's committed pieces
 
     # ---- intake ---------------------------------------------------------------------------------
     def accept(self, *, body: str, dedupe_key: str, webhook_type: str, meeting_id: str | None,

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -307,9 +308,8 @@ def _policy(*statements: dict[str, Any]) -> str:
 def iam_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamMoto]:
     port = emulators.free_port()
     url = f"http://127.0.0.1:{port}"
-    moto_bin = Path(emulators.ROOT, ".venv", "bin", "moto_server")
     # Three unauthenticated actions create an all-powerful user; everything after is signed and checked.
-    service = emulators.Process([str(moto_bin), "-H", "127.0.0.1", "-p", str(port)],
+    service = emulators.Process([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                                 env={"INITIAL_NO_AUTH_ACTION_COUNT": "3"})
     proc = service.start()
     try:

@@ -7,13 +7,14 @@ with a single Put Blob, also MD5-checked, for which the service stores the blob'
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import hashlib
 import math
 import os
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, BinaryIO, ClassVar, TypeVar
 
 from azure.core import MatchConditions
@@ -24,7 +25,7 @@ from azure.storage.blob import BlobClient, BlobProperties, ContainerClient, Cont
 from .azure_errors import error_code, translate
 from .azure_options import ENV_CONNECTION_STRING, MAX_BLOCK_SIZE, MIB, OPTIONS, check_options
 from .base import StorageProvider
-from .errors import ConfigurationError, StorageError
+from .errors import AccessDenied, ConfigurationError, StorageError
 from .options import Option
 from .reader import chunk_reader
 from .types import ObjectInfo
@@ -46,6 +47,20 @@ def _md5(data: bytes | bytearray) -> bytes:
 class AzureBlobProvider(StorageProvider):
     scheme = "az"
     options_spec: ClassVar[dict[str, Option]] = OPTIONS
+    permissions: ClassVar[dict[str, str]] = {
+        "write": "SAS create and write (c, w), or the Storage Blob Data Contributor role",
+        "read": "SAS read (r), or the Storage Blob Data Reader role",
+        "delete": "SAS delete (d), or the Storage Blob Data Contributor role",
+        "tag": "SAS tag (t), or the Storage Blob Data Owner role"}
+
+    def probe_variant(self, *, tags: bool) -> StorageProvider:
+        probe = super().probe_variant(tags=tags)
+        if self.options["access_tier"] != "Archive":
+            return probe
+        # An archived blob cannot be read back before rehydration: probe in the account's tier.
+        probe = copy.copy(probe)
+        probe.options = {**probe.options, "access_tier": None}
+        return probe
 
     # ---- configuration --------------------------------------------------------------------------
     def _validate(self) -> None:
@@ -170,6 +185,7 @@ class AzureBlobWriter(ObjectWriter):
         if self.request.if_absent:
             settings["match_condition"] = MatchConditions.IfMissing  # If-None-Match: *
         answer = self._call(lambda: self.blob.commit_block_list([p.receipt[0] for p in parts], **settings))
+        answer.pop("content_md5", None)  # Put Block List answers the MD5 of the block list, not of the blob
         return self._committed(answer)
 
     def _put_single(self, data: bytearray, sha256_hex: str) -> ObjectInfo:
@@ -199,14 +215,32 @@ class AzureBlobWriter(ObjectWriter):
     def _committed(self, answer: dict[str, Any]) -> ObjectInfo:
         self._etag = answer.get("etag")
         try:
-            props = self._call(lambda: self.blob.get_blob_properties())
-        except StorageError:
-            # The base writer treats an error here as "nothing published", so unpublish what could
-            # not be verified (best effort: whatever broke the read may break the delete too).
-            with contextlib.suppress(StorageError):
-                self._delete_committed()
-            raise
+            props = self._call(lambda: self.blob.get_blob_properties(etag=self._etag,
+                                                                     match_condition=MatchConditions.IfNotModified))
+        except AccessDenied as exc:
+            # A SAS may allow create/write without read. The blob is committed: report it, with what
+            # could not be checked; an MD5 in the answer (Put Blob) is still compared.
+            return replace(self._answer_info(answer), unverified=(
+                f"read denied ({exc.code}): the stored size and checksum were not read back; "
+                f"{self.checked_on_arrival}",))
+        except StorageError as exc:
+            # Published but unverified: remove it so a retry starts clean instead of hitting ObjectExists.
+            raise self._unpublish(exc)  # noqa: B904 - the context is chained already
         return blob_info(props, self.request.key)
+
+    def _answer_info(self, answer: dict[str, Any]) -> ObjectInfo:
+        """What the commit's answer and the request tell about the blob, when it cannot be read."""
+        checksums = {SHA256_META: self._sha256_hex}  # sent as metadata with the commit
+        if md5 := answer.get("content_md5"):  # Put Blob: the MD5 the service computed on arrival
+            checksums["md5"] = bytes(md5).hex()
+        return ObjectInfo(key=self.request.key, size=self._size, etag=(self._etag or "").strip('"') or None,
+                          content_type=self.request.content_type, metadata=dict(self.request.metadata),
+                          checksums=checksums, storage_class=self.provider.options["access_tier"],
+                          last_modified=answer.get("last_modified"))
+
+    @property
+    def checked_on_arrival(self) -> str:
+        return "the service checked the MD5 of each block (or of the whole blob) on arrival"
 
     def _service_mismatches(self, info: ObjectInfo, parts: list[Part]) -> list[str]:
         problems = []
@@ -216,6 +250,15 @@ class AzureBlobWriter(ObjectWriter):
         if self._md5 is not None and stored is not None and stored != self._md5.hex():
             problems.append(f"md5 {stored} stored, {self._md5.hex()} sent")
         return problems
+
+    def _open_committed(self, start: int, length: int | None) -> BinaryIO:
+        what = self.describe
+        try:
+            downloader = self.blob.download_blob(offset=start, length=length, max_concurrency=1, etag=self._etag,
+                                                 match_condition=MatchConditions.IfNotModified)
+        except AzureError as exc:
+            raise translate(exc, what, reading=True) from exc
+        return chunk_reader(downloader.chunks(), lambda exc: translate(exc, what, reading=True))
 
     def _cancel(self) -> None:
         """Nothing to call: Azure has no abort for staged blocks.

@@ -134,6 +134,8 @@ def object_info(key: str, resource: Mapping[str, Any]) -> ObjectInfo:
 
 class GCSProvider(StorageProvider):
     scheme = "gs"
+    permissions: ClassVar[dict[str, str]] = {"write": "storage.objects.create", "read": "storage.objects.get",
+                                             "delete": "storage.objects.delete", "tag": "storage.objects.update"}
     options_spec: ClassVar[dict[str, Option]] = {
         "project": Option("str", doc="Google Cloud project for quota/billing attribution (objects do not "
                                      "need one); default: the credentials' project"),
@@ -261,20 +263,31 @@ class GCSProvider(StorageProvider):
         return object_info(key, blob._properties)  # the object resource as the service sent it
 
     def _open_reader(self, full_key: str) -> BinaryIO:
+        return self.open_generation(full_key)
+
+    def open_generation(self, full_key: str, generation: int | None = None, start: int = 0,
+                        length: int | None = None) -> BinaryIO:
+        """Stream the object (that generation of it, when given), or bytes [start, start+length)."""
         what = self.describe(full_key[len(self.prefix):])
         client = self.client
         url = (f"{client._connection.API_BASE_URL}/download/storage/v1/b/{quote(self.location, safe='')}"
                f"/o/{quote(full_key, safe='')}?alt=media")
+        if generation is not None:
+            url += f"&generation={generation}"
+        # Accept-Encoding: gzip returns the stored bytes, which is what X-Goog-Hash describes.
+        headers = {"Accept-Encoding": "gzip"}
+        ranged = bool(start) or length is not None
+        if ranged:
+            headers["Range"] = f"bytes={start}-{'' if length is None else start + length - 1}"
         try:
-            # Accept-Encoding: gzip returns the stored bytes, which is what X-Goog-Hash describes.
-            response = client._http.get(url, stream=True, timeout=self.timeout,
-                                        headers={"Accept-Encoding": "gzip"})
+            response = client._http.get(url, stream=True, timeout=self.timeout, headers=headers)
         except Exception as exc:
             raise self.error(exc, what) from exc
-        if response.status_code != 200:
+        if response.status_code != (206 if ranged else 200):
             with response:
                 raise self.error(requests.HTTPError(response=response), what)
-        expected = _goog_hash(response.headers.get("X-Goog-Hash", ""), "crc32c")
+        # X-Goog-Hash describes the whole object: a part of it cannot be checked against it.
+        expected = None if ranged else _goog_hash(response.headers.get("X-Goog-Hash", ""), "crc32c")
 
         def chunks() -> Iterator[bytes]:
             crc = google_crc32c.Checksum()

@@ -11,6 +11,7 @@ from typing import Any, BinaryIO, ClassVar
 
 from .errors import InvalidKey, ObjectNotFound
 from .options import COMMON_OPTIONS, Option, redacted, validate_options
+from .probe import run_check
 from .types import CheckReport, ObjectInfo
 from .writer import ObjectWriter, WriteRequest
 
@@ -144,8 +145,6 @@ class StorageProvider(ABC):
     def check(self) -> CheckReport:
         """Write a small probe under the prefix, read it back, compare, delete it; report each step,
         naming the permission a failing step lacked (see providers/probe.py)."""
-        from .probe import run_check
-
         return run_check(self)
 
     @property

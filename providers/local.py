@@ -185,6 +185,13 @@ class LocalWriter(ObjectWriter):
                 finally:
                     os.close(dir_fd)
             return self.provider._stat(self.request.full_key, self.request.key)
+        except AccessDenied as exc:
+            # Files written without read permission (file_mode 0o200) keep their attributes unreadable.
+            return ObjectInfo(key=self.request.key, size=st.st_size, etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}",
+                              content_type=self.request.content_type, metadata=dict(self.request.metadata),
+                              checksums={"sha256": sha256_hex}, unverified=(
+                                  f"read denied ({exc.code}): the published file was not read back; its size "
+                                  "was checked on the file before it was published",))
         except StorageError as exc:
             raise self._unpublish(exc)  # noqa: B904 - the context is chained already
 

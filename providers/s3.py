@@ -64,14 +64,15 @@ class S3Provider(StorageProvider):
         "tags": Option("dict", doc="object tags, e.g. {retention = '7y'} (at most 10)"),
         "content_disposition": Option("str", doc="Content-Disposition header stored with every object"),
         "checksum_mode": Option("str", "sha256", choices=("sha256", "md5", "off"),
-                                doc="sha256: per-part SHA-256 and composite check; md5: Content-MD5 and "
-                                    "ETag check, for stores without the newer checksums; off: size only"),
+                                doc="sha256: per-part SHA-256 and composite check; md5: Content-MD5 per part, "
+                                    "then the ETag where it is an MD5 of the body (else readback), for stores "
+                                    "without the newer checksums; off: size only"),
         "readback": Option("str", RANGES, choices=DEPTHS,
-                           doc="after a commit S3's answer cannot prove (an ETag that is not an MD5 of the "
-                               "body: multipart on R2, SSE on MinIO, SSE-KMS, SSE-C; no SHA-256 kept): "
-                               "ranges: size plus ranged GetObject of the first, middle and last part, "
-                               "compared with their streamed digests; full: GetObject of the whole object "
-                               "(a download per copy), also with checksum_mode = 'off'"),
+                           doc="how a commit is verified when S3's answer cannot prove the bytes (ETag not an "
+                               "MD5 of the body: R2 multipart, MinIO SSE, SSE-KMS, SSE-C; no SHA-256 kept): "
+                               "ranges: size and ranged GetObject of the first, middle and last part against "
+                               "their streamed digests; full: GetObject of the whole object (a download per "
+                               "copy; also with checksum_mode 'off')"),
     }
 
     def _validate(self) -> None:

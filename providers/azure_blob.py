@@ -25,7 +25,7 @@ from azure.storage.blob import BlobClient, BlobProperties, ContainerClient, Cont
 from .azure_errors import error_code, translate
 from .azure_options import ENV_CONNECTION_STRING, MAX_BLOCK_SIZE, MIB, OPTIONS, check_options
 from .base import StorageProvider
-from .errors import AccessDenied, ConfigurationError, StorageError
+from .errors import AccessDenied, ConfigurationError, ObjectNotFound, StorageError
 from .options import Option
 from .reader import chunk_reader
 from .types import ObjectInfo
@@ -237,6 +237,15 @@ class AzureBlobWriter(ObjectWriter):
                           content_type=self.request.content_type, metadata=dict(self.request.metadata),
                           checksums=checksums, storage_class=self.provider.options["access_tier"],
                           last_modified=answer.get("last_modified"))
+
+    def _find_own_commit(self) -> ObjectInfo | None:
+        try:
+            props = self._call(lambda: self.blob.get_blob_properties())
+        except ObjectNotFound:
+            return None
+        if props.size != self._size or (props.metadata or {}).get(SHA256_META) != self._sha256_hex:
+            return None
+        return self._committed({"etag": props.etag, "last_modified": props.last_modified})
 
     @property
     def checked_on_arrival(self) -> str:

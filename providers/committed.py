@@ -73,6 +73,12 @@ class CommittedObjectChecks(ABC):
         """(hashlib algorithm, digest) of a part as streamed, for a "ranges" read-back; None if unknown."""
         return ("sha256", part.sha256) if part.sha256 else None
 
+    def _find_own_commit(self) -> ObjectInfo | None:
+        """After a commit request failed with an unknown outcome (its answer may have been lost after
+        the service committed): the object at the key if it is provably the one streamed (same size
+        and a digest equal to the stream's), as `_complete` would have returned it; else None."""
+        return None
+
     @property
     def checked_on_arrival(self) -> str:
         """What the service itself checked as the bytes arrived, for `ObjectInfo.unverified` texts."""

@@ -144,6 +144,22 @@ class GCSWriter(ObjectWriter):
             return ["the service reported no crc32c"]
         return [] if stored == streamed else [f"crc32c {stored} stored, {streamed} streamed"]
 
+    def _find_own_commit(self) -> ObjectInfo | None:
+        blob = self.provider.bucket.blob(self.request.full_key)
+        try:
+            blob.reload(timeout=self.provider.timeout)
+        except Exception as exc:
+            err = self.provider.error(exc, self.describe)
+            if isinstance(err, ObjectNotFound):
+                return None
+            raise err from exc
+        info = object_info(self.request.key, blob._properties)
+        if info.size != self._size or info.checksums.get("crc32c") != self._crc.digest().hex():
+            return None
+        self._session, self._tail = None, bytearray()  # finalized after all: nothing is left to cancel
+        self._generation = blob.generation
+        return info
+
     @property
     def checked_on_arrival(self) -> str:
         return "Google checked the CRC32C of the whole object when it was finalized"

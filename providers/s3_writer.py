@@ -41,6 +41,7 @@ class S3Writer(ObjectWriter):
         self.reported: Mapping[str, Any] = {}  # what S3 said about the committed object
         self.version: str | None = None  # VersionId of the committed object, in a versioned bucket
         self.single_md5: str | None = None
+        self._sent: list[Part] = []  # the parts a CompleteMultipartUpload listed
 
     def _call(self, action: Callable[..., Any], **kwargs: Any) -> Any:
         return self.provider.call(self.request.key, action, Key=self.request.full_key, **kwargs)
@@ -90,6 +91,7 @@ class S3Writer(ObjectWriter):
         return answer["ETag"], md5
 
     def _complete(self, parts: list[Part], sha256_hex: str) -> ObjectInfo:
+        self._sent = parts
         entries = []
         for part in parts:
             entry = {"PartNumber": part.number, "ETag": part.receipt[0]}
@@ -125,6 +127,25 @@ class S3Writer(ObjectWriter):
             raise self._unpublish(exc)  # noqa: B904 - the context is chained already
         self.reported = head
         return object_info(self.request.key, head)
+
+    def _find_own_commit(self) -> ObjectInfo | None:
+        try:
+            head = self.provider.head(self.request.full_key, self.request.key)
+        except ObjectNotFound:
+            return None
+        sha256_hex = self._hash.hexdigest()
+        if int(head.get("ContentLength", -1)) != self._size:
+            return None
+        if not self._began:  # a single PutObject stores the SHA-256 in its metadata
+            own = (head.get("Metadata") or {}).get("sha256") == sha256_hex
+        elif self.mode == "sha256":
+            own = bool(head.get("ChecksumSHA256")) and not sha256_disagreement(head, self._sent, True, sha256_hex)
+        else:
+            own = False
+        if not (own or etag_proves(head, self._expected_etag(self._sent))):
+            return None
+        self.upload_id = None  # it was completed after all: nothing is left to abort
+        return self._published({k: head[k] for k in ("ETag", "VersionId") if head.get(k)})
 
     @property
     def checked_on_arrival(self) -> str:

@@ -11,18 +11,21 @@ error without the error saying so (`StorageError.left_visible`).
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from abc import abstractmethod
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
 from .committed import CommittedObjectChecks
-from .errors import StorageError
+from .errors import StorageError, TransientError
 from .types import ObjectInfo, Part, WriteRequest
 
 __all__ = ["ObjectWriter", "Part", "WriteRequest"]
+_log = logging.getLogger(__name__)
 
 
 class ObjectWriter(CommittedObjectChecks):
@@ -140,13 +143,13 @@ class ObjectWriter(CommittedObjectChecks):
         try:
             sha256_hex = self._hash.hexdigest()
             if not self._began:
-                info = self._put_single(self._buffer, sha256_hex)
+                info = self._committing(lambda: self._put_single(self._buffer, sha256_hex))
                 parts: list[Part] = [Part(1, self._size, self._hash.digest(), None)]
             else:
                 if self._buffer:
                     self._ship_buffer()
                 parts = [fut.result() for fut in self._pending]
-                info = self._complete(parts, sha256_hex)
+                info = self._committing(lambda: self._complete(parts, sha256_hex))
             self._buffer = bytearray()
             self._state = "committed"
         except BaseException as exc:
@@ -158,6 +161,25 @@ class ObjectWriter(CommittedObjectChecks):
             self._release_pool()
         info = self._verify(info, parts)
         return replace(info, key=self.request.key, checksums={**info.checksums, "sha256": sha256_hex})
+
+    def _committing(self, send: Callable[[], ObjectInfo]) -> ObjectInfo:
+        """Send the commit request. A TransientError leaves its outcome unknown (the SDK gave up on an
+        answer that may have been lost after the service committed): then the object at the key is
+        accepted if it is provably the one streamed, rather than left visible behind the error."""
+        try:
+            return send()
+        except TransientError as exc:
+            if self._state != "open":  # raised after the commit was known (and handled) already
+                raise
+            try:
+                found = self._find_own_commit()
+            except StorageError:
+                found = None
+            if found is None:
+                raise
+            _log.warning("%s: the commit's answer was lost (%s); the object at the key is the one streamed",
+                         self.describe, exc.code)
+            return found
 
     def abort(self) -> None:
         if self._state != "open":

@@ -48,7 +48,7 @@ class Seen:
 
 class Proxy:
     """Forwards to `upstream`; `rule` may answer a request itself (an Answer) or rewrite it (a Seen)
-    first, `on_response` may rewrite the upstream's answer. The upstream's URL in answer headers
+    first, `on_response` may rewrite the upstream's answer or drop it (None). The upstream's URL in answer headers
     (e.g. a GCS session Location) is rewritten to the proxy's, so follow-up requests pass here too."""
 
     def __init__(self, upstream: str, *, keep_host: bool = False) -> None:
@@ -56,7 +56,8 @@ class Proxy:
         self.keep_host = keep_host  # forward the client's Host (needed where it is signed)
         self.seen: list[Seen] = []
         self.rule: Callable[[Seen], Answer | Seen | None] = lambda seen: None
-        self.on_response: Callable[[Seen, Answer], Answer] = lambda seen, answer: answer
+        # Returning None drops the answer: the connection closes without one, like a reply lost on the way.
+        self.on_response: Callable[[Seen, Answer], Answer | None] = lambda seen, answer: answer
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -98,6 +99,9 @@ class Proxy:
         if not isinstance(answer, tuple):
             seen = answer or seen
             answer = self.on_response(seen, self.forward(seen))
+            if answer is None:
+                h.close_connection = True
+                return
         status, headers, payload = answer
         h.send_response(status)
         for key, value in headers.items():

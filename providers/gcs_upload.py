@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import google_crc32c
 
 from .errors import AccessDenied, ObjectExists, ObjectNotFound, StorageError, TransientError, make_error
-from .gcs import crc32c_update, object_info, response_error, translate
+from .gcs import crc32c_update, object_info
+from .gcs_errors import response_error, translate
 from .types import ObjectInfo
 from .writer import ObjectWriter, Part, WriteRequest
 

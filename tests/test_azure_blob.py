@@ -16,7 +16,7 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError, ServiceRequestError
 from azure.storage.blob import BlobClient, ContainerClient
 
-import providers.azure_blob as azure_blob
+import providers.azure_writer as azure_writer
 from providers import (
     AuthenticationError,
     ConfigurationError,
@@ -142,14 +142,14 @@ def test_a_size_mismatch_deletes_the_blob(conn: str, container: str, size: int) 
 def test_the_integrity_delete_spares_a_newer_version(conn: str, container: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     provider = make(container, conn)
-    original = azure_blob.AzureBlobWriter._committed
+    original = azure_writer.AzureBlobWriter._committed
 
     def committed_then_replaced(self: Any, answer: dict[str, Any]) -> Any:
         info = original(self, answer)
         blob(conn, container, "i/b.bin").upload_blob(b"someone else's", overwrite=True)
         return info
 
-    monkeypatch.setattr(azure_blob.AzureBlobWriter, "_committed", committed_then_replaced)
+    monkeypatch.setattr(azure_writer.AzureBlobWriter, "_committed", committed_then_replaced)
     with provider.open_writer("i/b.bin") as writer:
         writer.write(b"mine")
         writer._size += 1
@@ -160,7 +160,7 @@ def test_the_integrity_delete_spares_a_newer_version(conn: str, container: str,
 
 @pytest.mark.parametrize("size", [100, 2 * SMALL + 1], ids=["single-put", "staged-blocks"])
 def test_the_service_checks_each_md5(conn: str, container: str, size: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(azure_blob, "_md5", lambda data: hashlib.md5(b"other bytes").digest())
+    monkeypatch.setattr(azure_writer, "_md5", lambda data: hashlib.md5(b"other bytes").digest())
     provider = make(container, conn, part_size=SMALL)
     with pytest.raises(TransientError, match="Md5Mismatch") as excinfo:
         provider.upload("m/a.bin", io.BytesIO(os.urandom(size)))

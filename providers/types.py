@@ -55,7 +55,7 @@ class ObjectInfo:
 
 @dataclass(frozen=True)
 class CheckStep:
-    name: str  # write | stat | read | compare | delete
+    name: str  # write | tag | stat | read | compare | delete
     ok: bool
     message: str
 

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import io
+import copy
 import os
-import secrets
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, BinaryIO, ClassVar
 
-from .errors import InvalidKey, ObjectNotFound, StorageError
+from .errors import InvalidKey, ObjectNotFound
 from .options import COMMON_OPTIONS, Option, redacted, validate_options
-from .types import CheckReport, CheckStep, ObjectInfo
+from .probe import run_check
+from .types import CheckReport, ObjectInfo
 from .writer import ObjectWriter, WriteRequest
 
 MAX_KEY_BYTES = 1024  # S3, GCS and Azure all cap object names near here; the lowest common limit
-_PROBE_BYTES = 1024
 
 
 class StorageProvider(ABC):
@@ -24,6 +23,8 @@ class StorageProvider(ABC):
     options_spec: ClassVar[dict[str, Option]]
     default_part_size: ClassVar[int] = 8 << 20
     default_concurrency: ClassVar[int] = 4
+    # The permission each kind of access needs, in the service's words, for `check()` to name.
+    permissions: ClassVar[dict[str, str]] = {"write": "write", "read": "read", "delete": "delete", "tag": "tag"}
 
     def __init__(self, location: str, prefix: str, options: Mapping[str, Any]) -> None:
         self.location = location
@@ -142,35 +143,23 @@ class StorageProvider(ABC):
         return 0
 
     def check(self) -> CheckReport:
-        """Write a small probe under the prefix, read it back, compare, delete it; report each step."""
-        key = f".archiver-probe-{secrets.token_hex(8)}"
-        payload = secrets.token_bytes(_PROBE_BYTES)
-        where = self.describe()
-        steps: list[CheckStep] = []
+        """Write a small probe under the prefix, read it back, compare, delete it; report each step,
+        naming the permission a failing step lacked (see providers/probe.py)."""
+        return run_check(self)
 
-        def step(name: str, verb: str, action: Any) -> Any:
-            try:
-                result = action()
-            except StorageError as exc:
-                steps.append(CheckStep(name, False, f"{verb} {_failure_word(exc)}: {exc.code or exc} on {where}"))
-                return None
-            except OSError as exc:  # e.g. DNS failure before any SDK error mapping
-                steps.append(CheckStep(name, False, f"{verb} failed: {type(exc).__name__} on {where}"))
-                return None
-            steps.append(CheckStep(name, True, f"{verb} ok"))
-            return result if result is not None else True
+    @property
+    def sets_tags(self) -> bool:
+        """Whether objects written here carry tags (so writing needs the tag permission too)."""
+        return bool(self.options.get("tags"))
 
-        written = step("write", "write", lambda: self.upload(key, io.BytesIO(payload),
-                                                              content_type="application/octet-stream"))
-        if written:
-            step("stat", "stat", lambda: self.stat(key))
-            data = step("read", "read", lambda: _read_all(self.open_reader(key)))
-            if data is not None and data is not True:
-                same = data == payload
-                steps.append(CheckStep("compare", same, "read back the same bytes" if same else
-                                       f"read back {len(data)} bytes that differ from the {_PROBE_BYTES} written"))
-            step("delete", "delete", lambda: self.delete(key))
-        return CheckReport(url=where, steps=tuple(steps))
+    def probe_variant(self, *, tags: bool) -> StorageProvider:
+        """This destination as `check()` should probe it: without its tags unless `tags`, and with
+        anything that would make a probe unreadable (an archive tier) left out."""
+        if tags or "tags" not in self.options:
+            return self
+        probe = copy.copy(self)
+        probe.options = {**self.options, "tags": None}
+        return probe
 
     # ---- pickling and printing ------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -194,20 +183,3 @@ class StorageProvider(ABC):
 def _normalise_prefix(prefix: str) -> str:
     prefix = prefix.strip("/")
     return f"{prefix}/" if prefix else ""
-
-
-def _failure_word(exc: StorageError) -> str:
-    from .errors import AccessDenied, AuthenticationError, ObjectNotFound
-
-    if isinstance(exc, AccessDenied):
-        return "denied"
-    if isinstance(exc, AuthenticationError):
-        return "unauthenticated"
-    if isinstance(exc, ObjectNotFound):
-        return "not found"
-    return "failed"
-
-
-def _read_all(reader: BinaryIO) -> bytes:
-    with reader:
-        return reader.read()

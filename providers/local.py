@@ -1,14 +1,18 @@
 """Local disk: a temp file in the destination folder, fsync, then an atomic (exclusive) rename.
 
 Content type and metadata travel as extended attributes on the file itself, so they are published
-by the same rename that publishes the bytes.
+by the same rename that publishes the bytes. The temp file's name has a fixed length
+(`.archiver-tmp-` and 24 hex digits, 38 bytes) whatever the target's: a name derived from the target
+would exceed NAME_MAX (255 bytes) for targets the file system accepts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
+import logging
 import os
 import secrets
 from datetime import UTC, datetime
@@ -19,6 +23,7 @@ from .base import StorageProvider
 from .errors import (
     AccessDenied,
     ConfigurationError,
+    InvalidKey,
     ObjectExists,
     ObjectNotFound,
     StorageError,
@@ -31,6 +36,7 @@ from .writer import ObjectWriter, Part, WriteRequest
 
 _XATTR = "user.archiver"
 _TEMP_MARK = ".archiver-tmp-"
+_log = logging.getLogger(__name__)
 
 
 def _translate(exc: OSError, what: str) -> StorageError:
@@ -38,6 +44,7 @@ def _translate(exc: OSError, what: str) -> StorageError:
         errno.ENOENT: ObjectNotFound, errno.EEXIST: ObjectExists, errno.EACCES: AccessDenied,
         errno.EPERM: AccessDenied, errno.EROFS: AccessDenied, errno.ENOSPC: TransientError,
         errno.EIO: TransientError, errno.ENOTDIR: ConfigurationError, errno.EISDIR: ConfigurationError,
+        errno.ENAMETOOLONG: InvalidKey,  # a name segment over the file system's NAME_MAX (255 bytes)
     }
     name = errno.errorcode.get(exc.errno or 0, "OSError")
     return make_error(table.get(exc.errno or 0, StorageError), name, what)
@@ -50,6 +57,9 @@ class LocalProvider(StorageProvider):
         "file_mode": Option("int", 0o640, doc="permission bits of written files (e.g. 0o640)"),
     }
     default_concurrency = 2  # one part filling while the previous one is written
+    permissions: ClassVar[dict[str, str]] = {"write": "write and search (w, x) on the folder",
+                                             "read": "read (r) on the files", "delete": "write (w) on the folder",
+                                             "tag": "extended attributes (user.*) on the file system"}
 
     def __init__(self, location: str, prefix: str, options: dict[str, Any]) -> None:
         super().__init__(location, prefix, options)
@@ -116,8 +126,9 @@ class LocalWriter(ObjectWriter):
         super().__init__(request, provider.describe(request.key))
         self.provider = provider
         self.final = provider.path_of(request.full_key)
-        self.temp = self.final.with_name(f"{_TEMP_MARK}{self.final.name}.{secrets.token_hex(6)}")
+        self.temp = self.final.with_name(f"{_TEMP_MARK}{secrets.token_hex(12)}")
         self._fd: int | None = None
+        self._inode: tuple[int, int] | None = None  # (device, inode) of the file this writer published
 
     def _os(self, action: Any, *args: Any) -> Any:
         try:
@@ -155,29 +166,72 @@ class LocalWriter(ObjectWriter):
                 raise _translate(exc, self.describe) from exc
         if fsync:
             self._os(os.fsync, self._fd)
+        st = self._os(os.fstat, self._fd)
         self._os(os.close, self._fd)
         self._fd = None
         if self.request.if_absent:
             # link() fails if the name exists: a create-only publish without a check-then-act race.
             self._os(os.link, self.temp, self.final)
-            self._os(os.unlink, self.temp)
         else:
             self._os(os.replace, self.temp, self.final)
-        if fsync:
-            dir_fd = self._os(os.open, self.final.parent, os.O_RDONLY)
-            try:
-                self._os(os.fsync, dir_fd)
-            finally:
-                os.close(dir_fd)
-        return self.provider._stat(self.request.full_key, self.request.key)
+        self._inode = (st.st_dev, st.st_ino)  # published: from here on, a failure must unpublish
+        try:
+            if self.request.if_absent:
+                self._remove_temp()
+            if fsync:
+                dir_fd = self._os(os.open, self.final.parent, os.O_RDONLY)
+                try:
+                    self._os(os.fsync, dir_fd)
+                finally:
+                    os.close(dir_fd)
+            return self.provider._stat(self.request.full_key, self.request.key)
+        except AccessDenied as exc:
+            # Files written without read permission (file_mode 0o200) keep their attributes unreadable.
+            return ObjectInfo(key=self.request.key, size=st.st_size, etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}",
+                              content_type=self.request.content_type, metadata=dict(self.request.metadata),
+                              checksums={"sha256": sha256_hex}, unverified=(
+                                  f"read denied ({exc.code}): the published file was not read back; its size "
+                                  "was checked on the file before it was published",))
+        except StorageError as exc:
+            raise self._unpublish(exc)  # noqa: B904 - the context is chained already
+
+    def _remove_temp(self) -> None:
+        try:
+            self.temp.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # never raised from abort(): it would hide the error being handled
+            code = errno.errorcode.get(exc.errno or 0, "OSError")
+            self.left_incomplete = f"the temporary file {self.temp} ({code})"
+            _log.warning("could not remove the temporary file %s: %s", self.temp, code)
 
     def _cancel(self) -> None:
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
-        with contextlib.suppress(FileNotFoundError):
-            self.temp.unlink()
+        self._remove_temp()
+
+    def _is_ours(self) -> bool:
+        try:
+            st = self.final.stat()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise _translate(exc, self.describe) from exc
+        return (st.st_dev, st.st_ino) == self._inode
 
     def _delete_committed(self) -> None:
-        self.provider._delete(self.request.full_key)
+        if self._is_ours():  # a file someone else published at the name since stays
+            self.provider._delete(self.request.full_key)
+
+    def _open_committed(self, start: int, length: int | None) -> BinaryIO:
+        if not self._is_ours():
+            raise ObjectNotFound(f"not found: replaced or removed since it was written: {self.describe}",
+                                 code="ENOENT")
+        reader = self.provider._open_reader(self.request.full_key)
+        reader.seek(start)
+        if length is None:
+            return reader
+        with reader:
+            return io.BytesIO(reader.read(length))  # type: ignore[return-value]

@@ -21,12 +21,12 @@ from urllib.parse import quote
 from archiver.config import Destination
 from archiver.failures import Conflict, LeaseLost, backoff_seconds, classify
 from archiver.intake import render_job_key, template_failure
-from archiver.ledger.records import SIZE_UNPROVEN
+from archiver.ledger.records import SIZE_UNPROVEN, UNVERIFIED
 from archiver.ledger.store import JobRecord, utcnow
 from archiver.runtime import Runtime
 from archiver.source import SourceChanged, open_source
 from archiver.templates import RenderError
-from providers import ObjectExists, ObjectInfo, ObjectNotFound, StorageProvider
+from providers import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, StorageProvider
 
 log = logging.getLogger("archiver.copy")
 CHUNK = 1 << 20
@@ -147,6 +147,11 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
         # reconcile learns VideoSDK's size and it agrees.
         runtime.ledger.flag_copy(job_id, SIZE_UNPROVEN, f"{info.size} bytes copied, but the source's length was "
                                  f"not proven: {proof[1]}; reconcile compares it with VideoSDK's size")
+    elif info.unverified:
+        # Committed and accounted for, but the destination would not let us read it back (write-only
+        # credentials): `archiver verify` with read access confirms it later; until then it is not
+        # verified, so retention keeps the recording.
+        runtime.ledger.flag_copy(job_id, UNVERIFIED, "committed, not read back: " + "; ".join(info.unverified))
     return JobOutcome(job_id, "succeeded", uploaded=uploaded, destination=job.destination,
                       bytes=info.size if uploaded else None, size_proven=proof[0], size_note=proof[1])
 
@@ -224,6 +229,12 @@ def _existing(provider: StorageProvider, key: str) -> ObjectInfo | None:
     try:
         return provider.stat(key)
     except ObjectNotFound:
+        return None
+    except AccessDenied:
+        # Write-only credentials cannot look first. The create-only commit still refuses to replace
+        # anything; an object found that way cannot be compared, so it ends as a conflict.
+        log.info("cannot look at %s before writing (read denied); relying on the create-only commit",
+                 provider.describe(key))
         return None
 
 

@@ -283,3 +283,15 @@ def test_the_bounds_the_cli_documents_are_the_ones_the_worker_enforces() -> None
 
     assert (service.STOP_GRACE, service.ABORT_SECONDS, service.BROKER_TIMEOUT) == (
         worker_signals.STOP_GRACE, worker_signals.ABORT_SECONDS, worker_signals.BROKER_TIMEOUT)
+
+
+def test_the_children_of_up_stop_when_up_is_killed(tmp_path: Path, env: dict[str, str]) -> None:
+    up = Service.start(tmp_path, env, "up", "--port", str(free_port()), "--concurrency", "1", "--stop-grace", "2")
+    try:
+        _wait("up", lambda: b" ready." in up.log.read_bytes(), service=up)
+        up.proc.kill()  # SIGKILL: up cannot forward anything; its children must notice by themselves
+        up.proc.wait()
+        _wait("the children to stop", lambda: Service.leftovers(tmp_path) == [], timeout=2 + 20 + 10)
+    finally:
+        for pid in Service.leftovers(tmp_path):
+            os.kill(pid, signal.SIGKILL)

@@ -128,6 +128,13 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
                 _write_manifest(runtime.provider(destination), job, destination, info)
     except LeaseLost:
         return JobOutcome(job_id, "lost")
+    except (SystemExit, KeyboardInterrupt):
+        # The worker is stopping (its stop grace ran out): the writer aborted on the way out. Give the
+        # job back at once, so the redelivered message finds it pending instead of waiting for the
+        # lease to run out. (It counts as an attempt, like any other interrupted one.)
+        runtime.ledger.fail(job_id, worker, code="interrupted", retrying=True,
+                            message="the worker was stopped during the copy; it runs again")
+        raise
     except Exception as exc:  # every failure is recorded; classify decides retry vs final
         failure = classify(exc, attempt=job.attempts)
         # A file not on the CDN yet is retried for the whole grace window whatever the attempt budget:

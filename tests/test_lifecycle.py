@@ -244,11 +244,12 @@ part_size = "5MiB"
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads"), "the upload was not aborted"
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
     [job] = _jobs(database_url, meeting)
-    assert (job.state, job.attempts) == ("running", 1)  # its lease runs out: nobody renews it any more
+    # given back at once (not left "running" until its lease runs out), with the reason
+    assert (job.state, job.attempts, job.error_code) == ("pending", 1, "interrupted")
     second = Service.start(tmp_path, env, "worker", "--concurrency", "1", "--stop-grace", "2")
     try:
         second.wait_ready()
-        # The message went back to the queue: the new worker takes the job up again once the lease ran out.
+        # The message went back to the queue: the new worker takes the job up again.
         _wait("the re-run", lambda: _jobs(database_url, meeting)[0].attempts == 2, service=second)
     finally:
         elapsed = second.stop()

@@ -14,6 +14,7 @@ from typing import Any
 
 from archiver.cli.common import OK, settings_of
 from archiver.config import Settings
+from archiver.destinations import require_secrets
 from archiver.ledger.database import create_ledger_engine, upgrade
 from archiver.runtime import Runtime
 
@@ -44,6 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = settings_of(args)
+    require_secrets(settings.destinations)  # the worker opens every destination: refuse to start without them
     Runtime.create(settings)  # refuse to start against a schema that is behind
     if args.metrics_port:
         # Must be set before prometheus_client is imported, so every pool process writes its own

@@ -91,9 +91,9 @@ def describe(settings: Settings, host: str, port: int) -> str:
 
 
 def _hide(url: str) -> str:
-    from archiver.cli.configuration import _hide_password
+    from archiver.redaction import mask_url
 
-    return _hide_password(url)
+    return mask_url(url)
 
 
 def cmd_up(args: argparse.Namespace) -> int:

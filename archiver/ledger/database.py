@@ -14,6 +14,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
+from archiver.redaction import mask_url
+
 DEFAULT_DATABASE_URL = "sqlite:///./.archiver/ledger.db"
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 
@@ -103,6 +105,6 @@ def require_current_schema(engine: Engine) -> None:
     """Refuse to run against a schema that is behind the code, saying what to run."""
     current, head = current_revision(engine), head_revision()
     if current != head:
-        where = engine.url.render_as_string(hide_password=True)
+        where = mask_url(engine.url.render_as_string(hide_password=False))
         state = "is empty" if current is None else f"is at revision {current}"
         raise SchemaBehind(f"the ledger at {where} {state}; this version needs {head}: run `archiver db upgrade`")

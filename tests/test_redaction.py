@@ -146,3 +146,37 @@ def test_celerys_banner_shows_the_broker_without_its_password(url: str) -> None:
         hidden = ()  # a user name alone is not a Redis credential: kombu shows it as the user
     for secret in hidden:
         assert secret not in shown, shown
+
+
+# ---- source URLs: the CDN's signed-URL token never shows; the ledger keeps the URL the worker needs ----
+
+TOKEN = "sig-T0KEN-value"
+
+
+@pytest.mark.usefixtures("restore_root_logging")
+def test_a_source_urls_query_shows_nowhere_but_stays_in_the_ledger(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from archiver.config import load_settings
+    from archiver.ledger.database import create_ledger_engine, upgrade
+    from archiver.ledger.store import Ledger
+
+    config = tmp_path / "archiver.toml"
+    config.write_text(f'database_url = "sqlite:///{tmp_path}/ledger.db"\n[[destinations]]\nname = "local"\n'
+                      f'url = "file://{tmp_path}/archive/{{meetingId}}/"\n')
+    upgrade(create_ledger_engine(f"sqlite:///{tmp_path}/ledger.db"))
+    url = f"https://cdn.example.net/encoded/videos/a.mp4?token={TOKEN}&Expires=1#{TOKEN}-fragment"
+    body = tmp_path / "event.json"
+    body.write_text(json.dumps({"webhookType": "recording-stopped", "data": {
+        "meetingId": "redact-room", "sessionId": "s1", "filePath": "/encoded/videos/a.mp4", "fileUrl": url}}))
+    shown = []
+    for argv in (["archive", str(body)], ["status"], ["status", "--json"]):
+        code = main(["--config", str(config), *argv])
+        out = capsys.readouterr()
+        assert code == 1, (argv, out)  # cdn.example.net is not an allowed host: the copy fails for good
+        shown.append(out.out + out.err)
+    assert all(TOKEN not in text for text in shown), shown
+    assert "source_ssrf" in shown[0] and "https://cdn.example.net/encoded/videos/a.mp4" in shown[0]
+    [row] = json.loads(shown[2])
+    assert row["source_url"] == "https://cdn.example.net/encoded/videos/a.mp4"
+    [job] = Ledger(create_ledger_engine(load_settings(config, environ={}).database_url)).jobs()
+    assert job.source_url == url  # what the worker downloads: the ledger keeps the URL as the webhook gave it

@@ -196,3 +196,24 @@ def test_config_validate_reports_missing_secrets_as_warnings(
     monkeypatch.setenv("LP_AZURE_CONNECTION", "AccountName=a;AccountKey=not-base64!")
     code, _, err = _cli(config, capsys, "config", "validate")  # present but malformed: an error
     assert code == 2 and "destination azure" in err and "not-base64" not in err
+
+
+# ---- exposure: worker metrics listen on loopback unless told otherwise -------------------------------
+
+def test_worker_metrics_listen_on_loopback_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from archiver.cli import build_parser
+    from archiver.metrics import serve_worker_metrics
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    args = build_parser().parse_args(["worker", "--metrics-port", "9100"])
+    assert args.metrics_host == "127.0.0.1"
+    assert build_parser().parse_args(["worker", "--metrics-host", "0.0.0.0"]).metrics_host == "0.0.0.0"
+    for host in ("127.0.0.1", None):
+        port = free_port()
+        server = serve_worker_metrics(port, host) if host else serve_worker_metrics(port)
+        try:
+            assert server.server_address[0] == "127.0.0.1"
+            assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 200
+        finally:
+            server.shutdown()
+            server.server_close()

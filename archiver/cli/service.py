@@ -53,7 +53,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="archiver-metrics-"))
         from archiver.metrics import serve_worker_metrics
 
-        serve_worker_metrics(args.metrics_port)
+        serve_worker_metrics(args.metrics_port, args.metrics_host)
     from archiver.celery_app import app
 
     argv = ["worker", "-Q", args.queues, "-l", "INFO", "--without-gossip", "--without-mingle"]
@@ -154,6 +154,9 @@ def register(verbs: Any) -> None:
     worker.add_argument("--concurrency", type=int, help="pool processes (default: number of CPUs)")
     worker.add_argument("--queues", default=QUEUES, help=f"comma-separated queues (default {QUEUES})")
     worker.add_argument("--metrics-port", type=int, help="serve Prometheus metrics of all pool processes here")
+    worker.add_argument("--metrics-host", default="127.0.0.1",
+                        help="address the metrics listen on (default 127.0.0.1; 0.0.0.0 for a scraper on "
+                             "another host or container)")
     worker.set_defaults(func=cmd_worker)
 
     beat = verbs.add_parser("beat", help="run the scheduler (reconcile, retention, stale-job sweep)",

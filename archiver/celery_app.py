@@ -9,6 +9,7 @@ from celery import Celery
 import celeryconfig
 from archiver.config import Settings
 from archiver.limits import copy_time_limits
+from archiver.private_files import private_sqlite_file, sqlite_path
 
 
 def create_app(settings: Settings | None = None) -> Celery:
@@ -19,6 +20,10 @@ def create_app(settings: Settings | None = None) -> Celery:
         app.config_from_object("celeryconfig")
     else:
         app.conf.update(celeryconfig.build(settings))
+    # The embedded broker's file holds task messages (webhook bodies on replay): 0600 in a 0700 folder,
+    # made before kombu's SQLAlchemy transport creates it with SQLite's default 0644.
+    if (path := sqlite_path(str(app.conf.broker_url or ""))) is not None:
+        private_sqlite_file(path)
     return app
 
 

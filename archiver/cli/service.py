@@ -16,6 +16,7 @@ from archiver.cli.common import OK, settings_of
 from archiver.config import Settings
 from archiver.destinations import require_secrets
 from archiver.ledger.database import create_ledger_engine, upgrade
+from archiver.private_files import private_dir
 from archiver.runtime import Runtime
 
 QUEUES = "events,archive,maintenance"
@@ -69,7 +70,8 @@ def cmd_beat(args: argparse.Namespace) -> int:
     from archiver.celery_app import app
 
     schedule = Path(args.schedule or ".archiver/celerybeat-schedule")
-    schedule.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(schedule.parent)
+    os.umask(0o077)  # the schedule (shelve files, names chosen by dbm) is created owner-only
     app.Beat(schedule=str(schedule), loglevel="INFO").run()
     return OK
 
@@ -101,7 +103,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if settings.database_url.startswith("sqlite"):
         upgrade(create_ledger_engine(settings.database_url))  # embedded ledger: created on first run
     Runtime.create(settings)
-    Path(".archiver").mkdir(exist_ok=True)
+    private_dir(".archiver")
     host, port = args.host or settings.receiver.host, args.port or settings.receiver.port
     print(describe(settings, host, port), flush=True)
     me = [sys.executable, "-m", "archiver.cli"]

@@ -25,6 +25,7 @@ from archiver.ledger.database import (
     require_current_schema,
     upgrade,
 )
+from archiver.private_files import private_sqlite_file, sqlite_path
 
 PROBE_SECONDS = 15.0  # a broker or ledger that has not answered by then counts as unreachable
 BROKER = ("broker", "broker_url", "ARCHIVER_BROKER_URL")
@@ -50,24 +51,21 @@ def redact(url: str) -> str:
 
 def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL (`sqlite:///x.db`, `sqla+sqlite:///x.db`), None for others and :memory:."""
-    scheme, sep, rest = url.partition(":///")
-    if not sep or "sqlite" not in scheme.split("+"):
-        return None
-    path = rest.split("?", 1)[0]
-    return None if path in ("", ":memory:") else Path(path)
+    return sqlite_path(url)
 
 
 def ensure_sqlite_folder(url: str, kind: tuple[str, str, str]) -> None:
-    """Create the folder of a SQLite broker or ledger file (`.archiver/` on embedded defaults).
-
-    Raises StartupError when it cannot be created (a file in the way, no permission, read-only)."""
+    """Create a SQLite broker or ledger file owner-only (0600 in a 0700 folder, `.archiver/` on embedded
+    defaults), before SQLite or kombu's transport creates it with the default 0644: it holds webhook
+    bodies. Raises StartupError when it cannot be created (a file in the way, no permission, read-only)."""
     path = sqlite_file(url)
     if path is None:
         return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(path)
     except OSError as exc:
-        why = f"cannot create the folder {path.parent}: {exc.strerror or exc}"
+        where = path.parent if not path.parent.is_dir() else path
+        why = f"cannot create {where}: {exc.strerror or exc}"
         raise StartupError(_line(kind, url, why, _fix(kind, url, why))) from None
 
 

@@ -59,6 +59,9 @@ class AzureBlobProvider(StorageProvider):
         self._env_connection, self._account_name = check_options(self.options, self.location,
                                                                  f"az://{self.location}")
 
+    def _check_secrets(self) -> None:
+        check_options(self.options, self.location, f"az://{self.location}", resolved=True)
+
     def _new_client(self) -> ContainerClient:
         timeout = self.options["timeout"]
         settings: dict[str, Any] = dict(

@@ -9,8 +9,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, BinaryIO, ClassVar
 
-from .errors import InvalidKey, ObjectNotFound
-from .options import COMMON_OPTIONS, Option, redacted, validate_options
+from .errors import InvalidKey, MissingSecret, ObjectNotFound
+from .options import COMMON_OPTIONS, EnvSecret, Option, redacted, validate_options
 from .probe import run_check
 from .types import CheckReport, ObjectInfo
 from .writer import ObjectWriter, WriteRequest
@@ -32,7 +32,8 @@ class StorageProvider(ABC):
         self.url = f"{self.scheme}://{location}/{self.prefix}"
         spec = {**COMMON_OPTIONS, **self.options_spec}
         self.options = validate_options(spec, options, f"{self.scheme}://{location}")
-        # Secrets given as `<name>_env` are re-read from the environment after unpickling, never pickled.
+        # Secrets given as `<name>_env` stay EnvSecret placeholders until the first client is made
+        # (resolve_secrets); they are never pickled, and read again in the process that unpickles.
         self._env_secrets = {k[:-4]: v for k, v in options.items() if k.endswith("_env") and k[:-4] in spec}
         self._client_lock = threading.Lock()
         self._client_obj: Any = None
@@ -41,7 +42,13 @@ class StorageProvider(ABC):
 
     # ---- the core a provider implements ---------------------------------------------------------
     def _validate(self) -> None:  # noqa: B027 - optional hook
-        """Check option combinations; raise ConfigurationError naming the option."""
+        """Check option combinations; raise ConfigurationError naming the option. A secret taken from
+        the environment is an EnvSecret here (present, value unknown): check only that it is given."""
+
+    def _check_secrets(self) -> None:  # noqa: B027 - optional hook
+        """Check what needs the secrets themselves (their values, a key file, a credential variable
+        the SDK would read); `self.options` holds the resolved values. Raise MissingSecret for one
+        that is unavailable in this process, ConfigurationError for one that is malformed."""
 
     @abstractmethod
     def _new_client(self) -> Any:
@@ -69,9 +76,29 @@ class StorageProvider(ABC):
         if self._client_pid != pid:
             with self._client_lock:
                 if self._client_pid != pid:
+                    self.resolve_secrets()
                     self._client_obj = self._new_client()
                     self._client_pid = pid
         return self._client_obj
+
+    def resolve_secrets(self) -> None:
+        """Read this destination's secrets from the process's environment and check them: done
+        before the first client is made, so only processes that open a client (the worker, `check`,
+        `archive`, `verify`) need them. Raises MissingSecret naming each unset variable."""
+        values = dict(self.options)
+        missing = {name: variable for name, variable in self._env_secrets.items() if not os.environ.get(variable)}
+        if missing:
+            variables = ", ".join(missing.values())
+            named = ", ".join(f"{name}_env = {variable!r}" for name, variable in missing.items())
+            raise MissingSecret(f"environment variable {variables} is not set in this process (named by "
+                                f"option {named} of {self.url})", what=variables)
+        values.update({name: os.environ[variable] for name, variable in self._env_secrets.items()})
+        before, self.options = self.options, values
+        try:
+            self._check_secrets()
+        except BaseException:
+            self.options = before
+            raise
 
     def full_key(self, key: str) -> str:
         if not isinstance(key, str) or not key:
@@ -165,13 +192,11 @@ class StorageProvider(ABC):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.update(_client_obj=None, _client_pid=None, _client_lock=None)
-        state["options"] = {**self.options, **dict.fromkeys(self._env_secrets)}
+        state["options"] = {**self.options, **{n: EnvSecret(v) for n, v in self._env_secrets.items()}}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        for name, variable in self._env_secrets.items():
-            self.options[name] = os.environ[variable]
+        self.__dict__.update(state)  # secrets are read again when this process makes its client
         self._client_lock = threading.Lock()
 
     def __repr__(self) -> str:

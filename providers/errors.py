@@ -62,6 +62,16 @@ class ConfigurationError(StorageError, ValueError):
     pass
 
 
+class MissingSecret(ConfigurationError):
+    """A secret this process needs is not available here: `what` names the environment variable (or
+    key file) that is unset (or unreadable). Raised when a provider makes its first client, never when
+    a configuration is only loaded; `archiver config validate` reports it as a warning."""
+
+    def __init__(self, message: str, *, what: str) -> None:
+        super().__init__(message)
+        self.what = what
+
+
 class IntegrityError(StorageError):
     pass
 

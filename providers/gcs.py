@@ -27,7 +27,15 @@ import requests
 from google.auth import exceptions as auth_exceptions
 
 from .base import StorageProvider
-from .errors import AuthenticationError, ConfigurationError, IntegrityError, ObjectNotFound, StorageError, make_error
+from .errors import (
+    AuthenticationError,
+    ConfigurationError,
+    IntegrityError,
+    MissingSecret,
+    ObjectNotFound,
+    StorageError,
+    make_error,
+)
 from .gcs_errors import response_error, translate
 from .options import Option
 from .reader import chunk_reader
@@ -94,11 +102,6 @@ class GCSProvider(StorageProvider):
         where = f"gs://{self.location}"
         if not _BUCKET.match(self.location) or ".." in self.location:
             raise ConfigurationError(f"{self.location!r} is not a valid GCS bucket name ({where})")
-        path = self.options["credentials_file"]
-        full = os.path.expanduser(path) if path is not None else ""
-        if path is not None and not (os.path.isfile(full) and os.access(full, os.R_OK)):
-            problem = "is not readable" if os.path.isfile(full) else "no such file"
-            raise ConfigurationError(f"option 'credentials_file' for {where}: {problem}: {path!r}")
         # Resolved once here so that pickled copies and forked workers talk to the same service.
         source = "option 'endpoint'" if self.options["endpoint"] else "STORAGE_EMULATOR_HOST"
         self.endpoint: str | None = self.options["endpoint"] or os.environ.get("STORAGE_EMULATOR_HOST") or None
@@ -112,6 +115,14 @@ class GCSProvider(StorageProvider):
             raise ConfigurationError(f"option 'kms_key_name' for {where} must look like projects/P/locations/L/"
                                      f"keyRings/R/cryptoKeys/K, got {kms!r}")
         self._bucket_seen = False  # becomes True once the bucket is known to exist (_bucket_exists)
+
+    def _check_secrets(self) -> None:
+        # The key file is a secret: only processes that make a client (workers) need it mounted.
+        path = self.options["credentials_file"]
+        full = os.path.expanduser(path) if path is not None else ""
+        if path is not None and not (os.path.isfile(full) and os.access(full, os.R_OK)):
+            problem = "is not readable" if os.path.isfile(full) else "no such file"
+            raise MissingSecret(f"option 'credentials_file' for gs://{self.location}: {problem}: {path!r}", what=path)
 
     @property
     def emulator(self) -> bool:

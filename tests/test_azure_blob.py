@@ -21,6 +21,7 @@ from providers import (
     AuthenticationError,
     ConfigurationError,
     IntegrityError,
+    MissingSecret,
     StorageProvider,
     TransientError,
     open_provider,
@@ -198,7 +199,6 @@ def config_cases() -> list[tuple[dict[str, Any], str]]:
         ({"account_url": "https://h.example/x?sig=secret", "sas_token": "sv=x&sig=y"}, "'account_url'.*query"),
         ({"account_url": url}, "https"),  # Azure AD tokens are never sent over plain http
         ({"account_url": "https://acct.blob.core.windows.net"}, "install azure-identity or give account_key"),
-        ({}, "no credentials.*AZURE_STORAGE_CONNECTION_STRING"),
         ({"connection_string": "secret"}, "'connection_string'.*malformed"),
         ({"connection_string": "AccountName=a;AccountKey=secret!"}, "'connection_string'.*AccountKey.*base64"),
     ]
@@ -212,6 +212,18 @@ def test_configuration_errors_name_the_option(options: dict[str, Any], message: 
     with pytest.raises(ConfigurationError, match=message) as excinfo:
         open_provider("az://container-a/pre", **options)
     assert AZURITE_KEY not in str(excinfo.value) and "secret" not in str(excinfo.value)
+
+
+def test_the_default_connection_string_is_read_only_by_a_process_that_makes_a_client(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
+    provider = open_provider("az://container-a/pre")  # a receiver opens it to validate the config: fine
+    with pytest.raises(MissingSecret, match=r"no credentials.*AZURE_STORAGE_CONNECTION_STRING") as excinfo:
+        provider.stat("k.bin")
+    assert excinfo.value.what == "AZURE_STORAGE_CONNECTION_STRING"
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountName=a;AccountKey=secret!")
+    with pytest.raises(ConfigurationError, match=r"AZURE_STORAGE_CONNECTION_STRING.*AccountKey.*base64"):
+        provider.resolve_secrets()
 
 
 def test_a_bad_container_name_and_metadata_name_are_refused() -> None:

@@ -27,6 +27,7 @@ from providers import (
     AuthenticationError,
     ConfigurationError,
     IntegrityError,
+    MissingSecret,
     ObjectExists,
     ObjectNotFound,
     StorageError,
@@ -331,8 +332,11 @@ def test_a_missing_bucket_is_a_configuration_error(gcs_emulator_url: str) -> Non
 
 
 def test_credentials_file_problems_name_the_option(tmp_path: Path, gcs_emulator_url: str, bucket: str) -> None:
-    with pytest.raises(ConfigurationError, match=r"'credentials_file'.*no such file"):
-        provider(gcs_emulator_url, bucket, credentials_file=str(tmp_path / "missing.json"))
+    # The key file is a secret: opening the destination (the receiver does) does not need it; the
+    # first client (a worker's) does, and names it.
+    missing = provider(gcs_emulator_url, bucket, credentials_file=str(tmp_path / "missing.json"))
+    with pytest.raises(MissingSecret, match=r"'credentials_file'.*no such file"):
+        missing.stat("a.bin")
     bad = tmp_path / "key.json"
     bad.write_text(json.dumps({"type": "service_account", "private_key": "SECRET-KEY-MATERIAL"}))
     p = provider(gcs_emulator_url, bucket, credentials_file=str(bad))

@@ -170,3 +170,67 @@ def _check_as_nobody(target: Path) -> list[list[str]]:
     os.waitpid(pid, 0)
     with os.fdopen(read_end, "rb") as pipe:
         return [line.split("|") for line in pipe.read().decode().splitlines()]
+
+
+# ---- links inside the destination are never followed; new folders are 0750 ---------------------------
+
+def _links(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A destination with a folder link at the first level, one deeper, and a file link; all point
+    outside it, at `outside`, whose secret.txt must never be read, replaced or removed."""
+    root, outside = tmp_path / "dest", tmp_path / "outside"
+    (root / "real" / "deep").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(b"not yours")
+    (root / "first").symlink_to(outside, target_is_directory=True)
+    (root / "real" / "deep" / "second").symlink_to(outside, target_is_directory=True)
+    (root / "real" / "file.mp4").symlink_to(outside / "secret.txt")
+    return root, outside, outside / "secret.txt"
+
+
+LINKED_KEYS = {"first level": "first/secret.txt", "deeper": "real/deep/second/secret.txt",
+               "new file under a link": "first/new.mp4", "final name": "real/file.mp4"}
+
+
+@pytest.mark.parametrize(("key", "overwrite"), [
+    pytest.param(key, overwrite, id=f"{name}-{'overwrite' if overwrite else 'create-only'}")
+    for name, key in LINKED_KEYS.items() for overwrite in (False, True)
+    if not (overwrite and name == "final name")])  # that one replaces the link itself: the test below
+def test_no_operation_follows_a_link_inside_the_destination(tmp_path: Path, key: str, overwrite: bool) -> None:
+    root, outside, secret = _links(tmp_path)
+    provider = open_provider(f"file://{root}", part_size=1024)
+    for data in (b"small", os.urandom(5000)):  # one request, and parts
+        with pytest.raises((ConfigurationError, ObjectExists)) as excinfo:
+            provider.upload(key, io.BytesIO(data), if_absent=not overwrite)
+        assert "symbolic link" in str(excinfo.value) or isinstance(excinfo.value, ObjectExists)
+    for call in (provider.stat, provider.open_reader, provider.delete, provider.exists):
+        with pytest.raises(ConfigurationError, match="symbolic link") as excinfo:
+            call(key)
+        assert excinfo.value.code == "symlink" and not excinfo.value.retryable
+    assert secret.read_bytes() == b"not yours"
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+    assert (root / "real" / "file.mp4").is_symlink() and (root / "first").is_symlink()
+    assert not [p for p in root.rglob(".archiver-tmp-*")]
+
+
+def test_an_overwrite_replaces_a_link_at_the_final_name_not_its_target(tmp_path: Path) -> None:
+    root, _, secret = _links(tmp_path)
+    provider = open_provider(f"file://{root}")
+    # the look-first stat refuses the link; a writer told to overwrite anyway renames over the name
+    with provider.open_writer("real/file.mp4", if_absent=False) as writer:
+        writer.write(b"ours")
+        writer.commit()
+    assert not (root / "real" / "file.mp4").is_symlink()
+    assert (root / "real" / "file.mp4").read_bytes() == b"ours" and secret.read_bytes() == b"not yours"
+
+
+def test_new_folders_are_0750(tmp_path: Path) -> None:
+    before = os.umask(0o022)
+    try:
+        provider = open_provider(f"file://{tmp_path}/dest/archive", file_mode=0o640)
+        provider.upload("room/session/a.mp4", io.BytesIO(b"a"))
+    finally:
+        os.umask(before)
+    dest = tmp_path / "dest"
+    for folder in (dest, dest / "archive", dest / "archive" / "room", dest / "archive" / "room" / "session"):
+        assert folder.stat().st_mode & 0o777 == 0o750, folder
+    assert (dest / "archive" / "room" / "session" / "a.mp4").stat().st_mode & 0o777 == 0o640

@@ -22,8 +22,10 @@ from typing import Any
 
 from archiver.cli.common import OK, settings_of
 from archiver.config import Settings
+from archiver.destinations import require_secrets
 from archiver.ledger.database import create_ledger_engine, upgrade
 from archiver.preflight import StartupError, check_broker, check_ledger
+from archiver.private_files import private_dir
 from archiver.runtime import Runtime
 
 QUEUES = "events,archive,maintenance"
@@ -72,6 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = settings_of(args)
+    require_secrets(settings.destinations)  # the worker opens every destination: refuse to start without them
     preflight(settings)
     Runtime.create(settings)  # the allocator setting the pool processes inherit
     if args.metrics_port:
@@ -80,7 +83,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="archiver-metrics-"))
         from archiver.metrics import serve_worker_metrics
 
-        serve_worker_metrics(args.metrics_port)
+        serve_worker_metrics(args.metrics_port, args.metrics_host)
     from archiver import worker_signals
     from archiver.celery_app import app
 
@@ -99,12 +102,13 @@ def cmd_beat(args: argparse.Namespace) -> int:
     preflight(settings)
     schedule = Path(args.schedule or ".archiver/celerybeat-schedule")
     try:
-        schedule.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(schedule.parent)
     except OSError as exc:
         raise StartupError(f"beat schedule {schedule}: cannot create the folder {schedule.parent}: "
                            f"{exc.strerror or exc}; pass --schedule FILE in a writable folder") from None
     from archiver.celery_app import app
 
+    os.umask(0o077)  # the schedule (shelve files, names chosen by dbm) is created owner-only
     # Celery beat turns SIGTERM/SIGINT into SystemExit at once (celery/apps/beat.py install_sync_handler).
     app.Beat(schedule=str(schedule), loglevel="INFO").run()
     return OK
@@ -128,9 +132,9 @@ def describe(settings: Settings, host: str, port: int, stop_grace: float = STOP_
 
 
 def _hide(url: str) -> str:
-    from archiver.cli.configuration import _hide_password
+    from archiver.redaction import mask_url
 
-    return _hide_password(url)
+    return mask_url(url)
 
 
 def _up_bound(stop_grace: float) -> float:
@@ -143,6 +147,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         check_ledger(settings, require_current=False)  # one line if the file cannot be opened
         upgrade(create_ledger_engine(settings.database_url))  # embedded ledger: created/upgraded on first run
     preflight(settings)
+    private_dir(".archiver")
     host, port = args.host or settings.receiver.host, args.port or settings.receiver.port
     print(describe(settings, host, port, args.stop_grace), flush=True)
     me = [sys.executable, "-m", "archiver.cli"]
@@ -231,6 +236,9 @@ def register(verbs: Any) -> None:
     worker.add_argument("--broker-timeout", type=_seconds, default=BROKER_TIMEOUT, metavar="SECONDS",
                         help=f"exit 1 when the broker has been unreachable this long, so a supervisor "
                              f"restarts the worker (default {BROKER_TIMEOUT:g})")
+    worker.add_argument("--metrics-host", default="127.0.0.1",
+                        help="address the metrics listen on (default 127.0.0.1; 0.0.0.0 for a scraper on "
+                             "another host or container)")
     worker.set_defaults(func=cmd_worker)
 
     beat = verbs.add_parser("beat", help="run the scheduler (reconcile, retention, stale-job sweep)",

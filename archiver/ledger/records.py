@@ -77,7 +77,13 @@ class JobRecord:
     verified_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The job as shown (`archiver status --json`, the demo): the source URL without its query
+        string, which carries the CDN's signed-URL token. `source_url` itself keeps it: the worker
+        downloads from it."""
+        from archiver.ssrf import redact
+
         data = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
+        data["source_url"] = redact(self.source_url)
         data["error"] = f"{self.error_code}: {self.error_message}" if self.error_code else None
         return data
 

@@ -38,6 +38,11 @@ def build(settings: Settings) -> dict[str, Any]:
     hard = ceiling(vt)
     return {
         "broker_url": settings.broker_url,
+        # A process checks its broker before Celery starts (archiver.preflight: a broker that cannot
+        # be used at start ends it with one line). Celery's own retries (broker_connection_retry,
+        # broker_connection_max_retries, at their defaults) are for a broker lost later; they do not
+        # end on their own (the consumer restarts after the last retry), so archiver.worker_signals
+        # bounds them: exit 1 after `archiver worker --broker-timeout` (120 s).
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",
         "result_serializer": "json",
@@ -46,6 +51,9 @@ def build(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        # On a lost connection, running acks_late tasks are interrupted and redelivered: their acks
+        # could not reach the broker anyway (celery/worker/consumer/consumer.py
+        # on_connection_error_after_connected).
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_publish_retry": True,
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.3,
@@ -72,11 +80,14 @@ def build(settings: Settings) -> dict[str, Any]:
         "result_backend_transport_options": {"visibility_timeout": vt},
         "task_time_limit": hard,
         "task_soft_time_limit": hard - min(30, hard // 10),
-        # SIGTERM is Celery's warm shutdown: no new tasks, the copy in flight runs to its end. A
-        # second signal or SIGQUIT is the soft shutdown: the copy gets this many seconds, then it is
-        # interrupted, its writer aborts, and (acks_late) the task goes back to the queue.
+        # SIGTERM is Celery's warm shutdown (no new tasks), bounded by archiver.worker_signals: the
+        # copy in flight gets `--stop-grace` (60 s), then it is interrupted, its writer aborts, and
+        # (acks_late + reject_on_worker_lost) the task goes back to the queue. SIGQUIT or a second
+        # Ctrl-C is Celery's cold shutdown, which waits this long before cancelling (celery/apps/
+        # worker.py on_cold_shutdown -> WorkController.wait_for_soft_shutdown); `archiver worker` sets
+        # it to its --stop-grace. Not when idle: an idle worker has nothing to wait for.
         "worker_soft_shutdown_timeout": 60.0,
-        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_enable_soft_shutdown_on_idle": False,
         "beat_schedule": {
             "sweep-stale-jobs": {"task": "archiver.sweep_leases", "schedule": 300.0},
             **sync_schedule(settings),

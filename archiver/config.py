@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from archiver.destinations import Destination, parse_destination
 from providers import ConfigurationError, StorageProvider, open_provider, provider_class, split_url
@@ -204,6 +205,8 @@ def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
     problems += [f"{key}: unknown setting (known: {', '.join(sorted(known))})" for key in raw if key not in known]
     top = {k: _typed(raw, k, t, k, problems) for k, t in
            (("broker_url", str), ("database_url", str), ("visibility_timeout", int), ("lease_seconds", int))}
+    if top["broker_url"] is not None and (why := broker_url_problem(top["broker_url"])):
+        problems.append(f"broker_url: {why}")
     if top["visibility_timeout"] is not None and top["visibility_timeout"] < 10:
         problems.append("visibility_timeout: must be at least 10 seconds")
     if top["lease_seconds"] is not None and top["lease_seconds"] < 3:
@@ -249,6 +252,19 @@ def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
     return Settings(**{k: v for k, v in top.items() if v is not None}, source=source, retry=retry,
                     reconcile=reconcile, retention=retention, videosdk=videosdk, receiver=receiver,
                     destinations=tuple(destinations), origin=origin)
+
+
+def broker_url_problem(url: str) -> str | None:
+    """Why kombu could not read `url`, in words that never quote it (it may hold a password). kombu
+    splits failover and Sentinel lists at every ";" and reads each part with urllib, whose error would
+    quote the text after a ":" it takes for a port: often a piece of the password."""
+    for part in url.split(";"):
+        try:
+            _ = urlsplit(part.strip()).port
+        except ValueError:
+            return ("not a URL the broker client can read (its port is not a number): percent-encode any ';', "
+                    "'/', '?', '#' or '@' in the password (e.g. '@' as %40)")
+    return None
 
 
 def _typed(table: Mapping[str, Any], key: str, kind: Any, where: str, problems: list[str]) -> Any:

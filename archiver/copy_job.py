@@ -25,10 +25,11 @@ from archiver.failures import LeaseLost, backoff_seconds, classify
 from archiver.formats import Family, Format, declared_format, looks_like_playlist, object_content_type
 from archiver.intake import render_job_key, template_failure
 from archiver.ledger.origins import first_event_body
-from archiver.ledger.records import SIZE_UNPROVEN
+from archiver.ledger.records import SIZE_UNPROVEN, UNVERIFIED
 from archiver.ledger.store import JobRecord, utcnow
 from archiver.runtime import Runtime
 from archiver.source import SourceChanged
+from archiver.ssrf import redact
 from archiver.templates import RenderError
 from providers import ObjectInfo, StorageProvider
 
@@ -69,6 +70,13 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
                 _write_manifest(provider, job, destination, copied.info, copied.manifest)
     except LeaseLost:
         return JobOutcome(job_id, "lost")
+    except (SystemExit, KeyboardInterrupt):
+        # The worker is stopping (its stop grace ran out): the writer aborted on the way out. Give the
+        # job back at once, so the redelivered message finds it pending instead of waiting for the
+        # lease to run out. (It counts as an attempt, like any other interrupted one.)
+        runtime.ledger.fail(job_id, worker, code="interrupted", retrying=True,
+                            message="the worker was stopped during the copy; it runs again")
+        raise
     except Exception as exc:  # every failure is recorded; classify decides retry vs final
         return _failed(runtime, job, worker, exc)
     info, proof = copied.info, copied.proof
@@ -80,6 +88,11 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
         # reconcile learns VideoSDK's size and it agrees.
         runtime.ledger.flag_copy(job_id, SIZE_UNPROVEN, f"{info.size} bytes copied, but the source's length was "
                                  f"not proven: {proof[1]}; reconcile compares it with VideoSDK's size")
+    elif info.unverified:
+        # Committed and accounted for, but the destination would not let us read it back (write-only
+        # credentials): `archiver verify` with read access confirms it later; until then it is not
+        # verified, so retention keeps the recording.
+        runtime.ledger.flag_copy(job_id, UNVERIFIED, "committed, not read back: " + "; ".join(info.unverified))
     return JobOutcome(job_id, "succeeded", uploaded=copied.uploaded, destination=job.destination,
                       bytes=task.uploaded_bytes or None, size_proven=proof[0], size_note=proof[1])
 
@@ -210,7 +223,7 @@ def _write_manifest(provider: StorageProvider, job: JobRecord, dest: Destination
                     extra: dict[str, Any]) -> None:
     manifest = {
         "object_key": job.object_key, "destination": dest.name, "size": info.size,
-        "sha256": info.checksums.get("sha256"), "source_url": (job.source_url or "").split("?")[0] or None,
+        "sha256": info.checksums.get("sha256"), "source_url": redact(job.source_url) if job.source_url else None,
         "file_path": job.file_path, "meeting_id": job.meeting_id, "session_id": job.session_id,
         "participant_id": job.participant_id, "kind": job.kind, "webhook_type": job.webhook_type,
         "recording_id": job.recording_id, "received_at": job.received_at.isoformat(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,9 @@ from archiver.failures import Conflict, LeaseLost
 from archiver.ledger.store import JobRecord
 from archiver.runtime import Runtime
 from archiver.source import SourceChanged
-from providers import ObjectExists, ObjectInfo, ObjectNotFound, StorageProvider
+from providers import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, StorageProvider
+
+log = logging.getLogger("archiver.copy")
 
 CHUNK = 1 << 20
 SizeProof = tuple[bool | None, str | None]  # (Download.size_proven, .size_note); (None, None): nothing streamed
@@ -73,6 +76,12 @@ def existing(provider: StorageProvider, key: str) -> ObjectInfo | None:
     try:
         return provider.stat(key)
     except ObjectNotFound:
+        return None
+    except AccessDenied:
+        # Write-only credentials cannot look first. The create-only commit still refuses to replace
+        # anything; an object found that way cannot be compared, so it ends as a conflict.
+        log.info("cannot look at %s before writing (read denied); relying on the create-only commit",
+                 provider.describe(key))
         return None
 
 

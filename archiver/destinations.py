@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from archiver.recordings import ANNOUNCED_BY
 from archiver.templates import PathTemplate, TemplateError, parse_template
-from providers import ConfigurationError, StorageProvider, open_provider, provider_class, split_url
+from providers import ConfigurationError, MissingSecret, StorageProvider, open_provider, provider_class, split_url
 from providers.options import COMMON_OPTIONS
 
 # The webhook type each recording kind is planned as (archiver.recordings.ANNOUNCED_BY): what a
@@ -107,7 +107,9 @@ def parse_destination(index: int, table: Any, problems: list[str]) -> Destinatio
         spec = {**COMMON_OPTIONS, **provider_class(split_url(url)[0]).options_spec}
         problems += [f"{where}.{k}: secrets are not read from the config file; set {k}_env = \"VARIABLE\" "
                      "or use the SDK's credential chain" for k in options if k in spec and spec[k].secret]
-        open_provider(provider_url, **options)  # validates every option; no network until first use
+        # Validates every option and combination; reads no secret (an `_env` option is checked by its
+        # variable's name) and makes no request: the receiver and beat load this too.
+        open_provider(provider_url, **options)
     except ConfigurationError as exc:
         problems.append(f"{where}: {exc}")
     if template is not None:
@@ -131,3 +133,25 @@ def _unrenderable(where: str, template: PathTemplate, accepted: frozenset[str]) 
                             f"give it a default ({{{name}|none}}) or limit the destination with "
                             f"events = [...] to types that carry it")
     return problems
+
+
+def unavailable_secrets(destinations: Iterable[Destination]) -> list[str]:
+    """Read each destination's secrets as a worker would, in this process. Returns one line per
+    destination whose secret is unavailable here (naming the variable or key file); raises
+    ConfigurationError, naming the destination, for a secret that is present but malformed."""
+    lines = []
+    for dest in destinations:
+        try:
+            dest.open().resolve_secrets()
+        except MissingSecret as exc:
+            lines.append(f"destination {dest.name}: {exc}")
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"destination {dest.name}: {exc}") from None
+    return lines
+
+
+def require_secrets(destinations: Iterable[Destination]) -> None:
+    """For processes that write, read or delete copies (worker, check, archive, verify): refuse to
+    start, naming every missing variable, rather than fail each job on its first client."""
+    if missing := unavailable_secrets(destinations):
+        raise MissingSecret("; ".join(missing), what=", ".join(missing))

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from archiver.limits_edge import storage_problems
 from archiver.recordings import RecordingFile, RecordingKind
 
 __all__ = [
@@ -270,6 +271,8 @@ def parse_event(body: bytes | str | Mapping[str, Any]) -> WebhookEvent:
     if errors:
         raise EventValidationError(errors)
     assert webhook_type is not None and isinstance(data, Mapping)  # narrowed by the checks above
+    if too_big := storage_problems(obj, documented=webhook_type in _SPECS):  # 400, never a database error
+        raise EventValidationError(too_big)
 
     spec = _SPECS.get(webhook_type)
     if spec is None:

@@ -4,6 +4,8 @@ serves their sum."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
 
 COPIES = Counter("archiver_copies", "Copy attempts by destination and outcome", ["destination", "outcome"])
@@ -15,10 +17,13 @@ IN_FLIGHT = Gauge("archiver_copies_in_flight", "Copies running now", multiproces
 RECONCILE_FINDS = Counter("archiver_reconcile_finds", "What reconcile found that webhooks missed", ["kind"])
 
 
-def serve_worker_metrics(port: int) -> None:
+def serve_worker_metrics(port: int, host: str = "127.0.0.1") -> Any:
+    """Serve the sum of every pool process's metrics on host:port (loopback unless told otherwise:
+    the worker has no reason to be reachable from other machines). Returns the HTTP server."""
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    start_http_server(port, registry=registry)
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server
 
 
 def observe_copy(destination: str | None, outcome: str, seconds: float, size: int | None,

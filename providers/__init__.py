@@ -19,6 +19,7 @@ from .errors import (
     ConfigurationError,
     IntegrityError,
     InvalidKey,
+    MissingSecret,
     ObjectExists,
     ObjectNotFound,
     StorageError,
@@ -76,6 +77,6 @@ def open_provider(url: str, **options: Any) -> StorageProvider:
 
 __all__ = [
     "MAX_KEY_BYTES", "AccessDenied", "AuthenticationError", "CheckReport", "CheckStep", "ConfigurationError",
-    "IntegrityError", "InvalidKey", "ObjectExists", "ObjectInfo", "ObjectNotFound", "ObjectWriter",
+    "IntegrityError", "InvalidKey", "MissingSecret", "ObjectExists", "ObjectInfo", "ObjectNotFound", "ObjectWriter",
     "StorageError", "StorageProvider", "TransientError", "open_provider", "provider_class", "split_url",
 ]

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, MissingSecret
 from .options import Option
 
 MIB = 1 << 20
@@ -38,8 +38,14 @@ OPTIONS: dict[str, Option] = {
 }
 
 
-def check_options(opts: Mapping[str, Any], container: str, where: str) -> tuple[bool, str]:
-    """Raise ConfigurationError naming the option; return (use $AZURE_STORAGE_CONNECTION_STRING, account name)."""
+def check_options(opts: Mapping[str, Any], container: str, where: str, *,
+                  resolved: bool = False) -> tuple[bool, str]:
+    """Raise ConfigurationError naming the option; return (use $AZURE_STORAGE_CONNECTION_STRING, account name).
+
+    Before `resolved` a secret from `<option>_env` is an EnvSecret (given, value unknown) and
+    $AZURE_STORAGE_CONNECTION_STRING is not read: a process that never makes a client needs neither.
+    With `resolved` (at the first client) the values are checked too, and a missing variable is
+    MissingSecret."""
     if not _CONTAINER.match(container):
         raise ConfigurationError(f"{container!r} is not an Azure container name (3-63 lowercase letters, "
                                  f"digits and single hyphens) in {where}")
@@ -59,18 +65,20 @@ def check_options(opts: Mapping[str, Any], container: str, where: str) -> tuple[
     # The environment is used only when nothing at all is configured: an explicit account_url without
     # a credential means Azure AD, never a connection string that may name another account.
     from_env = not given and url is None
-    if from_env:
+    if from_env and resolved:
         if not os.environ.get(ENV_CONNECTION_STRING):
-            raise ConfigurationError(f"no credentials for {where}: give 'connection_string' (or "
-                                     "'connection_string_env'), or 'account_url' with 'account_key', 'sas_token' "
-                                     f"or nothing for Azure AD; {ENV_CONNECTION_STRING} is not set either")
+            raise MissingSecret(f"no credentials for {where}: give 'connection_string' (or "
+                                "'connection_string_env'), or 'account_url' with 'account_key', 'sas_token' "
+                                f"or nothing for Azure AD; {ENV_CONNECTION_STRING} is not set either",
+                                what=ENV_CONNECTION_STRING)
         _check_connection_string(os.environ[ENV_CONNECTION_STRING], ENV_CONNECTION_STRING, where)
-    if opts["connection_string"] is not None:
+    # Only values known here are checked: an EnvSecret is checked once resolved.
+    if isinstance(opts["connection_string"], str):
         _check_connection_string(opts["connection_string"], "option 'connection_string'", where)
     account = _account_name(url, where, needed=opts["account_key"] is not None) if url is not None else ""
-    if opts["account_key"] is not None and not _is_base64(opts["account_key"]):
+    if isinstance(opts["account_key"], str) and not _is_base64(opts["account_key"]):
         raise ConfigurationError(f"option 'account_key' for {where} is not base64")
-    if opts["sas_token"] is not None and "sig=" not in opts["sas_token"]:
+    if isinstance(opts["sas_token"], str) and "sig=" not in opts["sas_token"]:
         raise ConfigurationError(f"option 'sas_token' for {where} is not a SAS token (it has no sig=)")
     if url is not None and not given:
         _require_azure_identity(url, where)

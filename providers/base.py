@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import io
+import copy
 import os
-import secrets
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, BinaryIO, ClassVar
 
-from .errors import InvalidKey, ObjectNotFound, StorageError
-from .options import COMMON_OPTIONS, Option, redacted, validate_options
-from .types import CheckReport, CheckStep, ObjectInfo
+from .errors import InvalidKey, MissingSecret, ObjectNotFound
+from .options import COMMON_OPTIONS, EnvSecret, Option, redacted, validate_options
+from .probe import run_check
+from .types import CheckReport, ObjectInfo
 from .writer import ObjectWriter, WriteRequest
 
 MAX_KEY_BYTES = 1024  # S3, GCS and Azure all cap object names near here; the lowest common limit
-_PROBE_BYTES = 1024
 
 
 class StorageProvider(ABC):
@@ -24,6 +23,8 @@ class StorageProvider(ABC):
     options_spec: ClassVar[dict[str, Option]]
     default_part_size: ClassVar[int] = 8 << 20
     default_concurrency: ClassVar[int] = 4
+    # The permission each kind of access needs, in the service's words, for `check()` to name.
+    permissions: ClassVar[dict[str, str]] = {"write": "write", "read": "read", "delete": "delete", "tag": "tag"}
 
     def __init__(self, location: str, prefix: str, options: Mapping[str, Any]) -> None:
         self.location = location
@@ -31,7 +32,8 @@ class StorageProvider(ABC):
         self.url = f"{self.scheme}://{location}/{self.prefix}"
         spec = {**COMMON_OPTIONS, **self.options_spec}
         self.options = validate_options(spec, options, f"{self.scheme}://{location}")
-        # Secrets given as `<name>_env` are re-read from the environment after unpickling, never pickled.
+        # Secrets given as `<name>_env` stay EnvSecret placeholders until the first client is made
+        # (resolve_secrets); they are never pickled, and read again in the process that unpickles.
         self._env_secrets = {k[:-4]: v for k, v in options.items() if k.endswith("_env") and k[:-4] in spec}
         self._client_lock = threading.Lock()
         self._client_obj: Any = None
@@ -40,7 +42,13 @@ class StorageProvider(ABC):
 
     # ---- the core a provider implements ---------------------------------------------------------
     def _validate(self) -> None:  # noqa: B027 - optional hook
-        """Check option combinations; raise ConfigurationError naming the option."""
+        """Check option combinations; raise ConfigurationError naming the option. A secret taken from
+        the environment is an EnvSecret here (present, value unknown): check only that it is given."""
+
+    def _check_secrets(self) -> None:  # noqa: B027 - optional hook
+        """Check what needs the secrets themselves (their values, a key file, a credential variable
+        the SDK would read); `self.options` holds the resolved values. Raise MissingSecret for one
+        that is unavailable in this process, ConfigurationError for one that is malformed."""
 
     @abstractmethod
     def _new_client(self) -> Any:
@@ -68,9 +76,29 @@ class StorageProvider(ABC):
         if self._client_pid != pid:
             with self._client_lock:
                 if self._client_pid != pid:
+                    self.resolve_secrets()
                     self._client_obj = self._new_client()
                     self._client_pid = pid
         return self._client_obj
+
+    def resolve_secrets(self) -> None:
+        """Read this destination's secrets from the process's environment and check them: done
+        before the first client is made, so only processes that open a client (the worker, `check`,
+        `archive`, `verify`) need them. Raises MissingSecret naming each unset variable."""
+        values = dict(self.options)
+        missing = {name: variable for name, variable in self._env_secrets.items() if not os.environ.get(variable)}
+        if missing:
+            variables = ", ".join(missing.values())
+            named = ", ".join(f"{name}_env = {variable!r}" for name, variable in missing.items())
+            raise MissingSecret(f"environment variable {variables} is not set in this process (named by "
+                                f"option {named} of {self.url})", what=variables)
+        values.update({name: os.environ[variable] for name, variable in self._env_secrets.items()})
+        before, self.options = self.options, values
+        try:
+            self._check_secrets()
+        except BaseException:
+            self.options = before
+            raise
 
     def full_key(self, key: str) -> str:
         if not isinstance(key, str) or not key:
@@ -142,47 +170,33 @@ class StorageProvider(ABC):
         return 0
 
     def check(self) -> CheckReport:
-        """Write a small probe under the prefix, read it back, compare, delete it; report each step."""
-        key = f".archiver-probe-{secrets.token_hex(8)}"
-        payload = secrets.token_bytes(_PROBE_BYTES)
-        where = self.describe()
-        steps: list[CheckStep] = []
+        """Write a small probe under the prefix, read it back, compare, delete it; report each step,
+        naming the permission a failing step lacked (see providers/probe.py)."""
+        return run_check(self)
 
-        def step(name: str, verb: str, action: Any) -> Any:
-            try:
-                result = action()
-            except StorageError as exc:
-                steps.append(CheckStep(name, False, f"{verb} {_failure_word(exc)}: {exc.code or exc} on {where}"))
-                return None
-            except OSError as exc:  # e.g. DNS failure before any SDK error mapping
-                steps.append(CheckStep(name, False, f"{verb} failed: {type(exc).__name__} on {where}"))
-                return None
-            steps.append(CheckStep(name, True, f"{verb} ok"))
-            return result if result is not None else True
+    @property
+    def sets_tags(self) -> bool:
+        """Whether objects written here carry tags (so writing needs the tag permission too)."""
+        return bool(self.options.get("tags"))
 
-        written = step("write", "write", lambda: self.upload(key, io.BytesIO(payload),
-                                                              content_type="application/octet-stream"))
-        if written:
-            step("stat", "stat", lambda: self.stat(key))
-            data = step("read", "read", lambda: _read_all(self.open_reader(key)))
-            if data is not None and data is not True:
-                same = data == payload
-                steps.append(CheckStep("compare", same, "read back the same bytes" if same else
-                                       f"read back {len(data)} bytes that differ from the {_PROBE_BYTES} written"))
-            step("delete", "delete", lambda: self.delete(key))
-        return CheckReport(url=where, steps=tuple(steps))
+    def probe_variant(self, *, tags: bool) -> StorageProvider:
+        """This destination as `check()` should probe it: without its tags unless `tags`, and with
+        anything that would make a probe unreadable (an archive tier) left out."""
+        if tags or "tags" not in self.options:
+            return self
+        probe = copy.copy(self)
+        probe.options = {**self.options, "tags": None}
+        return probe
 
     # ---- pickling and printing ------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.update(_client_obj=None, _client_pid=None, _client_lock=None)
-        state["options"] = {**self.options, **dict.fromkeys(self._env_secrets)}
+        state["options"] = {**self.options, **{n: EnvSecret(v) for n, v in self._env_secrets.items()}}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        for name, variable in self._env_secrets.items():
-            self.options[name] = os.environ[variable]
+        self.__dict__.update(state)  # secrets are read again when this process makes its client
         self._client_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -194,20 +208,3 @@ class StorageProvider(ABC):
 def _normalise_prefix(prefix: str) -> str:
     prefix = prefix.strip("/")
     return f"{prefix}/" if prefix else ""
-
-
-def _failure_word(exc: StorageError) -> str:
-    from .errors import AccessDenied, AuthenticationError, ObjectNotFound
-
-    if isinstance(exc, AccessDenied):
-        return "denied"
-    if isinstance(exc, AuthenticationError):
-        return "unauthenticated"
-    if isinstance(exc, ObjectNotFound):
-        return "not found"
-    return "failed"
-
-
-def _read_all(reader: BinaryIO) -> bytes:
-    with reader:
-        return reader.read()

@@ -12,16 +12,34 @@ from dataclasses import dataclass
 
 
 class StorageError(Exception):
-    """Base of every provider error. `retryable` says whether the same call may succeed later."""
+    """Base of every provider error. `retryable` says whether the same call may succeed later.
+
+    `left_visible` is the key (relative to the provider's prefix, as given to `open_writer`) of an
+    object a writer committed and then could neither verify nor remove: it is visible at that key
+    although the write failed, and the caller must record it. None when nothing was left behind.
+    """
 
     retryable: bool = False
+    left_visible: str | None = None
 
-    def __init__(self, message: str, *, retryable: bool | None = None, code: str | None = None) -> None:
+    def __init__(self, message: str, *, retryable: bool | None = None, code: str | None = None,
+                 left_visible: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.left_visible = left_visible
         if retryable is not None:
             self.retryable = retryable
+
+    def annotate(self, note: str) -> None:
+        """Append `note` (what happened afterwards, e.g. to the committed object) to the message."""
+        self.message = f"{self.message}; {note}"
+        self.args = (self.message, *self.args[1:])
+
+    def leave_visible(self, key: str, note: str) -> None:
+        """Record that the committed object at `key` is still visible, and say so in the message."""
+        self.left_visible = key
+        self.annotate(note)
 
 
 class ObjectNotFound(StorageError, FileNotFoundError):
@@ -42,6 +60,16 @@ class AuthenticationError(StorageError):
 
 class ConfigurationError(StorageError, ValueError):
     pass
+
+
+class MissingSecret(ConfigurationError):
+    """A secret this process needs is not available here: `what` names the environment variable (or
+    key file) that is unset (or unreadable). Raised when a provider makes its first client, never when
+    a configuration is only loaded; `archiver config validate` reports it as a warning."""
+
+    def __init__(self, message: str, *, what: str) -> None:
+        super().__init__(message)
+        self.what = what
 
 
 class IntegrityError(StorageError):

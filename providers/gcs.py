@@ -6,8 +6,8 @@ big-endian CRC32C and "md5" the 32-digit MD5 (absent for composite objects), bot
 base64 the service reports; "sha256" is the hex digest the writer stored in the object's metadata
 (single-request writes only: a resumable write cannot set metadata once its bytes are known).
 
-Writes: see providers/gcs_upload.py. Reads are one streaming GET whose CRC32C is checked against
-the service's `X-Goog-Hash` when the stream ends.
+Writes: see providers/gcs_upload.py; errors: providers/gcs_errors.py. Reads are one streaming GET
+whose CRC32C is checked against the service's `X-Goog-Hash` when the stream ends.
 """
 
 from __future__ import annotations
@@ -24,23 +24,19 @@ from urllib.parse import quote
 
 import google_crc32c
 import requests
-import urllib3
-from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
 
 from .base import StorageProvider
 from .errors import (
-    AccessDenied,
     AuthenticationError,
     ConfigurationError,
-    ErrorTable,
     IntegrityError,
-    ObjectExists,
+    MissingSecret,
     ObjectNotFound,
     StorageError,
-    TransientError,
     make_error,
 )
+from .gcs_errors import response_error, translate
 from .options import Option
 from .reader import chunk_reader
 from .types import ObjectInfo
@@ -50,59 +46,7 @@ CHUNK_MULTIPLE = 256 << 10  # every non-final chunk of a resumable upload is a m
 _SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 _KMS_KEY = re.compile(r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
-_REASON = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,39}$")  # a service reason code, never free text
-
-# Service reason codes first (errors[0]["reason"]), then HTTP statuses; 5xx are transient by default.
-ERRORS = ErrorTable(
-    codes={
-        "notFound": ObjectNotFound, "conditionNotMet": ObjectExists, "forbidden": AccessDenied,
-        "insufficientPermissions": AccessDenied, "accessNotConfigured": AccessDenied,
-        "authError": AuthenticationError, "rateLimitExceeded": TransientError,
-        "userRateLimitExceeded": TransientError, "backendError": TransientError,
-        "internalError": TransientError,
-    },
-    statuses={401: AuthenticationError, 403: AccessDenied, 404: ObjectNotFound, 408: TransientError,
-              410: TransientError, 412: ObjectExists, 429: TransientError},
-)
-_TRANSPORT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-              urllib3.exceptions.HTTPError, auth_exceptions.TransportError, api_exceptions.RetryError,
-              ConnectionError, TimeoutError)
-
-
-def translate(exc: BaseException, what: str) -> StorageError:
-    """Map an SDK, auth or transport exception onto our vocabulary; never copies its text."""
-    if isinstance(exc, StorageError):
-        return exc
-    if isinstance(exc, auth_exceptions.DefaultCredentialsError | auth_exceptions.RefreshError):
-        # A refresh can fail because the token endpoint is briefly down; google-auth says which.
-        cls = TransientError if getattr(exc, "retryable", False) else AuthenticationError
-        return make_error(cls, type(exc).__name__, what)
-    if isinstance(exc, _TRANSPORT):
-        return make_error(TransientError, type(exc).__name__, what)
-    response = getattr(exc, "response", None)
-    if isinstance(exc, api_exceptions.GoogleAPICallError):
-        first = exc.errors[0] if exc.errors and isinstance(exc.errors[0], Mapping) else {}
-        return response_error(exc.code, first.get("reason"), response, what)
-    return response_error(getattr(response, "status_code", None), None, response, what)
-
-
-def response_error(status: int | None, reason: str | None, response: Any, what: str) -> StorageError:
-    """The error for an HTTP answer; `reason` falls back to the JSON error body's first reason."""
-    body: Mapping[str, Any] = {}
-    try:
-        parsed = response.json() if response is not None else {}
-        body = parsed.get("error") or {} if isinstance(parsed, Mapping) else {}
-    except (ValueError, AttributeError, TypeError):
-        pass
-    if reason is None and isinstance(body, Mapping) and body.get("errors"):
-        reason = (body["errors"][0] or {}).get("reason")
-    # GCS refuses an upload whose declared CRC32C/MD5 does not match the bytes it received with a
-    # plain 400 "invalid"; only the message tells it apart from a malformed request.
-    message = str(body.get("message", "")).lower() if isinstance(body, Mapping) else ""
-    if status == 400 and "match" in message and ("crc32c" in message or "md5" in message):
-        return make_error(IntegrityError, "checksum mismatch", what)
-    code = reason if isinstance(reason, str) and _REASON.match(reason) else None
-    return ERRORS.make(code, status, what)
+__all__ = ["GCSProvider", "crc32c_update", "object_info", "response_error", "translate"]
 
 
 def crc32c_update(crc: google_crc32c.Checksum, data: bytes | bytearray | memoryview) -> None:
@@ -134,6 +78,8 @@ def object_info(key: str, resource: Mapping[str, Any]) -> ObjectInfo:
 
 class GCSProvider(StorageProvider):
     scheme = "gs"
+    permissions: ClassVar[dict[str, str]] = {"write": "storage.objects.create", "read": "storage.objects.get",
+                                             "delete": "storage.objects.delete", "tag": "storage.objects.update"}
     options_spec: ClassVar[dict[str, Option]] = {
         "project": Option("str", doc="Google Cloud project for quota/billing attribution (objects do not "
                                      "need one); default: the credentials' project"),
@@ -156,11 +102,6 @@ class GCSProvider(StorageProvider):
         where = f"gs://{self.location}"
         if not _BUCKET.match(self.location) or ".." in self.location:
             raise ConfigurationError(f"{self.location!r} is not a valid GCS bucket name ({where})")
-        path = self.options["credentials_file"]
-        full = os.path.expanduser(path) if path is not None else ""
-        if path is not None and not (os.path.isfile(full) and os.access(full, os.R_OK)):
-            problem = "is not readable" if os.path.isfile(full) else "no such file"
-            raise ConfigurationError(f"option 'credentials_file' for {where}: {problem}: {path!r}")
         # Resolved once here so that pickled copies and forked workers talk to the same service.
         source = "option 'endpoint'" if self.options["endpoint"] else "STORAGE_EMULATOR_HOST"
         self.endpoint: str | None = self.options["endpoint"] or os.environ.get("STORAGE_EMULATOR_HOST") or None
@@ -174,6 +115,14 @@ class GCSProvider(StorageProvider):
             raise ConfigurationError(f"option 'kms_key_name' for {where} must look like projects/P/locations/L/"
                                      f"keyRings/R/cryptoKeys/K, got {kms!r}")
         self._bucket_seen = False  # becomes True once the bucket is known to exist (_bucket_exists)
+
+    def _check_secrets(self) -> None:
+        # The key file is a secret: only processes that make a client (workers) need it mounted.
+        path = self.options["credentials_file"]
+        full = os.path.expanduser(path) if path is not None else ""
+        if path is not None and not (os.path.isfile(full) and os.access(full, os.R_OK)):
+            problem = "is not readable" if os.path.isfile(full) else "no such file"
+            raise MissingSecret(f"option 'credentials_file' for gs://{self.location}: {problem}: {path!r}", what=path)
 
     @property
     def emulator(self) -> bool:
@@ -261,20 +210,31 @@ class GCSProvider(StorageProvider):
         return object_info(key, blob._properties)  # the object resource as the service sent it
 
     def _open_reader(self, full_key: str) -> BinaryIO:
+        return self.open_generation(full_key)
+
+    def open_generation(self, full_key: str, generation: int | None = None, start: int = 0,
+                        length: int | None = None) -> BinaryIO:
+        """Stream the object (that generation of it, when given), or bytes [start, start+length)."""
         what = self.describe(full_key[len(self.prefix):])
         client = self.client
         url = (f"{client._connection.API_BASE_URL}/download/storage/v1/b/{quote(self.location, safe='')}"
                f"/o/{quote(full_key, safe='')}?alt=media")
+        if generation is not None:
+            url += f"&generation={generation}"
+        # Accept-Encoding: gzip returns the stored bytes, which is what X-Goog-Hash describes.
+        headers = {"Accept-Encoding": "gzip"}
+        ranged = bool(start) or length is not None
+        if ranged:
+            headers["Range"] = f"bytes={start}-{'' if length is None else start + length - 1}"
         try:
-            # Accept-Encoding: gzip returns the stored bytes, which is what X-Goog-Hash describes.
-            response = client._http.get(url, stream=True, timeout=self.timeout,
-                                        headers={"Accept-Encoding": "gzip"})
+            response = client._http.get(url, stream=True, timeout=self.timeout, headers=headers)
         except Exception as exc:
             raise self.error(exc, what) from exc
-        if response.status_code != 200:
+        if response.status_code != (206 if ranged else 200):
             with response:
                 raise self.error(requests.HTTPError(response=response), what)
-        expected = _goog_hash(response.headers.get("X-Goog-Hash", ""), "crc32c")
+        # X-Goog-Hash describes the whole object: a part of it cannot be checked against it.
+        expected = None if ranged else _goog_hash(response.headers.get("X-Goog-Hash", ""), "crc32c")
 
         def chunks() -> Iterator[bytes]:
             crc = google_crc32c.Checksum()

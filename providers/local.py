@@ -1,16 +1,24 @@
 """Local disk: a temp file in the destination folder, fsync, then an atomic (exclusive) rename.
 
+Every path under the destination is reached without following a symbolic link (see local_paths), so
+nothing written, read, stat'ed or deleted can land outside it; new folders are 0750.
+
 Content type and metadata travel as extended attributes on the file itself, so they are published
-by the same rename that publishes the bytes.
+by the same rename that publishes the bytes. The temp file's name has a fixed length
+(`.archiver-tmp-` and 24 hex digits, 38 bytes) whatever the target's: a name derived from the target
+would exceed NAME_MAX (255 bytes) for targets the file system accepts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
+import logging
 import os
 import secrets
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
@@ -19,25 +27,33 @@ from .base import StorageProvider
 from .errors import (
     AccessDenied,
     ConfigurationError,
+    InvalidKey,
     ObjectExists,
     ObjectNotFound,
     StorageError,
     TransientError,
     make_error,
 )
+from .local_paths import SymlinkRefused, is_symlink, open_file, open_parent
 from .options import Option
 from .types import ObjectInfo
 from .writer import ObjectWriter, Part, WriteRequest
 
 _XATTR = "user.archiver"
 _TEMP_MARK = ".archiver-tmp-"
+_log = logging.getLogger(__name__)
 
 
 def _translate(exc: OSError, what: str) -> StorageError:
+    if isinstance(exc, StorageError):  # raised by this module already (ObjectNotFound is an OSError too)
+        return exc
+    if isinstance(exc, SymlinkRefused):  # never retried: someone put a link inside the destination
+        return ConfigurationError(f"refused: {exc.strerror} ({what})", code="symlink")
     table: dict[int, type[StorageError]] = {
         errno.ENOENT: ObjectNotFound, errno.EEXIST: ObjectExists, errno.EACCES: AccessDenied,
         errno.EPERM: AccessDenied, errno.EROFS: AccessDenied, errno.ENOSPC: TransientError,
         errno.EIO: TransientError, errno.ENOTDIR: ConfigurationError, errno.EISDIR: ConfigurationError,
+        errno.ENAMETOOLONG: InvalidKey,  # a name segment over the file system's NAME_MAX (255 bytes)
     }
     name = errno.errorcode.get(exc.errno or 0, "OSError")
     return make_error(table.get(exc.errno or 0, StorageError), name, what)
@@ -50,6 +66,9 @@ class LocalProvider(StorageProvider):
         "file_mode": Option("int", 0o640, doc="permission bits of written files (e.g. 0o640)"),
     }
     default_concurrency = 2  # one part filling while the previous one is written
+    permissions: ClassVar[dict[str, str]] = {"write": "write and search (w, x) on the folder",
+                                             "read": "read (r) on the files", "delete": "write (w) on the folder",
+                                             "tag": "extended attributes (user.*) on the file system"}
 
     def __init__(self, location: str, prefix: str, options: dict[str, Any]) -> None:
         super().__init__(location, prefix, options)
@@ -67,14 +86,26 @@ class LocalProvider(StorageProvider):
         return LocalWriter(self, request)
 
     def _stat(self, full_key: str, key: str) -> ObjectInfo:
-        path = self.path_of(full_key)
         try:
-            st = path.stat()
-            if not path.is_file():
-                raise ObjectNotFound(f"not a file: {self.describe(key)}", code="ENOENT")
-            attrs = _read_attrs(path)
+            dir_fd, name = open_parent(self.root, full_key, create=False)
+            try:
+                return self._stat_at(dir_fd, name, full_key, key)
+            finally:
+                os.close(dir_fd)
         except OSError as exc:
             raise _translate(exc, self.describe(key)) from exc
+
+    def _stat_at(self, dir_fd: int, name: str, full_key: str, key: str) -> ObjectInfo:
+        """Size and attributes of the file `name` in the folder `dir_fd`, read through one
+        descriptor (so both describe the same file). Raises OSError."""
+        fd = open_file(dir_fd, name, full_key)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ObjectNotFound(f"not a file: {self.describe(key)}", code="ENOENT")
+            attrs = _read_attrs(fd)
+        finally:
+            os.close(fd)
         checksums = {"sha256": attrs["sha256"]} if attrs.get("sha256") else {}
         return ObjectInfo(key=key, size=st.st_size, etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}",
                           content_type=attrs.get("content_type"), metadata=attrs.get("metadata", {}),
@@ -82,23 +113,54 @@ class LocalProvider(StorageProvider):
                           last_modified=datetime.fromtimestamp(st.st_mtime, UTC))
 
     def _open_reader(self, full_key: str) -> BinaryIO:
+        key = full_key[len(self.prefix):]
         try:
-            return open(self.path_of(full_key), "rb")
+            dir_fd, name = open_parent(self.root, full_key, create=False)
+            try:
+                fd = open_file(dir_fd, name, full_key)
+            finally:
+                os.close(dir_fd)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise ObjectNotFound(f"not a file: {self.describe(key)}", code="ENOENT")
+            os.set_blocking(fd, True)
+            return os.fdopen(fd, "rb")
         except OSError as exc:
-            raise _translate(exc, self.describe(full_key[len(self.prefix):])) from exc
+            raise _translate(exc, self.describe(key)) from exc
 
     def _delete(self, full_key: str) -> None:
         try:
-            self.path_of(full_key).unlink()
+            dir_fd, name = open_parent(self.root, full_key, create=False)
+            try:
+                if is_symlink(name, dir_fd):
+                    raise SymlinkRefused(full_key)
+                # unlinkat never follows a link: one swapped in after the check loses only itself.
+                os.unlink(name, dir_fd=dir_fd)
+            finally:
+                os.close(dir_fd)
         except FileNotFoundError:
             return
         except OSError as exc:
             raise _translate(exc, self.describe(full_key[len(self.prefix):])) from exc
 
+    def inode(self, full_key: str) -> tuple[int, int] | None:
+        """(device, inode) of the file at `full_key` (a link is not followed), None when absent."""
+        try:
+            dir_fd, name = open_parent(self.root, full_key, create=False)
+            try:
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            finally:
+                os.close(dir_fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _translate(exc, self.describe(full_key[len(self.prefix):])) from exc
+        return st.st_dev, st.st_ino
 
-def _read_attrs(path: Path) -> dict[str, Any]:
+
+def _read_attrs(fd: int) -> dict[str, Any]:
     try:
-        return json.loads(os.getxattr(path, _XATTR))  # type: ignore[no-any-return]
+        return json.loads(os.getxattr(fd, _XATTR))  # type: ignore[no-any-return]
     except OSError as exc:
         if exc.errno in (errno.ENODATA, errno.ENOTSUP):
             return {}
@@ -115,20 +177,30 @@ class LocalWriter(ObjectWriter):
         request.concurrency = min(request.concurrency, 2)
         super().__init__(request, provider.describe(request.key))
         self.provider = provider
-        self.final = provider.path_of(request.full_key)
-        self.temp = self.final.with_name(f"{_TEMP_MARK}{self.final.name}.{secrets.token_hex(6)}")
+        self.final = provider.path_of(request.full_key)  # for messages; files are reached through _dir_fd
+        self._temp_name = f"{_TEMP_MARK}{secrets.token_hex(12)}"
+        self.temp = self.final.with_name(self._temp_name)
+        self._dir_fd: int | None = None  # the key's folder, opened without following links (_begin)
+        self._name = self.final.name
         self._fd: int | None = None
+        self._inode: tuple[int, int] | None = None  # (device, inode) of the file this writer published
 
-    def _os(self, action: Any, *args: Any) -> Any:
+    def _os(self, action: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return action(*args)
+            return action(*args, **kwargs)
         except OSError as exc:
             raise _translate(exc, self.describe) from exc
 
     def _begin(self) -> None:
-        self._os(lambda: self.final.parent.mkdir(parents=True, exist_ok=True))
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        self._fd = self._os(os.open, self.temp, flags, self.provider.options["file_mode"])
+        self._dir_fd, self._name = self._os(open_parent, self.provider.root, self.request.full_key, create=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        self._fd = self._os(os.open, self._temp_name, flags, self.provider.options["file_mode"], dir_fd=self._dir_fd)
+
+    def _close_dir(self) -> None:
+        if self._dir_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._dir_fd)
+            self._dir_fd = None
 
     def _send_part(self, number: int, data: bytearray, sha256: bytes) -> Any:
         assert self._fd is not None
@@ -155,29 +227,70 @@ class LocalWriter(ObjectWriter):
                 raise _translate(exc, self.describe) from exc
         if fsync:
             self._os(os.fsync, self._fd)
+        st = self._os(os.fstat, self._fd)
         self._os(os.close, self._fd)
         self._fd = None
+        d = self._dir_fd
         if self.request.if_absent:
-            # link() fails if the name exists: a create-only publish without a check-then-act race.
-            self._os(os.link, self.temp, self.final)
-            self._os(os.unlink, self.temp)
-        else:
-            self._os(os.replace, self.temp, self.final)
-        if fsync:
-            dir_fd = self._os(os.open, self.final.parent, os.O_RDONLY)
-            try:
-                self._os(os.fsync, dir_fd)
-            finally:
-                os.close(dir_fd)
-        return self.provider._stat(self.request.full_key, self.request.key)
+            # linkat() fails if the name exists (a link included, which it never follows): a
+            # create-only publish without a check-then-act race.
+            self._os(os.link, self._temp_name, self._name, src_dir_fd=d, dst_dir_fd=d, follow_symlinks=False)
+        else:  # renameat() replaces the name itself, never what a link there points to
+            self._os(os.replace, self._temp_name, self._name, src_dir_fd=d, dst_dir_fd=d)
+        self._inode = (st.st_dev, st.st_ino)  # published: from here on, a failure must unpublish
+        try:
+            if self.request.if_absent:
+                self._remove_temp()
+            if fsync:
+                self._os(os.fsync, d)
+            info = self._os(self.provider._stat_at, d, self._name, self.request.full_key, self.request.key)
+            self._close_dir()
+            return info  # type: ignore[no-any-return]
+        except AccessDenied as exc:
+            self._close_dir()
+            # Files written without read permission (file_mode 0o200) keep their attributes unreadable.
+            return ObjectInfo(key=self.request.key, size=st.st_size, etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}",
+                              content_type=self.request.content_type, metadata=dict(self.request.metadata),
+                              checksums={"sha256": sha256_hex}, unverified=(
+                                  f"read denied ({exc.code}): the published file was not read back; its size "
+                                  "was checked on the file before it was published",))
+        except StorageError as exc:
+            raise self._unpublish(exc)  # noqa: B904 - the context is chained already
+
+    def _remove_temp(self) -> None:
+        if self._dir_fd is None:
+            return
+        try:
+            os.unlink(self._temp_name, dir_fd=self._dir_fd)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # never raised from abort(): it would hide the error being handled
+            code = errno.errorcode.get(exc.errno or 0, "OSError")
+            self.left_incomplete = f"the temporary file {self.temp} ({code})"
+            _log.warning("could not remove the temporary file %s: %s", self.temp, code)
 
     def _cancel(self) -> None:
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
-        with contextlib.suppress(FileNotFoundError):
-            self.temp.unlink()
+        self._remove_temp()
+        self._close_dir()
+
+    def _is_ours(self) -> bool:
+        return self.provider.inode(self.request.full_key) == self._inode
 
     def _delete_committed(self) -> None:
-        self.provider._delete(self.request.full_key)
+        if self._is_ours():  # a file someone else published at the name since stays
+            self.provider._delete(self.request.full_key)
+
+    def _open_committed(self, start: int, length: int | None) -> BinaryIO:
+        if not self._is_ours():
+            raise ObjectNotFound(f"not found: replaced or removed since it was written: {self.describe}",
+                                 code="ENOENT")
+        reader = self.provider._open_reader(self.request.full_key)
+        reader.seek(start)
+        if length is None:
+            return reader
+        with reader:
+            return io.BytesIO(reader.read(length))  # type: ignore[return-value]

@@ -1,12 +1,13 @@
 """Strict option validation: an unknown option or a wrong-typed value is a ConfigurationError naming it.
 
 Every secret option `x` may instead be given as `x_env = "VARIABLE"`, so no config file ever has to
-hold a credential; the value is read from the environment when the provider is opened.
+hold a credential. Validation only checks the variable's name: the option's value is an `EnvSecret`
+placeholder until the provider makes its first client (`StorageProvider.resolve_secrets`), so a process
+that never opens a client (the receiver, beat, `config show`) neither needs nor reads the secret.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +17,20 @@ from .errors import ConfigurationError
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "kb": 10**3, "mb": 10**6, "gb": 10**9}
+
+
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class EnvSecret:
+    """Stands for a secret option's value until it is read from the environment variable `variable`.
+    Truthy and not None, so presence checks of option combinations treat it as given."""
+
+    variable: str
+
+    def __repr__(self) -> str:
+        return f"<from ${self.variable}>"
 
 
 @dataclass(frozen=True)
@@ -74,7 +89,8 @@ def _check_kind(name: str, opt: Option, value: Any, where: str) -> Any:
 
 
 def validate_options(spec: Mapping[str, Option], given: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Return every option of `spec` with its value (given, from `<name>_env`, or the default)."""
+    """Return every option of `spec` with its value (given, the default, or an EnvSecret for `<name>_env`).
+    Reads no environment variable."""
     env_names = {f"{name}_env": name for name, opt in spec.items() if opt.secret}
     unknown = sorted(k for k in given if k not in spec and k not in env_names)
     if unknown:
@@ -87,11 +103,10 @@ def validate_options(spec: Mapping[str, Option], given: Mapping[str, Any], where
             name = env_names[key]
             if name in given:
                 raise ConfigurationError(f"give either '{name}' or '{key}' for {where}, not both")
-            if not isinstance(value, str) or not value:
-                raise ConfigurationError(f"option '{key}' for {where} must name an environment variable")
-            if value not in os.environ:
-                raise ConfigurationError(f"option '{key}' for {where}: environment variable {value} is not set")
-            values[name] = os.environ[value]
+            if not isinstance(value, str) or not _VARIABLE.match(value):
+                raise ConfigurationError(f"option '{key}' for {where} must name an environment variable "
+                                         "(letters, digits and _, not starting with a digit)")
+            values[name] = EnvSecret(value)
         elif value is not None:
             values[key] = _check_kind(key, spec[key], value, where)
     return values

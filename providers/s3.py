@@ -21,11 +21,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .base import StorageProvider
 from .errors import AccessDenied, ConfigurationError, ObjectNotFound, TransientError
 from .options import Option
+from .readback import DEPTHS, RANGES
 from .reader import chunk_reader
 from .s3_auth import make_session
 from .s3_errors import translate
-from .s3_writer import MAX_PARTS, S3Writer, object_info
-from .types import CheckReport, ObjectInfo
+from .s3_verify import object_info
+from .s3_writer import MAX_PARTS, S3Writer
+from .types import ObjectInfo
 from .writer import ObjectWriter, WriteRequest
 
 MiB = 1 << 20
@@ -37,6 +39,8 @@ _TAG = re.compile(r"[\w\s.:/=+\-@]*")  # what S3 accepts in tag keys and values
 
 class S3Provider(StorageProvider):
     scheme = "s3"
+    permissions: ClassVar[dict[str, str]] = {"write": "s3:PutObject", "read": "s3:GetObject",
+                                             "delete": "s3:DeleteObject", "tag": "s3:PutObjectTagging"}
     options_spec: ClassVar[dict[str, Option]] = {
         "region": Option("str", doc="AWS region of the bucket (default: from the environment or profile)"),
         "endpoint_url": Option("str", doc="S3-compatible endpoint, e.g. https://minio.example.com:9000"),
@@ -60,8 +64,15 @@ class S3Provider(StorageProvider):
         "tags": Option("dict", doc="object tags, e.g. {retention = '7y'} (at most 10)"),
         "content_disposition": Option("str", doc="Content-Disposition header stored with every object"),
         "checksum_mode": Option("str", "sha256", choices=("sha256", "md5", "off"),
-                                doc="sha256: per-part SHA-256 and composite check; md5: Content-MD5 and "
-                                    "ETag check, for stores without the newer checksums; off: size only"),
+                                doc="sha256: per-part SHA-256 and composite check; md5: Content-MD5 per part, "
+                                    "then the ETag where it is an MD5 of the body (else readback), for stores "
+                                    "without the newer checksums; off: size only"),
+        "readback": Option("str", RANGES, choices=DEPTHS,
+                           doc="how a commit is verified when S3's answer cannot prove the bytes (ETag not an "
+                               "MD5 of the body: R2 multipart, MinIO SSE, SSE-KMS, SSE-C; no SHA-256 kept): "
+                               "ranges: size and ranged GetObject of the first, middle and last part against "
+                               "their streamed digests; full: GetObject of the whole object (a download per "
+                               "copy; also with checksum_mode 'off')"),
     }
 
     def _validate(self) -> None:
@@ -110,14 +121,15 @@ class S3Provider(StorageProvider):
         return make_session(o, Config(**common)).create_client(
             "s3", region_name=o["region"], endpoint_url=o["endpoint_url"], config=config)
 
-    def check(self) -> CheckReport:
+    def probe_variant(self, *, tags: bool) -> StorageProvider:
+        probe = super().probe_variant(tags=tags)
         if self.options["storage_class"] not in _ARCHIVE_CLASSES:
-            return super().check()
+            return probe
         # An archived object cannot be read back without a restore (and would bill 90-180 days), so
         # the probe is written as STANDARD; everything else about the destination is checked as usual.
-        probe = copy.copy(self)
-        probe.options = {**self.options, "storage_class": None}
-        return StorageProvider.check(probe)
+        probe = copy.copy(probe)
+        probe.options = {**probe.options, "storage_class": None}
+        return probe
 
     def _concurrency(self) -> int:
         return int(self.options["concurrency"] or self.default_concurrency)
@@ -148,8 +160,12 @@ class S3Provider(StorageProvider):
         return answer
 
     def _open_reader(self, full_key: str) -> BinaryIO:
+        return self.open_version(full_key)
+
+    def open_version(self, full_key: str, **extra: Any) -> BinaryIO:
+        """GetObject as a stream; `extra` may pin it (VersionId, IfMatch) or ask for a Range."""
         key = full_key[len(self.prefix):]
-        body = self.call(key, self.client.get_object, Key=full_key)["Body"]
+        body = self.call(key, self.client.get_object, Key=full_key, **extra)["Body"]
         what = self.describe(key)
         # In sha256 mode botocore also checks a single-PUT object's SHA-256 as the body streams by.
         return chunk_reader(body.iter_chunks(MiB), lambda exc: translate(exc, what, self.location),

@@ -1,15 +1,23 @@
-"""The S3 writer: PutObject or a multipart upload, then a check of what S3 reports against the stream."""
+"""The S3 writer: PutObject or a multipart upload, then a check of what S3 reports against the stream.
+
+What the answer proves is decided in s3_verify.py; what it cannot prove is read back (option
+`readback`). Every read and delete after the commit is pinned to the version this writer created
+(its VersionId in a versioned bucket, else the ETag with If-Match), so a newer object is never
+judged or removed in its place.
+"""
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .errors import AccessDenied, StorageError
+from .errors import AccessDenied, ConfigurationError, ObjectExists, ObjectNotFound, StorageError
+from .readback import FULL
+from .s3_verify import b64 as _b64
+from .s3_verify import etag_proves, md5_etag, object_info, sha256_disagreement, why_etag_is_no_md5
 from .types import ObjectInfo
 from .writer import ObjectWriter, Part, WriteRequest
 
@@ -18,38 +26,6 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 MAX_PARTS = 10_000
-
-
-def _b64(digest: bytes) -> str:
-    return base64.b64encode(digest).decode()
-
-
-def object_info(key: str, head: Mapping[str, Any]) -> ObjectInfo:
-    """ObjectInfo from a HeadObject answer (asked with ChecksumMode=ENABLED) or a write's answer."""
-    etag = (head.get("ETag") or "").strip('"') or None
-    parts = etag.rpartition("-")[2] if etag and "-" in etag else None  # "<md5 of md5s>-<parts>"
-    metadata = dict(head.get("Metadata") or {})
-    checksums = {"sha256": metadata["sha256"]} if "sha256" in metadata else {}
-    kind = head.get("ChecksumType")  # COMPOSITE or FULL_OBJECT; moto and older stores leave it out
-    for name in ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"):
-        if not (value := head.get(f"Checksum{name}")):
-            continue
-        if kind == "COMPOSITE" or (not kind and parts and name != "CRC64NVME"):
-            if parts and "-" not in value:
-                value = f"{value}-{parts}"  # moto's HEAD omits the "-<parts>" that S3 and its GET add
-            checksums[f"{name.lower()}-composite"] = value
-        elif name == "SHA256":
-            checksums["sha256"] = base64.b64decode(value).hex()  # hex, like the streamed digest
-        else:
-            checksums[name.lower()] = value
-    # The ETag is the MD5 of the bytes only for a single PUT without SSE-KMS or SSE-C.
-    sse = str(head.get("ServerSideEncryption", ""))
-    if etag and not parts and not sse.startswith("aws:kms") and not head.get("SSECustomerAlgorithm"):
-        checksums["md5"] = etag
-    return ObjectInfo(key=key, size=int(head.get("ContentLength", 0)), etag=etag,
-                      content_type=head.get("ContentType"), metadata=metadata, checksums=checksums,
-                      storage_class=head.get("StorageClass") or "STANDARD",
-                      last_modified=head.get("LastModified"))
 
 
 class S3Writer(ObjectWriter):
@@ -63,7 +39,9 @@ class S3Writer(ObjectWriter):
         self.client = provider.client  # resolved here, once, rather than in every part's thread
         self.upload_id: str | None = None
         self.reported: Mapping[str, Any] = {}  # what S3 said about the committed object
+        self.version: str | None = None  # VersionId of the committed object, in a versioned bucket
         self.single_md5: str | None = None
+        self._sent: list[Part] = []  # the parts a CompleteMultipartUpload listed
 
     def _call(self, action: Callable[..., Any], **kwargs: Any) -> Any:
         return self.provider.call(self.request.key, action, Key=self.request.full_key, **kwargs)
@@ -113,6 +91,7 @@ class S3Writer(ObjectWriter):
         return answer["ETag"], md5
 
     def _complete(self, parts: list[Part], sha256_hex: str) -> ObjectInfo:
+        self._sent = parts
         entries = []
         for part in parts:
             entry = {"PartNumber": part.number, "ETag": part.receipt[0]}
@@ -129,49 +108,89 @@ class S3Writer(ObjectWriter):
         """What S3 reports about the object just written; the writer verifies it against the stream."""
         self.reported = answer
         version = answer.get("VersionId")
-        pinned = {"VersionId": version} if version and version != "null" else {}  # moto says "null"
+        self.version = version if version and version != "null" else None  # moto says "null"
         try:
+            # Pinned by VersionId only: some stores answer a commit with an ETag spelt otherwise than
+            # HEAD's. After this, reads and deletes are pinned to what this HEAD saw (see _pin).
+            pinned = {"VersionId": self.version} if self.version else {}
             head = self.provider.head(self.request.full_key, self.request.key, **pinned)
-        except AccessDenied:
-            # Write-only credentials are a common archive policy. S3 already checked the checksums we
-            # sent; compare what the write answer carries, and the size can only be the streamed one.
-            return object_info(self.request.key, {
+        except AccessDenied as exc:
+            # Write-only credentials are a common archive policy: the object is reported committed,
+            # with what could not be checked, and the answer's checksums are still compared.
+            info = object_info(self.request.key, {
                 "ContentLength": self._size, "ContentType": self.request.content_type,
                 "StorageClass": self.provider.options["storage_class"], **answer})
-        except StorageError:
+            return replace(info, unverified=(f"read denied ({exc.code}): the stored size and checksums were "
+                                             f"not read back; {self.checked_on_arrival}",))
+        except StorageError as exc:
             # Published but unverified: remove it so a retry starts clean instead of hitting ObjectExists.
-            with contextlib.suppress(StorageError):
-                self._delete_committed()
-            raise
+            raise self._unpublish(exc)  # noqa: B904 - the context is chained already
         self.reported = head
         return object_info(self.request.key, head)
 
+    def _find_own_commit(self) -> ObjectInfo | None:
+        try:
+            head = self.provider.head(self.request.full_key, self.request.key)
+        except ObjectNotFound:
+            return None
+        sha256_hex = self._hash.hexdigest()
+        if int(head.get("ContentLength", -1)) != self._size:
+            return None
+        if not self._began:  # a single PutObject stores the SHA-256 in its metadata
+            own = (head.get("Metadata") or {}).get("sha256") == sha256_hex
+        elif self.mode == "sha256":
+            own = bool(head.get("ChecksumSHA256")) and not sha256_disagreement(head, self._sent, True, sha256_hex)
+        else:
+            own = False
+        if not (own or etag_proves(head, self._expected_etag(self._sent))):
+            return None
+        self.upload_id = None  # it was completed after all: nothing is left to abort
+        return self._published({k: head[k] for k in ("ETag", "VersionId") if head.get(k)})
+
+    @property
+    def checked_on_arrival(self) -> str:
+        return {"sha256": "S3 checked the SHA-256 of each part on arrival",
+                "md5": "S3 checked the Content-MD5 of each part on arrival"}.get(
+                    self.mode, "only the size of each request was checked (checksum_mode = 'off')")
+
+    def _pin(self) -> dict[str, str]:
+        """Request arguments that address the version this writer committed, and no other."""
+        if self.version:
+            return {"VersionId": self.version}
+        etag = str(self.reported.get("ETag") or "")
+        return {"IfMatch": etag} if etag else {}
+
+    def _expected_etag(self, parts: list[Part]) -> str:
+        return md5_etag(parts, self._began, self.single_md5) if self.mode == "md5" else ""
+
     def _service_mismatches(self, info: ObjectInfo, parts: list[Part]) -> list[str]:
-        reported = self.reported
-        if self.mode == "sha256":
-            stored = reported.get("ChecksumSHA256")
-            if not stored:
-                # This store keeps no SHA-256 (some S3-compatible ones): S3-style stores still checked
-                # each part's header on arrival, and the size was compared; there is nothing more here.
-                return []
-            if self._began:
-                expected = _b64(hashlib.sha256(b"".join(p.sha256 for p in parts)).digest())
-                value, _, count = stored.partition("-")  # moto omits the "-<parts>" suffix
-                if value != expected or count not in ("", str(len(parts))):
-                    return [f"composite SHA-256 {stored} stored, {expected}-{len(parts)} streamed"]
-            elif stored != _b64(parts[0].sha256):
-                return [f"SHA-256 {stored} stored, {_b64(parts[0].sha256)} streamed"]
-        elif self.mode == "md5" and not str(reported.get("ServerSideEncryption", "")).startswith("aws:kms"):
-            # (With SSE-KMS, including a bucket default, the ETag is not an MD5 and says nothing.)
-            etag = str(reported.get("ETag", "")).strip('"')
-            if self._began:
-                md5s = b"".join(p.receipt[1] for p in parts)
-                expected = f"{hashlib.md5(md5s, usedforsecurity=False).hexdigest()}-{len(parts)}"
-            else:
-                expected = self.single_md5 or ""
-            if etag != expected:
-                return [f"ETag {etag} stored, {expected} streamed"]
-        return []
+        if self.mode == "off":
+            return []
+        problem = sha256_disagreement(self.reported, parts, self._began, self._hash.hexdigest())
+        return [problem] if problem else []
+
+    def _readback_depth(self, info: ObjectInfo, parts: list[Part]) -> str | None:
+        depth: str = self.provider.options["readback"]
+        if self.mode == "off":
+            return FULL if depth == FULL else None  # off: the size check is all unless asked for more
+        if self.reported.get("ChecksumSHA256"):
+            return None  # compared in _service_mismatches, and it matched
+        expected = self._expected_etag(parts)
+        if self.mode == "md5" and etag_proves(self.reported, expected):
+            return None
+        if self.mode == "md5":
+            _log.info("%s: %s; reading back (%s)", self.describe, why_etag_is_no_md5(self.reported, expected), depth)
+        return depth
+
+    def _part_digest(self, part: Part) -> tuple[str, bytes] | None:
+        if self.mode == "md5" and self._began:
+            return "md5", part.receipt[1]
+        return ("sha256", part.sha256) if part.sha256 else None
+
+    def _open_committed(self, start: int, length: int | None) -> BinaryIO:
+        end = "" if length is None else str(start + length - 1)
+        ranged = {"Range": f"bytes={start}-{end}"} if start or length is not None else {}
+        return self.provider.open_version(self.request.full_key, **self._pin(), **ranged)
 
     def _cancel(self) -> None:
         upload_id, self.upload_id = self.upload_id, None
@@ -181,10 +200,22 @@ class S3Writer(ObjectWriter):
             self._call(self.client.abort_multipart_upload, UploadId=upload_id)
         except StorageError as exc:
             if exc.code != "NoSuchUpload":  # already gone is what we wanted
-                # Raising here would hide the error that made us abort; a bucket lifecycle rule
-                # (AbortIncompleteMultipartUpload) is the backstop for this rare leftover.
-                _log.warning("could not abort the multipart upload of %s: %s", self.describe, exc.code)
+                # Raising here would hide the error that made us abort. The next attempt's
+                # discard_incomplete(key) and a lifecycle rule (AbortIncompleteMultipartUpload) are
+                # the backstops for this leftover, billed until then; it is recorded and logged.
+                self.left_incomplete = f"the multipart upload {upload_id} of {self.describe} ({exc.code})"
+                _log.warning("could not abort the multipart upload %s of %s: %s", upload_id, self.describe,
+                             exc.code)
 
     def _delete_committed(self) -> None:
-        # In a versioned bucket this leaves a delete marker: the bad version is hidden, not destroyed.
-        self.provider._delete(self.request.full_key)
+        pin = self._pin()
+        try:
+            self._call(self.client.delete_object, **pin)
+        except (ObjectNotFound, ObjectExists):
+            return  # gone already, or replaced by a newer object (If-Match failed): ours is not visible
+        except ConfigurationError:
+            if "IfMatch" not in pin:
+                raise
+            # A store without conditional deletes (NotImplemented): create-only writes leave no one
+            # else's object to lose here, so the plain delete is what remains.
+            self.provider._delete(self.request.full_key)

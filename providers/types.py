@@ -7,6 +7,28 @@ from datetime import datetime
 from typing import Any
 
 
+@dataclass
+class WriteRequest:
+    """What the caller asked for, after the provider resolved its defaults."""
+
+    key: str  # key relative to the provider's prefix, as the caller gave it
+    full_key: str  # key inside the bucket/container/folder
+    part_size: int
+    concurrency: int
+    size_hint: int | None = None
+    content_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    if_absent: bool = True
+
+
+@dataclass(frozen=True)
+class Part:
+    number: int  # 1-based
+    size: int
+    sha256: bytes  # raw digest of this part; b"" when the writer does not use part digests
+    receipt: Any  # what the service answered (ETag, block id ...)
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str
@@ -19,9 +41,13 @@ class ObjectInfo:
     checksums: dict[str, str] = field(default_factory=dict)
     storage_class: str | None = None
     last_modified: datetime | None = None
+    # From a writer's commit(): why the stored object could not be fully verified after a successful
+    # commit (e.g. "read denied: ..."), in words for people. Empty when it was verified (or for stat).
+    unverified: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
+        data["unverified"] = list(self.unverified)
         if self.last_modified is not None:
             data["last_modified"] = self.last_modified.isoformat()
         return data
@@ -29,7 +55,7 @@ class ObjectInfo:
 
 @dataclass(frozen=True)
 class CheckStep:
-    name: str  # write | stat | read | compare | delete
+    name: str  # write | tag | stat | read | compare | delete
     ok: bool
     message: str
 

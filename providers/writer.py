@@ -3,47 +3,32 @@
 Memory is bounded by design: a part holds one of `concurrency` slots from the moment its buffer
 starts filling until the service has acknowledged it, so at most `part_size * concurrency` bytes of
 payload are alive whatever the object's size. The bytes are counted and SHA-256 hashed as they
-stream; after the provider commits, size and the service-side checksum are compared with what was
-streamed, and a mismatch deletes the object and raises IntegrityError.
+stream; after the provider commits, the object is verified (providers/committed.py): only proof that
+its bytes differ from the stream deletes it, and nothing committed is ever left visible behind an
+error without the error saying so (`StorageError.left_visible`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
-from abc import ABC, abstractmethod
+from abc import abstractmethod
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
-from .errors import IntegrityError, StorageError
-from .types import ObjectInfo
+from .committed import CommittedObjectChecks
+from .errors import StorageError, TransientError
+from .types import ObjectInfo, Part, WriteRequest
+
+__all__ = ["ObjectWriter", "Part", "WriteRequest"]
+_log = logging.getLogger(__name__)
 
 
-@dataclass
-class WriteRequest:
-    """What the caller asked for, after the provider resolved its defaults."""
-
-    key: str  # key relative to the provider's prefix, as the caller gave it
-    full_key: str  # key inside the bucket/container/folder
-    part_size: int
-    concurrency: int
-    size_hint: int | None = None
-    content_type: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-    if_absent: bool = True
-
-
-@dataclass(frozen=True)
-class Part:
-    number: int  # 1-based
-    size: int
-    sha256: bytes  # raw digest of this part; b"" when the writer does not use part digests
-    receipt: Any  # what the service answered (ETag, block id ...)
-
-
-class ObjectWriter(ABC):
+class ObjectWriter(CommittedObjectChecks):
     """Context manager: `write()` bytes, then `commit()`; leaving the block on an exception aborts."""
 
     # A protocol that appends in order (a local file, a GCS resumable session) sends parts from one
@@ -66,6 +51,9 @@ class ObjectWriter(ABC):
         self._pool: ThreadPoolExecutor | None = None
         self._began = False
         self._state = "open"
+        # What abort() could not discard (e.g. an S3 multipart upload, billed until aborted), in words;
+        # a commit() that failed says so in its error too. discard_incomplete(key) retries the cleanup.
+        self.left_incomplete: str | None = None
 
     # ---- what a provider implements -------------------------------------------------------------
     @abstractmethod
@@ -83,20 +71,13 @@ class ObjectWriter(ABC):
     @abstractmethod
     def _put_single(self, data: bytearray, sha256_hex: str) -> ObjectInfo:
         """Write a whole object that fits in one part with one request (create-only when if_absent).
-        If it raises after the object became visible, it must remove the object itself: abort()
-        calls `_cancel` only for uploads that `_begin` started."""
+        If it fails after the object became visible, it must raise `self._unpublish(error)`, which
+        removes the object or records on the error that it could not: abort() calls `_cancel` only
+        for uploads that `_begin` started."""
 
     @abstractmethod
     def _cancel(self) -> None:
         """Discard the upload started by `_begin`; must leave nothing billable or visible behind."""
-
-    @abstractmethod
-    def _delete_committed(self) -> None:
-        """Remove the object this writer committed (after a failed integrity check)."""
-
-    def _service_mismatches(self, info: ObjectInfo, parts: list[Part]) -> list[str]:
-        """Compare what the service reports with what was streamed; return human-readable problems."""
-        return []
 
     # ---- the streaming side ---------------------------------------------------------------------
     @property
@@ -162,41 +143,43 @@ class ObjectWriter(ABC):
         try:
             sha256_hex = self._hash.hexdigest()
             if not self._began:
-                info = self._put_single(self._buffer, sha256_hex)
+                info = self._committing(lambda: self._put_single(self._buffer, sha256_hex))
                 parts: list[Part] = [Part(1, self._size, self._hash.digest(), None)]
             else:
                 if self._buffer:
                     self._ship_buffer()
                 parts = [fut.result() for fut in self._pending]
-                info = self._complete(parts, sha256_hex)
+                info = self._committing(lambda: self._complete(parts, sha256_hex))
             self._buffer = bytearray()
             self._state = "committed"
-        except BaseException:
+        except BaseException as exc:
             self.abort()
+            if isinstance(exc, StorageError) and self.left_incomplete:
+                exc.annotate(f"{self.left_incomplete} could not be discarded")
             raise
         finally:
             self._release_pool()
-        self._verify(info, parts)
-        checksums = {**info.checksums, "sha256": sha256_hex}
-        return ObjectInfo(key=self.request.key, size=info.size, etag=info.etag,
-                          content_type=info.content_type, metadata=info.metadata, checksums=checksums,
-                          storage_class=info.storage_class, last_modified=info.last_modified)
+        info = self._verify(info, parts)
+        return replace(info, key=self.request.key, checksums={**info.checksums, "sha256": sha256_hex})
 
-    def _verify(self, info: ObjectInfo, parts: list[Part]) -> None:
-        problems = []
-        if info.size != self._size:
-            problems.append(f"size {info.size} stored, {self._size} streamed")
-        problems += self._service_mismatches(info, parts)
-        if problems:
-            note = "the object was deleted"
+    def _committing(self, send: Callable[[], ObjectInfo]) -> ObjectInfo:
+        """Send the commit request. A TransientError leaves its outcome unknown (the SDK gave up on an
+        answer that may have been lost after the service committed): then the object at the key is
+        accepted if it is provably the one streamed, rather than left visible behind the error."""
+        try:
+            return send()
+        except TransientError as exc:
+            if self._state != "open":  # raised after the commit was known (and handled) already
+                raise
             try:
-                self._delete_committed()
-            except StorageError as exc:  # the integrity failure is the news; the cleanup failure a footnote
-                note = f"deleting it failed ({exc.code or type(exc).__name__}); it may still be visible"
-            finally:
-                self._state = "aborted"
-            raise IntegrityError(f"integrity check failed on {self.describe}: {'; '.join(problems)}; {note}",
-                                 code="integrity")
+                found = self._find_own_commit()
+            except StorageError:
+                found = None
+            if found is None:
+                raise
+            _log.warning("%s: the commit's answer was lost (%s); the object at the key is the one streamed",
+                         self.describe, exc.code)
+            return found
 
     def abort(self) -> None:
         if self._state != "open":

@@ -23,12 +23,16 @@ def s3_options(moto_url: str) -> dict[str, Any]:
             "secret_access_key": "moto-secret-key", "addressing_style": "path"}
 
 
-def create_s3_bucket(moto_url: str, bucket: str) -> None:
+def boto(url: str, service: str = "s3", **keys: str) -> Any:
+    """A plain boto3 client for `url` (moto), to look at or arrange what a test needs."""
     import boto3
 
-    boto3.client("s3", **{"endpoint_url": moto_url, "region_name": "us-east-1",
-                          "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-                 ).create_bucket(Bucket=bucket)
+    keys = keys or {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    return boto3.client(service, endpoint_url=url, region_name="us-east-1", **keys)
+
+
+def create_s3_bucket(moto_url: str, bucket: str) -> None:
+    boto(moto_url).create_bucket(Bucket=bucket)
 
 
 def create_az_container(conn: str, container: str) -> None:
@@ -68,3 +72,29 @@ def provider_factory(kind: str, request: pytest.FixtureRequest, tmp_path: Path) 
     if kind == "file":
         return lambda prefix="pre", **o: open_provider(f"file://{tmp_path}/{name}/{prefix}", **o)
     raise AssertionError(kind)
+
+
+def visible_keys(provider: StorageProvider) -> list[str]:
+    """Every object a lister sees under the provider's prefix (relative keys), whatever wrote it."""
+    prefix = provider.prefix
+    if provider.scheme == "s3":
+        pages = provider.client.get_paginator("list_objects_v2").paginate(Bucket=provider.location, Prefix=prefix)
+        return sorted(o["Key"][len(prefix):] for page in pages for o in page.get("Contents", []))
+    if provider.scheme == "az":
+        return sorted(b.name[len(prefix):] for b in provider.client.list_blobs(name_starts_with=prefix))
+    if provider.scheme == "gs":
+        return sorted(b.name[len(prefix):] for b in provider.bucket.list_blobs(prefix=prefix))
+    root = provider.path_of(prefix)  # type: ignore[attr-defined]
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def billed_leftovers(provider: StorageProvider) -> list[str]:
+    """What an aborted write could leave that is billed or visible yet is no object: S3 multipart
+    uploads, local temp files. (Azure's uncommitted blocks are invisible and dropped by the service;
+    GCS sessions are neither visible nor listable: tests/test_gcs.py watches their cancellation.)"""
+    if provider.scheme == "s3":
+        answer = provider.client.list_multipart_uploads(Bucket=provider.location, Prefix=provider.prefix)
+        return [u["Key"] for u in answer.get("Uploads", [])]
+    if provider.scheme == "file":
+        return [k for k in visible_keys(provider) if ".archiver-tmp-" in k]
+    return []

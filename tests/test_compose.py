@@ -44,7 +44,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 README = ROOT / "README.md"
 
 # What `docker compose` is given in the tests: the variables docker-compose.yml requires (${X:?...}).
-REQUIRED = {"POSTGRES_PASSWORD": "compose0test0password"}
+REQUIRED = {"POSTGRES_PASSWORD": "compose0test0password", "REDIS_PASSWORD": "compose0redis0password"}
 # Each deploy/*.toml is one way to run the file (ARCHIVER_CONFIG_NAME picks it).
 CONFIG_CHOICES = [{}, {"ARCHIVER_CONFIG_NAME": "archiver.trial.toml"}]
 
@@ -320,6 +320,9 @@ def config_problems(compose: dict[str, Any]) -> list[str]:
         if code != 0:
             problems.append(f"{name}: archiver config validate: {output}")
             continue
+        if name == "worker":  # the one role that opens destinations: it needs every secret they name
+            problems += [f"worker: archiver config validate: {line}" for line in output.splitlines()
+                         if line.startswith("warning:")]
         env = container_environment(svc)
         with process_environment(env):
             settings = load_settings(host_path(svc, env["ARCHIVER_CONFIG"]), environ=env)
@@ -472,6 +475,7 @@ def test_the_required_variables_stop_compose_when_missing(raw: dict[str, Any]) -
     problems: list[str] = []
     resolve(raw, {}, problems)
     assert any("POSTGRES_PASSWORD is required" in p for p in problems)
+    assert any("REDIS_PASSWORD is required" in p for p in problems)
 
 
 def test_the_receiver_serves_its_healthcheck_path(raw: dict[str, Any]) -> None:
@@ -491,6 +495,8 @@ def test_the_receiver_serves_its_healthcheck_path(raw: dict[str, Any]) -> None:
     assert path is not None and path[1] in {route.path for route in app.routes}
 
 
+# Variables whose README rows are in a branch's report for the integrator to merge (helpers do not edit
+# README.md). Once the README has the row this test fails until the name is removed here.
 def test_every_compose_variable_is_documented_in_the_readme() -> None:
     names = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", COMPOSE_FILE.read_text()))
     readme = README.read_text()
@@ -504,7 +510,7 @@ def test_dockerfile_builds_a_non_root_image_of_this_package() -> None:
     users = [line.split()[1] for line in lines if line.upper().startswith("USER ")]
     assert froms[-1:] == ["python:3.11-slim"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
-    assert any(re.search(r"pip install [\"']?\.", line) for line in lines)
+    assert any(re.search(r"pip install (--[a-z-]+ )*[\"']?\.", line) for line in lines)
     for line in lines:
         if line.upper().startswith("COPY ") and "--from" not in line:
             for source in line.split()[1:-1]:

@@ -301,3 +301,57 @@ def test_dedupe_key_differs_between_events() -> None:
 def test_dedupe_key_rejects_malformed_json() -> None:
     with pytest.raises(EventValidationError):
         dedupe_key(b"{")
+
+
+# ---- values the ledger cannot store are refused here (400), never by the database (503) ----------------
+
+# (sample, path to a field whose value reaches a bounded ledger column, the field as messages name it)
+STORED_FIELDS: list[tuple[str, tuple[Any, ...], str]] = [
+    ("recording-stopped", ("webhookType",), "webhookType"),
+    ("recording-stopped", ("data", "meetingId"), "data.meetingId"),
+    ("recording-stopped", ("data", "sessionId"), "data.sessionId"),
+    ("recording-stopped", ("data", "filePath"), "data.filePath"),
+    ("participant-track-recording-stopped", ("data", "participantId"), "data.participantId"),
+    ("participant-track-recording-stopped", ("data", "kind"), "data.kind"),
+    ("participant-track-recording-stopped", ("data", "fileDetails", 1, "filePath"), "data.fileDetails[1].filePath"),
+    ("participant-recording-stopped", ("data", "fileDetails", 0, "filePath"), "data.fileDetails[0].filePath"),
+    ("merge-recording-completed", ("data", "id"), "data.id"),
+    ("session-started", ("data", "meetingId"), "data.meetingId"),  # ignored type: its ids are still recorded
+]
+
+
+def with_value(name: str, path: tuple[Any, ...], value: str) -> dict[str, Any]:
+    body = sample(name)
+    target: Any = body
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return body
+
+
+@pytest.mark.parametrize(("name", "path", "field"), STORED_FIELDS, ids=[f[2] + "@" + f[0] for f in STORED_FIELDS])
+def test_a_value_longer_than_its_column_is_refused_naming_field_and_limit(name: str, path: tuple[Any, ...],
+                                                                         field: str) -> None:
+    from archiver.limits_edge import FIELD_LIMITS
+
+    limit = FIELD_LIMITS[path[-1] if isinstance(path[-1], str) else "filePath"]
+    parse_event(with_value(name, path, "x" * limit))  # exactly the limit is stored
+    fields = errors_of(with_value(name, path, "x" * (limit + 1)))
+    assert fields == [f"{field}: longer than {limit} characters, the most the ledger stores"]
+    assert errors_of(with_value(name, path, "a\x00b")) == [f"{field}: must not contain NUL characters (\\u0000)"]
+
+
+def test_the_limits_are_the_ledgers_column_sizes() -> None:
+    from archiver.ledger.models import Event, RecordingFile
+    from archiver.limits_edge import FIELD_LIMITS
+
+    assert FIELD_LIMITS["meetingId"] == RecordingFile.__table__.c.meeting_id.type.length == 200
+    assert FIELD_LIMITS["webhookType"] == Event.__table__.c.webhook_type.type.length == 100
+    assert FIELD_LIMITS["filePath"] == 1024 and FIELD_LIMITS["kind"] == 50
+    assert FIELD_LIMITS["id"] == Event.__table__.c.dedupe_key.type.length - len("merge:")  # archiver.merge's key
+
+
+def test_unstored_fields_of_an_ignored_type_are_not_limited() -> None:
+    body = {"webhookType": "hls-started", "data": {"meetingId": "m", "kind": "k" * 500, "id": "i" * 500,
+                                                   "note": "n\x00" * 10}}
+    assert parse_event(body).webhook_type == "hls-started"

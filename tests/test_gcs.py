@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import io
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import google_crc32c
 import pytest
@@ -31,6 +27,7 @@ from providers import (
     AuthenticationError,
     ConfigurationError,
     IntegrityError,
+    MissingSecret,
     ObjectExists,
     ObjectNotFound,
     StorageError,
@@ -39,95 +36,24 @@ from providers import (
 )
 from providers.gcs import GCSProvider, translate
 from tests.backends import create_gcs_bucket, unique_name
+from tests.http_proxy import Answer, Proxy, Seen
 
 CHUNK = 256 << 10  # the smallest part GCS accepts, so multi-chunk writes stay small and fast
 
 
-# ---- a proxy that can answer for Google ---------------------------------------------------------
-@dataclass(frozen=True)
-class Seen:
-    method: str
-    target: str  # path and query
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def query(self) -> dict[str, list[str]]:
-        return parse_qs(urlsplit(self.target).query)
-
-    @property
-    def is_chunk(self) -> bool:
-        return self.method == "PUT" and "upload_id" in self.query
-
-    @property
-    def is_final_chunk(self) -> bool:
-        return self.is_chunk and not self.headers.get("Content-Range", "").endswith("/*")
-
-
-Answer = tuple[int, dict[str, str], bytes]
-
-
+# ---- a proxy that can answer for Google (tests/http_proxy.py) ----------------------------------
 def google_error(status: int, reason: str, message: str) -> Answer:
     body = {"error": {"code": status, "message": message,
                       "errors": [{"message": message, "domain": "global", "reason": reason}]}}
     return status, {"Content-Type": "application/json"}, json.dumps(body).encode()
 
 
-class Proxy:
-    """Forwards to the emulator; `rule` may answer a request itself or rewrite it first, `on_response`
-    may rewrite the emulator's answer. Session URLs are rewritten so chunks pass through here too."""
+def chunks(proxy: Proxy) -> list[Seen]:
+    return [s for s in proxy.seen if s.is_chunk]
 
-    def __init__(self, upstream: str) -> None:
-        self.upstream = urlsplit(upstream)
-        self.seen: list[Seen] = []
-        self.rule: Callable[[Seen], Answer | Seen | None] = lambda seen: None
-        self.on_response: Callable[[Seen, Answer], Answer] = lambda seen, answer: answer
-        proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def handle_one(self) -> None:
-                proxy.handle(self)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = handle_one
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def handle(self, h: BaseHTTPRequestHandler) -> None:
-        assert "chunked" not in h.headers.get("Transfer-Encoding", "")
-        seen = Seen(h.command, h.path, dict(h.headers), h.rfile.read(int(h.headers.get("Content-Length") or 0)))
-        self.seen.append(seen)
-        answer = self.rule(seen)
-        if not isinstance(answer, tuple):
-            seen = answer or seen
-            conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=30)
-            skip = {"host", "content-length", "connection"}
-            conn.request(seen.method, seen.target, body=seen.body,
-                         headers={k: v for k, v in seen.headers.items() if k.lower() not in skip})
-            resp = conn.getresponse()
-            headers = {k: v.replace(self.upstream.geturl(), self.url) for k, v in resp.getheaders()}
-            answer = self.on_response(seen, (resp.status, headers, resp.read()))
-            conn.close()
-        status, headers, payload = answer
-        h.send_response(status)
-        for key, value in headers.items():
-            if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                h.send_header(key, value)
-        h.send_header("Content-Length", str(len(payload)))
-        h.end_headers()
-        h.wfile.write(payload)
-
-    def chunks(self) -> list[Seen]:
-        return [s for s in self.seen if s.is_chunk]
-
-    def cancels(self) -> list[Seen]:
-        return [s for s in self.seen if s.method == "DELETE" and "upload_id" in s.query]
+def cancels(proxy: Proxy) -> list[Seen]:
+    return [s for s in proxy.seen if s.method == "DELETE" and "upload_id" in s.query]
 
 
 # ---- fixtures -----------------------------------------------------------------------------------
@@ -142,8 +68,7 @@ def bucket(gcs_emulator_url: str) -> str:
 def proxy(gcs_emulator_url: str) -> Iterator[Proxy]:
     p = Proxy(gcs_emulator_url)
     yield p
-    p.server.shutdown()
-    p.server.server_close()
+    p.close()
 
 
 def provider(endpoint: str, bucket: str, **options: Any) -> GCSProvider:
@@ -190,7 +115,7 @@ def test_resumable_write_protocol_and_what_survives_it(proxy: Proxy, bucket: str
     assert start.query["ifGenerationMatch"] == ["0"]
     # fake-gcs-server drops a session's storage class, so what we asked for is checked on the wire.
     assert json.loads(start.body)["storageClass"] == "COLDLINE"
-    ranges = [(s.headers["Content-Range"], s.headers.get("X-Goog-Hash"), len(s.body)) for s in proxy.chunks()]
+    ranges = [(s.headers["Content-Range"], s.headers.get("X-Goog-Hash"), len(s.body)) for s in chunks(proxy)]
     whole_crc = "crc32c=" + base64.b64encode(google_crc32c.Checksum(data).digest()).decode()
     assert ranges == [(f"bytes 0-{CHUNK - 1}/*", None, CHUNK),
                       (f"bytes {CHUNK}-{2 * CHUNK - 1}/*", None, CHUNK),
@@ -206,7 +131,7 @@ def test_an_exact_multiple_is_finalized_with_an_empty_request(proxy: Proxy, buck
     p = provider(proxy.url, bucket, part_size=CHUNK)
     data = os.urandom(2 * CHUNK)
     p.upload("even.bin", io.BytesIO(data))
-    assert [s.headers["Content-Range"] for s in proxy.chunks()][-1] == f"bytes */{2 * CHUNK}"
+    assert [s.headers["Content-Range"] for s in chunks(proxy)][-1] == f"bytes */{2 * CHUNK}"
     assert read(p, "even.bin") == data
 
 
@@ -216,7 +141,7 @@ def test_a_single_part_too_big_for_one_request_still_stores_its_sha256(proxy: Pr
     p = provider(proxy.url, bucket, part_size=9 << 20)
     data = os.urandom((8 << 20) + 1)
     p.upload("big-single.bin", io.BytesIO(data), metadata={"m": "1"})
-    assert [s.headers["Content-Range"] for s in proxy.chunks()] == [f"bytes 0-{len(data) - 1}/{len(data)}"]
+    assert [s.headers["Content-Range"] for s in chunks(proxy)] == [f"bytes 0-{len(data) - 1}/{len(data)}"]
     info = p.stat("big-single.bin")
     assert info.checksums["sha256"] == hashlib.sha256(data).hexdigest()
     assert info.metadata == {"m": "1"}
@@ -243,7 +168,7 @@ def test_bytes_the_service_did_not_persist_are_sent_again(proxy: Proxy, bucket: 
     p = provider(proxy.url, bucket, part_size=CHUNK)
     data = os.urandom(2 * CHUNK + 5)
     p.upload("resent.bin", io.BytesIO(data))
-    assert proxy.chunks()[1].headers["Content-Range"] == f"bytes {half}-{CHUNK - 1}/*"
+    assert chunks(proxy)[1].headers["Content-Range"] == f"bytes {half}-{CHUNK - 1}/*"
     assert read(p, "resent.bin") == data
 
 
@@ -252,10 +177,10 @@ def test_abort_cancels_the_session_and_publishes_nothing(proxy: Proxy, bucket: s
     p = provider(proxy.url, bucket, part_size=CHUNK)
     with pytest.raises(RuntimeError), p.open_writer("gone.bin") as writer:
         writer.write(os.urandom(2 * CHUNK + 7))
-        wait_until(lambda: len(proxy.chunks()) == 2)  # two chunks stored in the session
+        wait_until(lambda: len(chunks(proxy)) == 2)  # two chunks stored in the session
         raise RuntimeError("source died")
-    assert len(proxy.cancels()) == 1
-    assert proxy.cancels()[0].query["upload_id"] == proxy.chunks()[0].query["upload_id"]
+    assert len(cancels(proxy)) == 1
+    assert cancels(proxy)[0].query["upload_id"] == chunks(proxy)[0].query["upload_id"]
     assert not any(s.is_final_chunk for s in proxy.seen)
     assert not p.exists("gone.bin")
 
@@ -286,7 +211,7 @@ def test_a_checksum_rejected_by_the_service_is_an_integrity_error(proxy: Proxy, 
     with pytest.raises(IntegrityError) as excinfo:
         p.upload("refused.bin", io.BytesIO(os.urandom(CHUNK + 1)))
     assert "2HvlZg" not in str(excinfo.value)
-    assert len(proxy.cancels()) == 1
+    assert len(cancels(proxy)) == 1
     assert not p.exists("refused.bin")
 
 
@@ -312,7 +237,7 @@ def test_an_object_created_during_a_resumable_write_wins(proxy: Proxy, bucket: s
         with pytest.raises(ObjectExists):
             writer.commit()
     assert read(p, "race.bin") == b"someone else"
-    assert len(proxy.cancels()) == 1
+    assert len(cancels(proxy)) == 1
 
 
 def test_a_precondition_failure_at_finalization_is_object_exists(proxy: Proxy, bucket: str) -> None:
@@ -343,7 +268,8 @@ def test_a_denied_write_is_reported_by_check(proxy: Proxy, bucket: str) -> None:
     report = provider(proxy.url, bucket).check()
     assert not report.ok
     assert [(s.name, s.message) for s in report.steps] == [
-        ("write", f"write denied: forbidden on gs://{bucket}/pre/")]
+        ("write", f"write denied: forbidden on gs://{bucket}/pre/ (missing the write permission: "
+                  "storage.objects.create)")]
 
 
 def test_an_unauthenticated_write_is_an_authentication_error(proxy: Proxy, bucket: str) -> None:
@@ -360,7 +286,7 @@ def test_a_failed_chunk_is_transient_and_hides_the_session_url(proxy: Proxy, buc
         p.upload("busy.bin", io.BytesIO(os.urandom(2 * CHUNK)))
     assert excinfo.value.retryable
     assert "upload_id" not in str(excinfo.value)
-    assert len(proxy.cancels()) == 1
+    assert len(cancels(proxy)) == 1
     assert not p.exists("busy.bin")
 
 
@@ -406,8 +332,11 @@ def test_a_missing_bucket_is_a_configuration_error(gcs_emulator_url: str) -> Non
 
 
 def test_credentials_file_problems_name_the_option(tmp_path: Path, gcs_emulator_url: str, bucket: str) -> None:
-    with pytest.raises(ConfigurationError, match=r"'credentials_file'.*no such file"):
-        provider(gcs_emulator_url, bucket, credentials_file=str(tmp_path / "missing.json"))
+    # The key file is a secret: opening the destination (the receiver does) does not need it; the
+    # first client (a worker's) does, and names it.
+    missing = provider(gcs_emulator_url, bucket, credentials_file=str(tmp_path / "missing.json"))
+    with pytest.raises(MissingSecret, match=r"'credentials_file'.*no such file"):
+        missing.stat("a.bin")
     bad = tmp_path / "key.json"
     bad.write_text(json.dumps({"type": "service_account", "private_key": "SECRET-KEY-MATERIAL"}))
     p = provider(gcs_emulator_url, bucket, credentials_file=str(bad))

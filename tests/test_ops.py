@@ -131,8 +131,12 @@ def _clean_env(tmp_path: Path) -> dict[str, str]:
 
 def test_make_run_starts_on_an_empty_directory_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
-    up = subprocess.Popen([sys.executable, "-m", "archiver.cli", "up", "--port", str(port)], cwd=tmp_path,
-                          env=_clean_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    umask = os.umask(0o022)  # the usual one, under which SQLite and dbm alone make 0644 files
+    try:
+        up = subprocess.Popen([sys.executable, "-m", "archiver.cli", "up", "--port", str(port)], cwd=tmp_path,
+                              env=_clean_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    finally:
+        os.umask(umask)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -144,10 +148,18 @@ def test_make_run_starts_on_an_empty_directory_and_stops_cleanly(tmp_path: Path)
         else:
             raise AssertionError("archiver up did not become ready")
         assert (tmp_path / ".archiver" / "ledger.db").exists()
+        while not list((tmp_path / ".archiver").glob("celerybeat-schedule*")) and time.monotonic() < deadline + 60:
+            time.sleep(0.3)  # beat writes its schedule once it has started
     finally:
         up.send_signal(signal.SIGINT)
         output = up.communicate(timeout=120)[0]
     assert up.returncode == 0, output[-3000:]
+    # Webhook bodies (signed source URLs) live in these files: owner only, whatever the umask.
+    state = tmp_path / ".archiver"
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in state.iterdir()}
+    assert oct(state.stat().st_mode & 0o777) == "0o700"
+    assert {"ledger.db", "broker.db"} <= set(modes) and any(n.startswith("celerybeat-schedule") for n in modes)
+    assert set(modes.values()) == {"0o600"}, modes
     assert f"receiver  POST http://127.0.0.1:{port}/webhooks/videosdk" in output
     assert "file:./archive/{meetingId}/{sessionId}/" in output and "archiver up: stopped" in output
 

@@ -190,3 +190,65 @@ def test_unverified_mode_records_events_as_unverified(tmp_path: Path, redis_url:
         with receiver.ledger.sessions() as db:
             assert db.scalar(select(Event.signature_verified)) is False
     assert "NOT verified" in caplog.text
+
+
+class _CollectingPublisher:
+    def __init__(self) -> None:
+        self.jobs: list[int] = []
+
+    def copies(self, job_ids: list[int], **_: object) -> None:
+        self.jobs += list(job_ids)
+
+    def merge_lookup(self, *_: object) -> None: ...
+
+    def ping(self, *_: object) -> None: ...
+
+
+def test_a_value_the_ledger_cannot_store_is_400_on_every_database(tmp_path: Path, database_url: str) -> None:
+    """PostgreSQL refuses an over-long id or a NUL inside the transaction: that was a 503 ("retry
+    later") for a delivery that can never succeed. Now it is 400 naming the field, on both databases,
+    and a value of exactly the limit is stored."""
+    from starlette.testclient import TestClient
+
+    from archiver.config import load_settings
+    from archiver.ledger.database import create_ledger_engine
+    from archiver.ledger.store import Ledger
+    from archiver.receiver import create_receiver
+
+    config = tmp_path / "archiver.toml"
+    config.write_text(f'database_url = "{database_url}"\n[videosdk]\nverify_signatures = false\n'
+                      f'[[destinations]]\nname = "local"\nurl = "file://{tmp_path}/archive/{{meetingId}}/"\n')
+    settings = load_settings(config, environ={})
+    ledger, publisher = Ledger(create_ledger_engine(settings.database_url)), _CollectingPublisher()
+    client = TestClient(create_receiver(settings, ledger, publisher=publisher))
+
+    def post(body: dict) -> tuple[int, dict]:
+        answer = client.post(PATH, content=json.dumps(body), headers={"content-type": "application/json"})
+        return answer.status_code, answer.json()
+
+    track = json.loads((SAMPLES / "participant-track-recording-stopped.json").read_text())
+    refused = {
+        "data.meetingId": (stopped(meeting="m" * 201), 200),
+        "data.sessionId": ({**stopped(), "data": {**stopped()["data"], "sessionId": "s" * 201}}, 200),
+        "data.filePath": (stopped(path="/" + "p" * 1024), 1024),
+        "webhookType": ({**stopped(), "webhookType": "recording-stopped" + "x" * 90}, 100),
+        "data.kind": ({**track, "data": {**track["data"], "kind": "k" * 51}}, 50),
+        "data.participantId": ({**track, "data": {**track["data"], "participantId": "p" * 201}}, 200),
+    }
+    for field, (body, limit) in refused.items():
+        status, answer = post(body)
+        assert (status, answer.get("fields")) == (400, [f"{field}: longer than {limit} characters, the most the "
+                                                        "ledger stores"]), (field, status, answer)
+    status, answer = post(stopped(meeting="nul\x00room"))
+    assert status == 400 and answer["fields"] == ["data.meetingId: must not contain NUL characters (\\u0000)"]
+    assert publisher.jobs == [] and rows_in(ledger, Event) == 0
+
+    status, answer = post(stopped(meeting="m" * 200, path="/" + "p" * 1023))  # exactly the limits
+    assert status == 202, answer  # stored (its key is too long to render: that job fails visibly, once)
+    status, _ = post({**track, "data": {**track["data"], "kind": "k" * 50, "participantId": "p" * 200}})
+    assert status == 202 and len(ledger.jobs()) == 3
+
+
+def rows_in(ledger: object, table: type) -> int:
+    with ledger.sessions() as db:  # type: ignore[attr-defined]
+        return int(db.scalar(select(func.count()).select_from(table)) or 0)

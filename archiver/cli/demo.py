@@ -18,6 +18,7 @@ import httpx
 from archiver.cli.common import FOUND_PROBLEMS, OK, format_table
 from archiver.config import load_settings
 from archiver.demo import MEETING, demo_config, demo_key, media_bytes, signed_webhook, stand_in_cdn
+from archiver.private_files import private_dir
 from archiver.runtime import Runtime
 
 
@@ -48,7 +49,7 @@ def _ready(url: str) -> bool:
 def cmd_demo(args: argparse.Namespace) -> int:
     folder = Path(".archiver/demo").resolve()
     shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    private_dir(folder)
     port = _free_port()
     private, pem = demo_key(folder)
     config = demo_config(folder, port, pem)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from archiver.cli.common import FOUND_PROBLEMS, OK, USAGE, format_table, settings_of, since
+from archiver.destinations import require_secrets
 from archiver.runtime import Runtime
 
 STATUS_COLUMNS = ("job_id", "destination", "meeting_id", "participant_id", "state", "attempts", "bytes",
@@ -96,6 +97,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
     if unknown:
         print(f"archiver archive: no destination {', '.join(unknown)}", file=sys.stderr)
         return USAGE
+    require_secrets(d for d in settings.destinations if not args.dest or d.name in args.dest)
     runtime = Runtime.create(settings)
     failed = 0
     for path, text in bodies:

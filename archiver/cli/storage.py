@@ -9,18 +9,21 @@ from pathlib import Path
 from typing import Any
 
 from archiver.cli.common import FOUND_PROBLEMS, OK, USAGE, format_table, provider_option, settings_of
+from archiver.destinations import require_secrets
 from providers import open_provider
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     if args.target and ("://" in args.target or args.target.startswith("file:")):
         targets = [(args.target, open_provider(args.target, **dict(args.option)))]
+        targets[0][1].resolve_secrets()
     else:
         settings = settings_of(args)
         chosen = [d for d in settings.destinations if args.target in (None, d.name)]
         if not chosen:
             print(f"archiver check: no destination {args.target!r}", file=sys.stderr)
             return USAGE
+        require_secrets(chosen)  # exit 2 naming each unset variable, before any probe is written
         targets = [(d.name, d.open()) for d in chosen]
     rows: list[dict[str, Any]] = []
     for name, provider in targets:

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from archiver.cli.common import FOUND_PROBLEMS, OK, USAGE, format_table, settings_of, since
+from archiver.destinations import require_secrets
 from archiver.ledger.store import utcnow
 from archiver.recordings import RecordingKind
 from archiver.runtime import Runtime
@@ -31,7 +32,9 @@ KINDS = tuple(RecordingKind)
 def cmd_verify(args: argparse.Namespace) -> int:
     from archiver.verification import problems, verify_copies
 
-    runtime = Runtime.create(settings_of(args))
+    settings = settings_of(args)
+    require_secrets(settings.destinations)  # verify reads copies back: a missing secret is no "error" verdict
+    runtime = Runtime.create(settings)
     verdicts = verify_copies(runtime, since=args.since, deep=args.deep)
     rows = [{**v.to_json(), "job": v.job_id} for v in verdicts]
     bad = problems(verdicts)

@@ -14,6 +14,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
+from archiver.private_files import private_sqlite_file
+from archiver.redaction import mask_url
+
 DEFAULT_DATABASE_URL = "sqlite:///./.archiver/ledger.db"
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 
@@ -35,8 +38,8 @@ def create_ledger_engine(url: str = DEFAULT_DATABASE_URL) -> Engine:
     # hide_parameters: error text would otherwise carry bound values (signed source URLs, bodies).
     kwargs: dict[str, Any] = {"pool_pre_ping": True, "future": True, "hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            private_sqlite_file(parsed.database)  # 0600, and so its -wal/-shm: it holds webhook bodies
         kwargs["connect_args"] = {"timeout": 30}
     engine = create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
@@ -103,6 +106,6 @@ def require_current_schema(engine: Engine) -> None:
     """Refuse to run against a schema that is behind the code, saying what to run."""
     current, head = current_revision(engine), head_revision()
     if current != head:
-        where = engine.url.render_as_string(hide_password=True)
+        where = mask_url(engine.url.render_as_string(hide_password=False))
         state = "is empty" if current is None else f"is at revision {current}"
         raise SchemaBehind(f"the ledger at {where} {state}; this version needs {head}: run `archiver db upgrade`")

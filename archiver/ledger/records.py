@@ -69,7 +69,13 @@ class JobRecord:
     storage: str = "videosdk"
 
     def to_json(self) -> dict[str, Any]:
+        """The job as shown (`archiver status --json`, the demo): the source URL without its query
+        string, which carries the CDN's signed-URL token. `source_url` itself keeps it: the worker
+        downloads from it."""
+        from archiver.ssrf import redact
+
         data = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
+        data["source_url"] = redact(self.source_url)
         data["error"] = f"{self.error_code}: {self.error_message}" if self.error_code else None
         return data
 
@@ -120,9 +126,13 @@ class LookupRecord:
 
 
 VERIFY_CODES = ("verify_mismatch", "verify_missing")  # the error codes only `verify` sets and clears
+CLEARED_BY_VERIFY = (*VERIFY_CODES, "unverified")
 # A succeeded copy whose source never proved its length (no Content-Length, chunked end, Content-Range
 # total or VideoSDK size): set by the copy job, cleared by reconcile once VideoSDK's size agrees.
 SIZE_UNPROVEN = "size_unproven"
+# A succeeded copy that the destination would not let us read back after the commit (write-only
+# credentials): set by the copy job, cleared by `archiver verify` once it can read the object.
+UNVERIFIED = "unverified"
 
 
 def job_record(job: CopyJob, f: RecordingFile) -> JobRecord:

@@ -17,7 +17,7 @@ from .database import read_only, session_factory
 from .files import insert_or_get, record_file, record_job
 from .models import CopyJob, Deletion, Event, JobAttempt, RecordingFile
 from .records import (
-    VERIFY_CODES,
+    CLEARED_BY_VERIFY,
     Accepted,
     CopyState,
     FileRecord,
@@ -246,7 +246,7 @@ class Ledger:
         """The copy matched: set verified_at and clear an error an earlier verify set (only those:
         a size_mismatch from reconcile is about the source, which this check did not look at)."""
         with self.sessions.begin() as db:
-            db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.error_code.in_(VERIFY_CODES))
+            db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.error_code.in_(CLEARED_BY_VERIFY))
                        .values(error_code=None, error_message=None))
             return bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.state == "succeeded")
                                    .values(verified_at=utcnow())).rowcount)

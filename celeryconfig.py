@@ -66,7 +66,7 @@ def build(settings: Settings) -> dict[str, Any]:
         "task_default_routing_key": "archive",
         "task_routes": {
             "archiver.accept_event": {"queue": "events", "routing_key": "events"},
-            "archiver.resolve_merge": {"queue": "events", "routing_key": "events"},
+            "archiver.run_lookup": {"queue": "events", "routing_key": "events"},
             "archiver.copy_file": {"queue": "archive", "routing_key": "archive"},
             "archiver.sweep_leases": {"queue": "maintenance", "routing_key": "maintenance"},
             "archiver.reconcile": {"queue": "maintenance", "routing_key": "maintenance"},

@@ -48,9 +48,12 @@ class Publisher:
         self._broker_folder()
         self.app.send_task("archiver.accept_event", (body, source, verified), queue="events", routing_key="events")
 
-    def merge_lookup(self, event_id: int) -> None:
-        self._broker_folder()
-        self.app.send_task("archiver.resolve_merge", (event_id,), queue="events", routing_key="events")
+    def lookups(self, lookup_ids: Sequence[int], *, countdown: float | None = None) -> None:
+        if lookup_ids:
+            self._broker_folder()
+        for lookup_id in lookup_ids:
+            self.app.send_task("archiver.run_lookup", (lookup_id,), countdown=countdown, queue="events",
+                               routing_key="events")
 
     def ping(self, timeout: float = 2.0) -> None:
         """Raise if the broker cannot be reached within `timeout` seconds."""

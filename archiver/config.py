@@ -7,16 +7,19 @@ provider option must come as `<option>_env = "VARIABLE"` or from the SDK's own c
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from archiver.destinations import Destination, parse_destination
+from providers import ConfigurationError, StorageProvider, open_provider, provider_class, split_url
+from providers.options import COMMON_OPTIONS
 
 DEFAULT_BROKER_URL = "sqla+sqlite:///./.archiver/broker.db"
 DEFAULT_DATABASE_URL = "sqlite:///./.archiver/ledger.db"
@@ -71,6 +74,18 @@ class VideoSDKSettings:
     rooms: tuple[str, ...] = ()  # always reconciled, even when no webhook named them
     timeout: float = 30.0
     key_refetch_seconds: float = 60.0  # after a mismatch, the key is fetched again at most this often
+    # The customer's own bucket that VideoSDK writes recordings to (fileUrl null or on its host), as a
+    # source: a provider URL with its options, validated like a destination's.
+    storage: StorageSource | None = None
+
+
+@dataclass(frozen=True)
+class StorageSource:
+    url: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def open(self) -> StorageProvider:
+        return open_provider(self.url, **self.options)
 
 
 @dataclass(frozen=True)
@@ -213,9 +228,11 @@ def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
     if retention.delete_from_videosdk not in RETENTION_MODES:
         problems.append(f"retention.delete_from_videosdk: must be one of {', '.join(map(repr, RETENTION_MODES))}, "
                         f"got {retention.delete_from_videosdk!r}")
+    storage = _storage_source(raw.get("videosdk", {}), problems)
     videosdk = _section(raw, "videosdk", VideoSDKSettings, {
         "api_base": str, "api_key": str, "webhook_public_key": str, "verify_signatures": bool, "rooms": list,
-        "timeout": (int, float), "key_refetch_seconds": (int, float)}, problems)
+        "timeout": (int, float), "key_refetch_seconds": (int, float), "storage": (str, dict)}, problems)
+    videosdk = dataclasses.replace(videosdk, storage=storage)
     receiver = _section(raw, "receiver", ReceiverSettings, {"host": str, "port": int, "path": str,
                                                             "max_body_bytes": int}, problems)
     if not receiver.path.startswith("/"):
@@ -279,3 +296,28 @@ def _section(raw: dict[str, Any], name: str, cls: Any, keys: dict[str, Any], pro
     if values.get("max_attempts", 1) < 1:
         problems.append(f"{name}.max_attempts: must be at least 1")
     return cls(**values)
+
+
+def _storage_source(table: Any, problems: list[str]) -> StorageSource | None:
+    """``storage = "s3://bucket"`` or ``[videosdk.storage]`` with ``url`` and provider options (secrets only
+    as ``<option>_env``, exactly as for destinations)."""
+    if not isinstance(table, dict) or table.get("storage") is None:
+        return None
+    value = table["storage"]
+    where = "videosdk.storage"
+    if isinstance(value, str):
+        value = {"url": value}
+    if not isinstance(value, dict) or not isinstance(value.get("url"), str):
+        problems.append(f"{where}: must be a storage URL (e.g. \"s3://bucket\") or a table with url = ...")
+        return None
+    url, options = value["url"], {k: v for k, v in value.items() if k != "url"}
+    try:
+        spec = {**COMMON_OPTIONS, **provider_class(split_url(url)[0]).options_spec}
+        secrets = [k for k in options if k in spec and spec[k].secret]
+        problems += [f"{where}.{k}: secrets are not read from the config file; set {k}_env = \"VARIABLE\""
+                     for k in secrets]
+        open_provider(url, **options)  # validates every option; no network until first use
+    except ConfigurationError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+    return StorageSource(url=url, options=options)

@@ -7,21 +7,27 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from archiver.recordings import ANNOUNCED_BY
 from archiver.templates import PathTemplate, TemplateError, parse_template
 from providers import ConfigurationError, MissingSecret, StorageProvider, open_provider, provider_class, split_url
 from providers.options import COMMON_OPTIONS
 
-ARCHIVABLE_TYPES = frozenset({"recording-stopped", "participant-recording-stopped",
-                              "participant-track-recording-stopped", "merge-recording-completed"})
+# The webhook type each recording kind is planned as (archiver.recordings.ANNOUNCED_BY): what a
+# destination's `events` may name.
+ARCHIVABLE_TYPES = frozenset(ANNOUNCED_BY.values())
 # Template variables that a file announced by each type never has (shared/reference/videosdk.md,
-# section 1: room recordings name no participant and no track kind; webhooks carry no recording id,
-# which only reconcile and the merge lookup learn). A template that names one of them without a
-# default can never render for that type: every such file would fail with `template`.
+# sections 1 and 2: room and composite recordings name no participant and no track kind, merged
+# audio no participant). A template that names one of them without a default can never render for
+# that type: every such file would fail with `template`. (A recording id is known for some files of
+# every type, from the webhook's `id`, a lookup or reconcile, so it is not refused here.)
 NEVER_SET: dict[str, frozenset[str]] = {
     "recording-stopped": frozenset({"participantId", "kind"}),
-    "participant-recording-stopped": frozenset({"kind", "recordingId"}),
-    "participant-track-recording-stopped": frozenset({"recordingId"}),
+    "participant-recording-stopped": frozenset({"kind"}),
+    "participant-track-recording-stopped": frozenset(),
     "merge-recording-completed": frozenset({"participantId"}),
+    "composite-recording-stopped": frozenset({"participantId", "kind"}),
+    "transcoding-completed": frozenset({"participantId", "kind"}),
+    "transcription-stopped": frozenset({"participantId"}),
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _DESTINATION_KEYS = {"name", "url", "events", "manifest", "overwrite"}

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from archiver.limits_edge import storage_problems
+from archiver.recordings import RecordingFile, RecordingKind
 
 __all__ = [
     "KNOWN_TYPES",
     "RECORDING_TYPES",
     "EventValidationError",
+    "Lookup",
     "RecordingFile",
     "WebhookEvent",
     "dedupe_key",
@@ -35,47 +36,50 @@ __all__ = [
 class _Spec:
     required: tuple[str, ...]  # string fields that must be present (and non-empty)
     optional: tuple[str, ...] = ()  # string fields that may be absent but must be strings when present
-    files: str | None = None  # "single": data.filePath/fileUrl; "details": data.fileDetails[]
+    files: str | None = None  # "single": data.filePath/fileUrl; "details": data.fileDetails[]; "maybe": either, or none
+    kind: RecordingKind | None = None  # the kind of recording whose files (or lookup) this type announces
+    lookup: bool = False  # the files are looked up through the REST API by data.id (when the body names none)
 
 
 _ROOM = ("meetingId", "sessionId")
 _PART = (*_ROOM, "participantId")
 _TRACK = (*_PART, "kind")
-_MERGE = ("id", *_ROOM)
+_WITH_ID = ("id", *_ROOM)
+_STATES = ("starting", "started", "stopping")
 
 # fileFormat is listed as 'fileFormat ("webm")' on state-only participant events. It carries nothing the
 # archiver needs, so a missing one is tolerated (typed when present) rather than turning a harmless
 # state notification into a rejected delivery. merge-recording-failed's message is documented optional.
+# Recording events may carry a resource `id` (reference section 1): typed when present, kept as the
+# recording id. Composite events are named in secondary sources only: "like the room events, plus a
+# resource id"; a stopped/completed one without a file is looked up by that id.
 _SPECS: dict[str, _Spec] = {
-    **{t: _Spec(_ROOM) for t in ("recording-starting", "recording-started", "recording-stopping")},
-    "recording-stopped": _Spec((*_ROOM, "filePath", "fileUrl"), files="single"),
-    "recording-failed": _Spec(_ROOM),
-    **{
-        f"participant-recording-{s}": _Spec(_PART, optional=("fileFormat",))
-        for s in ("starting", "started", "stopping")
-    },
-    "participant-recording-stopped": _Spec(_PART, files="details"),
-    "participant-recording-failed": _Spec(_PART),
-    **{f"participant-track-recording-{s}": _Spec(_TRACK) for s in ("starting", "started", "stopping", "failed")},
-    "participant-track-recording-stopped": _Spec(_TRACK, files="details"),
-    "merge-recording-completed": _Spec(_MERGE),
-    "merge-recording-failed": _Spec(_MERGE, optional=("message",)),
+    **{f"recording-{s}": _Spec(_ROOM, ("id",)) for s in _STATES},
+    "recording-stopped": _Spec(_ROOM, ("id",), files="single", kind=RecordingKind.ROOM),
+    "recording-failed": _Spec(_ROOM, ("id",)),
+    **{f"participant-recording-{s}": _Spec(_PART, ("fileFormat", "id")) for s in _STATES},
+    "participant-recording-stopped": _Spec(_PART, ("id",), files="details", kind=RecordingKind.PARTICIPANT),
+    "participant-recording-failed": _Spec(_PART, ("id",)),
+    **{f"participant-track-recording-{s}": _Spec(_TRACK, ("fileFormat", "id")) for s in (*_STATES, "failed")},
+    "participant-track-recording-stopped": _Spec(_TRACK, ("id",), files="details", kind=RecordingKind.TRACK),
+    "merge-recording-completed": _Spec(_WITH_ID, kind=RecordingKind.MERGE, lookup=True),
+    "merge-recording-failed": _Spec(_WITH_ID, ("message",)),
+    **{f"transcription-{s}": _Spec(_WITH_ID, ("type",)) for s in ("started", "failed")},
+    # only type "post" produces files (the transcript and summary); "realtime" is a state
+    "transcription-stopped": _Spec(_WITH_ID, ("type",), kind=RecordingKind.TRANSCRIPT, lookup=True),
+    **{f"composite-recording-{s}": _Spec(_ROOM, ("id",)) for s in _STATES},
+    "composite-recording-stopped": _Spec(_WITH_ID, files="maybe", kind=RecordingKind.COMPOSITE, lookup=True),
+    "composite-recording-failed": _Spec(_ROOM, ("id",)),
+    "composite-merge-started": _Spec(_ROOM, ("id",)),
+    "composite-merge-completed": _Spec(_WITH_ID, files="maybe", kind=RecordingKind.COMPOSITE, lookup=True),
+    "composite-merge-failed": _Spec(_ROOM, ("id", "message")),
 }
 
 RECORDING_TYPES: frozenset[str] = frozenset(_SPECS)
 # Named in the reference as "acknowledge and ignore"; the hls-*/livestream-*/... families cannot be listed.
 _IGNORED_NAMED = frozenset({"session-started", "session-ended", "participant-joined", "participant-left"})
 KNOWN_TYPES: frozenset[str] = RECORDING_TYPES | _IGNORED_NAMED
-
-_FAILURE_TYPES = frozenset(
-    {
-        "recording-failed",
-        "participant-recording-failed",
-        "participant-track-recording-failed",
-        "merge-recording-failed",
-    }
-)
-_MERGE_TYPES = frozenset({"merge-recording-completed", "merge-recording-failed"})
+_FAILURE_TYPES = frozenset(t for t in _SPECS if t.endswith("-failed"))
 
 
 class EventValidationError(ValueError):
@@ -87,28 +91,11 @@ class EventValidationError(ValueError):
 
 
 @dataclass(frozen=True)
-class RecordingFile:
-    """One archivable file announced by a webhook (or found by reconcile, which also knows recording_id)."""
+class Lookup:
+    """A recording that the webhook names only by id: its files are fetched through the REST API."""
 
-    meeting_id: str
-    session_id: str
-    participant_id: str | None
-    kind: str | None
-    file_path: str
-    file_url: str
-    webhook_type: str
-    recording_id: str | None = None
-
-    @property
-    def filename(self) -> str:
-        """Base name of file_path; falls back to the (percent-decoded) last URL path segment.
-
-        The result is untrusted text: templates re-check it before it becomes part of a key.
-        """
-        name = posixpath.basename(self.file_path)
-        if not name:
-            name = unquote(posixpath.basename(urlsplit(self.file_url).path))
-        return name
+    kind: RecordingKind
+    resource_id: str
 
 
 @dataclass(frozen=True)
@@ -120,8 +107,15 @@ class WebhookEvent:
     participant_id: str | None
     files: tuple[RecordingFile, ...]
     failure: bool
-    merge_id: str | None
+    lookup: Lookup | None
     archivable: bool
+
+    @property
+    def merge_id(self) -> str | None:
+        """The merge's id for merge events (the lookup id of a completed one, the id of a failed one)."""
+        if self.lookup is not None and self.lookup.kind is RecordingKind.MERGE:
+            return self.lookup.resource_id
+        return _optional_str(self.data, "id") if self.webhook_type.startswith("merge-") else None
 
 
 class _NonFiniteNumber(ValueError):
@@ -179,8 +173,11 @@ def _string(
     return value
 
 
-def _url(data: Mapping[str, Any], path: str, errors: list[str]) -> str | None:
-    value = _string(data, "fileUrl", path, errors, required=True)
+def _url(data: Mapping[str, Any], path: str, errors: list[str], name: str = "fileUrl") -> str | None:
+    """An absolute http(s) URL, or None when the field is null (the file is in the customer's storage)."""
+    if name in data and data[name] is None:
+        return None
+    value = _string(data, name, path, errors, required=True)
     if value is None:
         return None
     # Shape only: which hosts may be fetched (SSRF policy) is decided by the downloader, not here.
@@ -191,7 +188,10 @@ def _url(data: Mapping[str, Any], path: str, errors: list[str]) -> str | None:
     return value
 
 
-def _file_details(data: Mapping[str, Any], errors: list[str]) -> list[tuple[str, str]]:
+_Pair = tuple[str, str | None]  # (filePath, fileUrl or None)
+
+
+def _file_details(data: Mapping[str, Any], errors: list[str]) -> list[_Pair]:
     if "fileDetails" not in data:
         errors.append("data.fileDetails: required")
         return []
@@ -205,16 +205,43 @@ def _file_details(data: Mapping[str, Any], errors: list[str]) -> list[tuple[str,
         # anomaly visible (logged 4xx) while the scheduled reconcile still finds any file that does exist.
         errors.append("data.fileDetails: must not be empty")
         return []
-    found: list[tuple[str, str]] = []
+    found: list[_Pair] = []
     for i, entry in enumerate(details):
         base = f"data.fileDetails[{i}]"
         if not isinstance(entry, Mapping):
             errors.append(f"{base}: must be an object")
             continue
+        before = len(errors)
         file_path = _string(entry, "filePath", f"{base}.filePath", errors, required=True)
         file_url = _url(entry, f"{base}.fileUrl", errors)
-        if file_path is not None and file_url is not None:
+        if file_path is not None and len(errors) == before:
             found.append((file_path, file_url))
+    return found
+
+
+def _single(data: Mapping[str, Any], errors: list[str]) -> list[_Pair]:
+    before = len(errors)
+    file_path = _string(data, "filePath", "data.filePath", errors, required=True)
+    file_url = _url(data, "data.fileUrl", errors)
+    return [(file_path, file_url)] if file_path is not None and len(errors) == before else []
+
+
+def _encryption(data: Mapping[str, Any], errors: list[str]) -> list[_Pair]:
+    """``encryption: {keyUrl, metaUrl}``: without both files the media cannot be decrypted, so each is a
+    file of the recording, archived beside it (named by its URL's last path segment)."""
+    value = data.get("encryption")
+    if value is None:
+        return []
+    if not isinstance(value, Mapping):
+        errors.append("data.encryption: must be an object")
+        return []
+    found: list[_Pair] = []
+    for name in ("keyUrl", "metaUrl"):
+        if value.get(name) is None:
+            continue
+        url = _url(value, f"data.encryption.{name}", errors, name=name)
+        if url is not None:
+            found.append((urlsplit(url).path, url))
     return found
 
 
@@ -223,13 +250,19 @@ def _optional_str(data: Mapping[str, Any], name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _envelope(obj: Mapping[str, Any], errors: list[str]) -> str | None:
+    # VideoSDK's own SDK accepts `type` where the documented envelope says `webhookType`.
+    name = "webhookType" if "webhookType" in obj or "type" not in obj else "type"
+    return _string(obj, name, name, errors, required=True)
+
+
 def parse_event(body: bytes | str | Mapping[str, Any]) -> WebhookEvent:
     """Decode and validate one webhook body; raises EventValidationError listing every problem."""
     obj = _load(body)
     if not isinstance(obj, Mapping):
         raise EventValidationError(["body: must be a JSON object"])
     errors: list[str] = []
-    webhook_type = _string(obj, "webhookType", "webhookType", errors, required=True)
+    webhook_type = _envelope(obj, errors)
     data = obj.get("data")
     if "data" not in obj:
         errors.append("data: required")
@@ -244,50 +277,38 @@ def parse_event(body: bytes | str | Mapping[str, Any]) -> WebhookEvent:
     spec = _SPECS.get(webhook_type)
     if spec is None:
         # Unknown or "acknowledge and ignore" type: never rejected, ids picked up only if well-typed.
-        return WebhookEvent(
-            webhook_type=webhook_type,
-            data=MappingProxyType(dict(data)),
-            meeting_id=_optional_str(data, "meetingId"),
-            session_id=_optional_str(data, "sessionId"),
-            participant_id=_optional_str(data, "participantId"),
-            files=(),
-            failure=False,
-            merge_id=None,
-            archivable=False,
-        )
+        return WebhookEvent(webhook_type=webhook_type, data=MappingProxyType(dict(data)),
+                            meeting_id=_optional_str(data, "meetingId"), session_id=_optional_str(data, "sessionId"),
+                            participant_id=_optional_str(data, "participantId"), files=(), failure=False,
+                            lookup=None, archivable=False)
 
-    fields: dict[str, str | None] = {}
-    for name in spec.required:
-        if spec.files == "single" and name == "fileUrl":
-            fields[name] = _url(data, "data.fileUrl", errors)
-        else:
-            fields[name] = _string(data, name, f"data.{name}", errors, required=True)
+    fields = {name: _string(data, name, f"data.{name}", errors, required=True) for name in spec.required}
     for name in spec.optional:
-        _string(data, name, f"data.{name}", errors, required=False, nonempty=False)
-    pairs: list[tuple[str, str]] = []
-    if spec.files == "details":
+        fields[name] = _string(data, name, f"data.{name}", errors, required=False, nonempty=False)
+    pairs: list[_Pair] = []
+    if spec.files == "details" or (spec.files == "maybe" and "fileDetails" in data):
         pairs = _file_details(data, errors)
-    elif spec.files == "single" and fields["filePath"] is not None and fields["fileUrl"] is not None:
-        pairs = [(fields["filePath"], fields["fileUrl"])]
+    elif spec.files == "single" or (spec.files == "maybe" and ("filePath" in data or "fileUrl" in data)):
+        pairs = _single(data, errors)
+    if pairs:
+        pairs += _encryption(data, errors)
     if errors:
         raise EventValidationError(errors)
 
     meeting_id, session_id = fields["meetingId"], fields["sessionId"]
     assert meeting_id is not None and session_id is not None
-    participant_id = fields.get("participantId")
-    kind = fields.get("kind")
+    participant_id, resource_id = fields.get("participantId"), fields.get("id")
+    kind = spec.kind or RecordingKind.ROOM
     files = tuple(
-        RecordingFile(
-            meeting_id=meeting_id,
-            session_id=session_id,
-            participant_id=participant_id,
-            kind=kind,
-            file_path=path,
-            file_url=url,
-            webhook_type=webhook_type,
-        )
-        for path, url in pairs
-    )
+        RecordingFile(meeting_id=meeting_id, session_id=session_id, participant_id=participant_id,
+                      kind=fields.get("kind"), file_path=path, file_url=url, webhook_type=webhook_type,
+                      recording_id=resource_id or None, recording_kind=kind)
+        for path, url in pairs)
+    lookup = None
+    # A transcription's files exist only for post-call transcription ("realtime" is a state).
+    post = spec.kind is not RecordingKind.TRANSCRIPT or fields.get("type") in (None, "post")
+    if spec.lookup and not files and resource_id and spec.kind is not None and post:
+        lookup = Lookup(spec.kind, resource_id)
     return WebhookEvent(
         webhook_type=webhook_type,
         data=MappingProxyType(dict(data)),
@@ -296,9 +317,9 @@ def parse_event(body: bytes | str | Mapping[str, Any]) -> WebhookEvent:
         participant_id=participant_id,
         files=files,
         failure=webhook_type in _FAILURE_TYPES,
-        merge_id=fields["id"] if webhook_type in _MERGE_TYPES else None,
-        # A completed merge names no file; the worker must look it up by id, so it is still work to do.
-        archivable=bool(files) or webhook_type == "merge-recording-completed",
+        lookup=lookup,
+        # A lookup names no file yet; the worker must fetch it by id, so it is still work to do.
+        archivable=bool(files) or lookup is not None,
     )
 
 

@@ -65,7 +65,7 @@ def key_cache(settings: Settings) -> KeyCache | None:
 
 def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
                     ledger_ping: Callable[[], None] | None = None) -> Starlette:
-    intake = WebhookIntake(settings, ledger, publish_copies=publisher.copies, publish_merge=publisher.merge_lookup,
+    intake = WebhookIntake(settings, ledger, publish_copies=publisher.copies, publish_lookups=publisher.lookups,
                            keys=key_cache(settings))
     registry = CollectorRegistry()
     requests = Counter("archiver_webhook_requests", "Webhook requests by HTTP status and webhook type",

@@ -19,6 +19,9 @@ from archiver.ledger.store import Ledger
 from archiver.source import SourcePolicy
 from providers import StorageProvider
 
+# Its key among the cached providers: "<" is never in a destination's name.
+_SOURCE_STORAGE = "<videosdk.storage>"
+
 
 @dataclass
 class Runtime:
@@ -49,6 +52,16 @@ class Runtime:
         return SourcePolicy(allow_hosts=s.allow_hosts, allow_private_addresses=s.allow_private_addresses,
                             allow_http=s.allow_http, allowed_networks=s.allowed_networks,
                             not_found_grace=s.not_found_grace_minutes * 60)
+
+    def source_storage(self) -> StorageProvider | None:
+        """The customer's bucket that VideoSDK writes to (``[videosdk] storage``), as a source; None when
+        not configured. One provider per process, like the destinations'."""
+        storage = self.settings.videosdk.storage
+        if storage is None:
+            return None
+        if _SOURCE_STORAGE not in self._providers:
+            self._providers[_SOURCE_STORAGE] = storage.open()
+        return self._providers[_SOURCE_STORAGE]
 
     def provider(self, destination: Destination) -> StorageProvider:
         if destination.name not in self._providers:

@@ -21,7 +21,9 @@ import httpx
 from httpcore._sync.http11 import HTTP11Connection
 
 from archiver import ssrf
+from archiver.formats import Format
 from archiver.source_status import (
+    MEDIA,
     PermanentSourceError,
     SourceChanged,
     SourceError,
@@ -32,7 +34,7 @@ from archiver.source_status import (
 from archiver.source_stream import REPORTED, SourceStream, framing, guarded_get
 
 __all__ = ["PermanentSourceError", "SourceChanged", "SourceError", "SourcePolicy", "SourceStream",
-           "TransientSourceError", "check_url", "open_source"]
+           "TransientSourceError", "check_url", "new_client", "open_source"]
 
 # httpcore reads a response 64 KiB per socket read, and each read is a trip through httpcore and h11
 # in Python. With 256 KiB reads, streaming 1 GiB over loopback http and hashing it took 1.2 s of CPU
@@ -84,22 +86,30 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+def new_client() -> httpx.Client:
+    """A client for ``open_source(client=...)``: several downloads from one host (an HLS recording's
+    pieces) then share connections. The caller closes it."""
+    # trust_env=False: a proxy from the environment would connect on our behalf and make the
+    # address pinning meaningless
+    return httpx.Client(trust_env=False, follow_redirects=False, verify=_tls_context())
+
+
 def open_source(url: str, policy: SourcePolicy, *, expected_size: int | None = None,
                 announced_at: datetime | None = None, client: httpx.Client | None = None,
-                resolver: ssrf.Resolver | None = None) -> SourceStream:
+                resolver: ssrf.Resolver | None = None, declared: Format = MEDIA) -> SourceStream:
     """Open ``url`` for streaming.
 
     ``expected_size``: the file's length in bytes if known elsewhere (VideoSDK's REST ``file.size``);
     a served length that differs is a ``length_mismatch``. ``announced_at``: when the webhook naming
     the file came (timezone-aware, or naive UTC); within ``policy.not_found_grace`` seconds of it a
     401/403/404/410 is transient (``not_found_yet``). ``resolver`` (host, port) -> IPs defaults to
-    getaddrinfo. Raises SourceError (see ``archiver.source_status``)."""
+    getaddrinfo. ``declared``: the file's format by its name (``archiver.formats.declared_format``),
+    which decides what a served Content-Type may be (a JSON transcript is JSON; an .mp4 never is).
+    Raises SourceError (see ``archiver.source_status``)."""
     parsed = _checked_url(url, policy)
     owns_client = client is None
     if client is None:
-        # trust_env=False: a proxy from the environment would connect on our behalf and make the
-        # address pinning meaningless
-        client = httpx.Client(trust_env=False, follow_redirects=False, verify=_tls_context())
+        client = new_client()
     try:
         nets = _EVERYWHERE if policy.allow_private_addresses else policy.allowed_networks
         guard = ssrf.GuardedClient(
@@ -109,7 +119,7 @@ def open_source(url: str, policy: SourcePolicy, *, expected_size: int | None = N
             timeout=httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout))
         response, final = guarded_get(guard, parsed, {})
         try:
-            _check_first(response, final, parsed, policy, expected_size, announced_at)
+            _check_first(response, final, parsed, policy, expected_size, announced_at, declared)
             return SourceStream(parsed, policy, guard, response, final, owns_client,
                                 expected_size=expected_size, announced_at=announced_at)
         except BaseException:
@@ -122,7 +132,7 @@ def open_source(url: str, policy: SourcePolicy, *, expected_size: int | None = N
 
 
 def _check_first(response: httpx.Response, final: httpx.URL, original: httpx.URL, policy: SourcePolicy,
-                 expected_size: int | None, announced_at: datetime | None) -> None:
+                 expected_size: int | None, announced_at: datetime | None, declared: Format) -> None:
     """Raise unless the answer to the first, unranged GET is a 200 that may be the recording."""
     where, status = ssrf.redact(final), response.status_code
     if status == 206:  # a part is not the file, and we asked for no part
@@ -130,9 +140,9 @@ def _check_first(response: httpx.Response, final: httpx.URL, original: httpx.URL
                                    "to a request without Range", code="bad_range")
     if status != 200:
         raise status_error(status, final, original, announced_at=announced_at, grace=policy.not_found_grace)
-    check_body(response, where)
+    check_body(response, where, declared)
     if expected_size is not None and framing(response) == "length":
-        declared = int(response.headers["content-length"])
-        if declared != expected_size:
-            raise TransientSourceError(f"{where}: Content-Length is {declared} but {REPORTED} is "
+        length = int(response.headers["content-length"])
+        if length != expected_size:
+            raise TransientSourceError(f"{where}: Content-Length is {length} but {REPORTED} is "
                                        f"{expected_size}", code="length_mismatch")

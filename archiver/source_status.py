@@ -15,6 +15,9 @@ from datetime import UTC, datetime
 import httpx
 
 from archiver import ssrf
+from archiver.formats import FORMATS, Format, refusal
+
+MEDIA = FORMATS["mp4"]  # what a file of no stated format is judged as: a recording
 
 # Said in every final "the file is not there / not ours to read" message: what the operator can do.
 _WHAT_TO_DO = ("check the recording in VideoSDK's dashboard (or `archiver reconcile --room ROOM`); "
@@ -114,13 +117,14 @@ def status_error(status: int, url: httpx.URL, original: httpx.URL, *, announced_
                                 "check the webhook's fileUrl", code="http_status")
 
 
-def check_body(response: httpx.Response, where: str) -> None:
-    """Refuse a 200 that is plausibly not the recording: an error page, JSON, an encoded body."""
-    media = response.headers.get("content-type", "").split(";")[0].strip().lower()
+def check_body(response: httpx.Response, where: str, declared: Format = MEDIA) -> None:
+    """Refuse a 200 that is plausibly not the file: an error page or document (judged by the file's
+    ``declared`` format, see ``archiver.formats.refusal``), an encoded body."""
     # A broken or expired link answers 200 with an error page; archiving that as the recording
     # would be worse than failing.
-    if media in ("text/html", "application/xhtml+xml", "application/json") or media.endswith("+json"):
-        raise PermanentSourceError(f"{where}: Content-Type {media} is not a recording", code="content_type")
+    refused = refusal(declared, response.headers.get("content-type"))
+    if refused is not None:
+        raise PermanentSourceError(f"{where}: {refused}", code="content_type")
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         # we ask for identity; an encoded body would be archived encoded and its length/ranges

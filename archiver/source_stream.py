@@ -71,6 +71,8 @@ class SourceStream(io.RawIOBase):
     (the caller records the copy as unproven). SourceErrors are sticky: a read after one raises it again.
     """
 
+    expected_sha256: str | None = None  # an HTTP source vouches for no digest (VideoSDK's CDN sends none)
+
     def __init__(self, original: httpx.URL, policy: SourcePolicy, guard: ssrf.GuardedClient,
                  response: httpx.Response, final: httpx.URL, owns_client: bool, *,
                  expected_size: int | None, announced_at: datetime | None) -> None:

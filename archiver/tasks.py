@@ -5,16 +5,15 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from celery import Task
 from celery.utils.log import get_task_logger
 
 from archiver.celery_app import app, publisher
 from archiver.copy_job import run_copy_job
 from archiver.intake import accept_event
-from archiver.merge import resolve_merge
+from archiver.lookup import run_lookup
 from archiver.metrics import IN_FLIGHT, observe_copy
 from archiver.runtime import get_runtime
-from archiver.videosdk_api import VideoSDKClient, VideoSDKError
+from archiver.videosdk_api import VideoSDKClient
 
 log = get_task_logger(__name__)
 # Intake publishes before its transaction commits; a worker can be faster than the commit.
@@ -44,9 +43,8 @@ def accept_event_task(body: str, source: str = "replay", verified: bool = False)
 
     runtime = get_runtime()
     event = parse_event(body)
-    merge = publisher.merge_lookup if event.merge_id and event.webhook_type == "merge-recording-completed" else None
     _, accepted = accept_event(runtime.ledger, runtime.settings, body, verified=verified, source=source,
-                               event=event, publish=publisher.copies, on_new_event=merge)
+                               event=event, publish=publisher.copies, publish_lookups=publisher.lookups)
     return list(accepted.created)
 
 
@@ -55,24 +53,26 @@ def sweep_leases() -> list[int]:
     """Re-enqueue jobs whose worker died or whose message was lost; a job whose message is still
     queued is simply skipped by `claim`, so a double enqueue costs nothing."""
     runtime = get_runtime()
-    stale = runtime.ledger.stale_jobs(timedelta(seconds=runtime.settings.retry.max_delay + 300))
+    unchanged = timedelta(seconds=runtime.settings.retry.max_delay + 300)
+    stale = runtime.ledger.stale_jobs(unchanged)
+    if runtime.settings.videosdk.storage is not None:
+        # The customer's storage is configured as a source now: copies held for it can run.
+        stale += runtime.ledger.requeue(held=True)
     publisher.copies(stale)
+    publisher.lookups(runtime.ledger.lookups.stale(unchanged))
     return stale
 
 
-@app.task(name="archiver.resolve_merge", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=10)
-def resolve_merge_task(self: Task, event_id: int) -> list[int]:
-    """Look up a merged recording by id and archive its file(s); retried while VideoSDK is unavailable."""
+@app.task(name="archiver.run_lookup", acks_late=True, reject_on_worker_lost=True)
+def run_lookup_task(lookup_id: int) -> str:
+    """Fetch a recording a webhook named only by id and record its files; retried with backoff."""
     runtime = get_runtime()
-    try:
-        with VideoSDKClient.from_settings(runtime.settings) as client:
-            accepted = resolve_merge(runtime, event_id, client, publisher.copies)
-    except VideoSDKError as exc:
-        if not exc.retryable:
-            log.error("merge lookup for event %s failed for good: %s", event_id, exc)
-            return []
-        raise self.retry(exc=exc, countdown=min(600, 30 * 2 ** self.request.retries)) from exc
-    return list(accepted.created)
+    with VideoSDKClient.from_settings(runtime.settings) as client:
+        outcome = run_lookup(runtime, lookup_id, client, publisher.copies)
+    if outcome.retry_in is not None:
+        publisher.lookups([lookup_id], countdown=outcome.retry_in)
+    log.info("lookup %s: %s%s", lookup_id, outcome.state, f" ({outcome.error})" if outcome.error else "")
+    return outcome.state
 
 
 @app.task(name="archiver.reconcile")
@@ -85,9 +85,9 @@ def reconcile_task() -> dict[str, object]:
         report = reconcile(runtime.ledger, runtime.settings, client, publisher.copies,
                            since=window(runtime.settings))
     summary = {k: v for k, v in report.to_json().items() if k != "rooms"}
-    errors = {r.room: r.error for r in report.rooms if r.error}
-    (log.warning if report.found_anything else log.info)("reconcile: %s%s", summary,
-                                                         f"; failed rooms: {errors}" if errors else "")
+    errors = {f"{r.room} {kind}": error for r in report.rooms for kind, error in r.errors.items()}
+    (log.error if report.error else log.warning if report.found_anything else log.info)(
+        "reconcile: %s%s", report.summary(), f"; failed listings: {errors}" if errors else "")
     return summary
 
 

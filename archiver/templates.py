@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from archiver.events import RecordingFile
+from archiver.recordings import RecordingFile
 
 __all__ = ["MAX_KEY_BYTES", "VARIABLES", "PathTemplate", "RenderError", "TemplateError", "parse_template"]
 

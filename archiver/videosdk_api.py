@@ -1,4 +1,6 @@
-"""Client for VideoSDK's REST API: list, fetch and delete recordings, merge results, the webhook key.
+"""Client for VideoSDK's REST API: list, fetch and delete recordings of every kind, list rooms and
+sessions, fetch the webhook key. Paths come from ``videosdk_items.ENDPOINTS`` (below the API's origin:
+recordings under /v2, transcripts under /ai/v1); paging from ``videosdk_paging``.
 
 Auth is a short-lived HS256 JWT sent raw in ``Authorization`` (no "Bearer"), minted from the API key
 and the secret in ``VIDEOSDK_SECRET_KEY``. 429/5xx, timeouts and connection errors are retried with
@@ -15,18 +17,22 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 import jwt
+
+from archiver.recordings import RecordingKind
+from archiver.videosdk_items import ENDPOINTS
+from archiver.videosdk_paging import PagingError, walk
 
 log = logging.getLogger(__name__)
 
 TOKEN_LIFETIME = 600  # seconds
 TOKEN_MARGIN = 60  # mint a new token this long before the old one expires, so it never expires in flight
+PER_PAGE = 20  # VideoSDK's own default page sizes are 10 or 20; larger ones are not documented
+ROOMS, SESSIONS = "/v2/rooms", "/v2/sessions"  # below the API's origin
 MAX_DELAY = 60.0  # cap for both Retry-After and the backoff ceiling: a worker should not sleep for hours
 
 
@@ -42,22 +48,6 @@ class VideoSDKError(Exception):
 
 class VideoSDKAuthError(VideoSDKError):
     """Credentials missing or refused (401/403); retrying with the same credentials cannot help."""
-
-
-@dataclass(frozen=True)
-class RecordingInfo:
-    id: str  # "" only from merge_files when the payload carried no id
-    room_id: str  # "" when the payload did not say
-    session_id: str | None
-    file_path: str
-    file_url: str
-    size: int | None
-    created_at: datetime | None
-    file_type: str | None
-
-
-class _Unusable(Exception):
-    """An item lacks a field we cannot do without; the argument names the field."""
 
 
 class VideoSDKClient:
@@ -120,56 +110,69 @@ class VideoSDKClient:
                                 "bad_response")
         return pem
 
-    def list_recordings(self, room_id: str, *, session_id: str | None = None,
-                        per_page: int = 20) -> Iterator[RecordingInfo]:
-        """Every recording of the room (and session), page by page. Deleting while iterating shifts later
-        pages under the cursor: collect first, then delete."""
+    def list_items(self, kind: RecordingKind, room_id: str, *, session_id: str | None = None,
+                   per_page: int = PER_PAGE) -> Iterator[Any]:
+        """Every item VideoSDK lists for the room (and session) of one recording kind, as it answers
+        them (validate each with ``videosdk_items.files_of``), page by page in any paging shape.
+        Deleting while iterating shifts later pages under the cursor: collect first, then delete.
+        Raises VideoSDKError (``bad_response`` for an answer that cannot be paged through)."""
         _check_id("room_id", room_id)
+        query: dict[str, str | int] = {"roomId": room_id}
         if session_id is not None:
             _check_id("session_id", session_id)
+            query["sessionId"] = session_id
+        endpoints = ENDPOINTS[kind]
+        # the merge list says "recordings"; "data" is accepted there too, in case it follows the others
+        fields = tuple(dict.fromkeys((endpoints.items_field, "data")))
+        return (item for page in self.pages(endpoints.list, query, items_fields=fields, per_page=per_page)
+                for item in page)
+
+    def room_pages(self, *, per_page: int = PER_PAGE) -> Iterator[list[Any]]:
+        """GET /v2/rooms page by page (``page`` or ``cursor`` paging): the account's rooms, as answered.
+        Pages rather than items, so a caller that knows the order can stop after one."""
+        return self.pages(ROOMS, {}, per_page=per_page)
+
+    def list_sessions(self, room_id: str, *, per_page: int = PER_PAGE) -> Iterator[Any]:
+        """GET /v2/sessions?roomId=: the room's sessions, as answered."""
+        _check_id("room_id", room_id)
+        return (item for page in self.pages(SESSIONS, {"roomId": room_id}, per_page=per_page) for item in page)
+
+    def pages(self, path: str, query: Mapping[str, str | int], *, items_fields: tuple[str, ...] = ("data",),
+              per_page: int = PER_PAGE) -> Iterator[list[Any]]:
+        """The items of each page of the list at ``path`` (below the API's origin)."""
         if per_page < 1:
             raise ValueError("per_page must be at least 1")
-        return self._pages(room_id, session_id, per_page)  # a plain function, so bad arguments fail at the call
 
-    def _pages(self, room_id: str, session_id: str | None, per_page: int) -> Iterator[RecordingInfo]:
-        page = 1
-        while True:
-            params: dict[str, str | int] = {"roomId": room_id, "page": page, "perPage": per_page}
-            if session_id is not None:
-                params["sessionId"] = session_id
-            body = self._json("GET", "/recordings", params=params)
-            data, last_page = body.get("data"), _last_page(body)
-            if not isinstance(data, list):
-                raise VideoSDKError("GET /recordings: response field 'data' is not a list", "bad_response")
-            for index, item in enumerate(data):
-                try:
-                    yield _recording(item, room_fallback=room_id)
-                except _Unusable as exc:
-                    # one odd item (a recording still processing, say) must not stop the rest of the sync
-                    ident = item.get("id") if isinstance(item, Mapping) else None
-                    log.warning("skipping recording %r (page %d item %d): field %s missing or invalid",
-                                ident, page, index, exc)
-            if page >= last_page or not data:
-                return
-            page += 1
+        def fetch(paging: dict[str, str | int]) -> dict[str, Any]:
+            return self._json("GET", path, params={**query, **paging}, from_origin=True)
 
-    def get_recording(self, recording_id: str) -> RecordingInfo:
-        path = f"/recordings/{_segment('recording_id', recording_id)}"
-        body = self._json("GET", path)
-        try:
-            return _recording(body, room_fallback=None)
-        except _Unusable as exc:
-            raise VideoSDKError(f"GET {path}: response field '{exc}' is missing or invalid", "bad_response") from None
+        def generate() -> Iterator[list[Any]]:
+            try:
+                yield from walk(fetch, per_page=per_page, items_fields=items_fields)
+            except PagingError as exc:
+                raise VideoSDKError(f"GET {path}: {exc}", "bad_response") from None
 
-    def delete_recording(self, recording_id: str) -> None:
-        self._send("DELETE", f"/recordings/{_segment('recording_id', recording_id)}")
+        return generate()
 
-    def get_merge(self, merge_id: str) -> dict[str, Any]:
-        return self._json("GET", f"/recordings/participant/merge/{_segment('merge_id', merge_id)}")
+    def get_item(self, kind: RecordingKind, resource_id: str) -> dict[str, Any]:
+        """One recording resource of any kind by its id (GET <fetch path>/{id}), as VideoSDK answers it."""
+        return self._json("GET", f"{ENDPOINTS[kind].fetch}/{_segment('id', resource_id)}", from_origin=True)
+
+    def delete_item(self, kind: RecordingKind, resource_id: str) -> None:
+        """DELETE <delete path>/{id}. A room recording's delete is a soft delete on VideoSDK's side.
+        ValueError for a kind without a documented delete (merge, transcoding, transcript)."""
+        path = ENDPOINTS[kind].delete
+        if path is None:
+            raise ValueError(f"VideoSDK documents no delete for {kind} recordings")
+        self._send("DELETE", f"{path}/{_segment('id', resource_id)}", from_origin=True)
+    @property
+    def origin(self) -> str:
+        """The API's origin: api_base without its "/v2" (transcripts live under /ai/v1, not /v2)."""
+        return self.api_base[: -len("/v2")] if self.api_base.endswith("/v2") else self.api_base
 
     def _json(self, method: str, path: str, *, params: Mapping[str, str | int] | None = None,
-              auth: bool = True) -> dict[str, Any]:
-        response = self._send(method, path, params=params, auth=auth)
+              auth: bool = True, from_origin: bool = False) -> dict[str, Any]:
+        response = self._send(method, path, params=params, auth=auth, from_origin=from_origin)
         try:
             body = response.json()
         except ValueError:  # JSONDecodeError and UnicodeDecodeError; their text would quote the body
@@ -179,13 +182,14 @@ class VideoSDKClient:
         return body
 
     def _send(self, method: str, path: str, *, params: Mapping[str, str | int] | None = None,
-              auth: bool = True) -> httpx.Response:
+              auth: bool = True, from_origin: bool = False) -> httpx.Response:
+        base = self.origin if from_origin else self.api_base
         where = f"{method} {path}"
         for attempt in range(1, self.max_attempts + 1):
             headers = {"Authorization": self.token()} if auth else {}
             retry_after: float | None = None
             try:
-                response = self._http.request(method, self.api_base + path, params=params, headers=headers,
+                response = self._http.request(method, base + path, params=params, headers=headers,
                                               timeout=self._timeout)
             except httpx.TimeoutException as exc:
                 error = VideoSDKError(f"{where}: timed out ({type(exc).__name__})", "timeout", retryable=True)
@@ -248,80 +252,3 @@ def _segment(name: str, value: str) -> str:
     return quote(value, safe="")
 
 
-def _last_page(body: Mapping[str, Any]) -> int:
-    info = body.get("pageInfo")
-    if not isinstance(info, Mapping):
-        raise VideoSDKError("GET /recordings: response field 'pageInfo' is missing or not an object", "bad_response")
-    last = info.get("lastPage")
-    if not isinstance(last, int) or isinstance(last, bool) or last < 0:
-        raise VideoSDKError("GET /recordings: response field 'pageInfo.lastPage' is missing or not a "
-                            "non-negative integer", "bad_response")
-    return last
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value.strip() else None
-
-
-def _timestamp(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)  # the API speaks UTC
-
-
-def _recording(record: object, *, room_fallback: str | None, file: object = None,
-               require_id: bool = True) -> RecordingInfo:
-    """A list item (``file`` taken from record["file"]) or, for merge payloads, an explicit ``file`` mapping."""
-    if not isinstance(record, Mapping):
-        raise _Unusable("item")
-    ident = _text(record.get("id"))
-    if ident is None and require_id:
-        raise _Unusable("id")
-    if file is None:
-        file = record.get("file")
-    if not isinstance(file, Mapping):
-        raise _Unusable("file")
-    url = _text(file.get("fileUrl"))
-    if url is None:
-        raise _Unusable("file.fileUrl")
-    size = file.get("size")
-    file_type = file.get("type")
-    return RecordingInfo(
-        id=ident or "",
-        room_id=_text(record.get("roomId")) or _text(record.get("meetingId")) or room_fallback or "",
-        session_id=_text(record.get("sessionId")),
-        # fileUrl is the CDN origin plus filePath, so the URL's path stands in when filePath is absent
-        file_path=_text(file.get("filePath")) or urlsplit(url).path.lstrip("/"),
-        file_url=url,
-        size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
-        created_at=_timestamp(record.get("createdAt")) or _timestamp(file.get("createdAt")),
-        file_type=file_type if isinstance(file_type, str) else None,
-    )
-
-
-def merge_files(payload: Mapping[str, Any]) -> list[RecordingInfo]:
-    """The files a merge lookup produced; [] when the (undocumented) payload is not understood.
-
-    Accepted: a list item ``{"id", "roomId", "sessionId", "file": {...}}``; a flat
-    ``{"fileUrl", "filePath", "size", ...}``; either wrapped in ``{"data": ...}``, as one object or a list.
-    Entries without a usable fileUrl are left out. ``id`` is "" when the payload carries none.
-    """
-    if not isinstance(payload, Mapping):
-        return []
-    body = payload.get("data", payload)
-    entries = body if isinstance(body, list) else [body]
-    found: list[RecordingInfo] = []
-    for entry in entries:
-        if not isinstance(entry, Mapping):
-            continue
-        nested = entry.get("file")
-        try:
-            found.append(_recording(entry, room_fallback=None, require_id=False,
-                                    file=nested if isinstance(nested, Mapping) else entry))
-        except _Unusable:
-            continue
-    return found

@@ -32,11 +32,11 @@ class Answer:
 
 class WebhookIntake:
     def __init__(self, settings: Settings, ledger: Ledger, *, publish_copies: Callable[[Sequence[int]], None],
-                 publish_merge: Callable[[int], None], keys: KeyCache | None) -> None:
+                 publish_lookups: Callable[[Sequence[int]], None], keys: KeyCache | None) -> None:
         self.settings = settings
         self.ledger = ledger
         self.publish_copies = publish_copies
-        self.publish_merge = publish_merge
+        self.publish_lookups = publish_lookups
         self.keys = keys
         self.verify = settings.videosdk.verify_signatures
         if not self.verify:
@@ -44,9 +44,9 @@ class WebhookIntake:
                         "can reach the receiver can make it archive URLs; every event is recorded as unverified")
 
     def handle(self, raw: bytes, headers: Mapping[str, str]) -> Answer:
-        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "application/json" and not ctype.endswith("+json"):
-            return Answer(415, {"error": f"Content-Type must be application/json, got {ctype or 'none'}"})
+        # Whatever the Content-Type says: VideoSDK's own SDK reads the raw body of any content type
+        # (reference section 1). The signature decides whether it is trusted; a body that is not JSON
+        # is refused with 400 by the parser below.
         if self.verify:
             refused = self._check_signature(raw, headers.get(SIGNATURE_HEADER))
             if refused is not None:
@@ -69,25 +69,25 @@ class WebhookIntake:
         return None
 
     def _accept(self, raw: bytes, event: WebhookEvent) -> Answer:
-        merge = event.webhook_type == "merge-recording-completed" and event.merge_id is not None
         try:
             _, accepted = accept_event(self.ledger, self.settings, raw, verified=self.verify, source="webhook",
                                        event=event, publish=self.publish_copies,
-                                       on_new_event=self.publish_merge if merge else None)
+                                       publish_lookups=self.publish_lookups)
         except Exception as exc:  # broker or ledger could not take it: nothing was committed
             log.error("event %s not accepted: %s: %s", event.webhook_type, type(exc).__name__, exc)
             return Answer(503, {"error": "the event could not be recorded; retry later"}, event.webhook_type,
                           {"Retry-After": "10"})
         outcome = "duplicate" if accepted.duplicate else "accepted"
         base = {"event_id": accepted.event_id, **({"duplicate": True} if accepted.duplicate else {})}
-        if event.files or merge:
+        if event.archivable:
             log.info("event %s %s: %s, %d files, %d jobs", accepted.event_id, event.webhook_type, outcome,
                      len(accepted.file_ids), len(accepted.job_ids),
                      extra={"event_id": accepted.event_id, "webhook_type": event.webhook_type, "status": 202})
-            files = [{"file_id": fid, "file_path": f.file_path} for fid, f in zip(accepted.file_ids, event.files,
-                                                                                  strict=True)]
-            return Answer(202, {**base, "files": files, "jobs": list(accepted.job_ids),
-                                **({"lookup": "merge"} if merge else {})}, event.webhook_type)
+            files = [{"file_id": fid, "file_path": f.file_path,
+                      **({"storage": "customer"} if f.storage == "customer" else {})}
+                     for fid, f in zip(accepted.file_ids, event.files, strict=True)]
+            lookup = {"lookup": str(event.lookup.kind)} if event.lookup is not None else {}
+            return Answer(202, {**base, "files": files, "jobs": list(accepted.job_ids), **lookup}, event.webhook_type)
         log.info("event %s %s: recorded, nothing to archive%s", accepted.event_id, event.webhook_type,
                  " (recording failure)" if event.failure else "",
                  extra={"event_id": accepted.event_id, "webhook_type": event.webhook_type, "status": 200})

@@ -39,6 +39,7 @@ Fault parameters for /files (counted per request target, i.e. path plus query):
   chunked=1       Transfer-Encoding: chunked; with drop=N the terminating chunk never comes
   missing=K       answer 404 to the first K requests, then serve the file (a file that reaches the
                   CDN a little after its webhook)
+  to=<url>        redirect (302) to <url> (absolute or relative), after the faults above
   signed=1        redirect (302) to /signed/<token>/<name> with the same query; each token answers
                   `uses` requests (default 1), later ones get `expired` (403, 401 or 410; default
                   403). The faults above apply to the signed target, counted across its tokens.
@@ -164,6 +165,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._simple(200, b"<html><body>Recording not found</body></html>", "text/html; charset=utf-8")
         if query.get("page") == "json":
             return self._simple(200, b'{"error": "expired"}', "application/json")
+        if "to" in query:
+            return self._simple(302, b"", extra={"Location": query["to"]})
         self._file(name, query, count, body)
 
     def _simple(self, status: int, payload: bytes, ctype: str = "text/plain",
@@ -191,7 +194,8 @@ class _Handler(BaseHTTPRequestHandler):
             end, status = min(int(last) + 1, size) if last else size, 206
         elif not wanted and _flag(query, "unasked"):
             status = 206
-        headers = {"Content-Type": query.get("type", "video/mp4"), "Accept-Ranges": "bytes", **validators}
+        ctype = query.get("type") or self.server.types.get(name, "video/mp4")
+        headers = {"Content-Type": ctype, "Accept-Ranges": "bytes", **validators}
         declared = sent = end - start
         if status == 206:
             omit = query.get("omit")
@@ -289,6 +293,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int]) -> None:
         super().__init__(address, _Handler)
         self.files: dict[str, bytes] = {}
+        self.types: dict[str, str] = {}  # Content-Type of registered files (default video/mp4)
         self.hits: list[Hit] = []
         self._counts: Counter[str] = Counter()
         self._tokens: Counter[str] = Counter()  # signed-URL token issued -> requests it has answered
@@ -348,8 +353,11 @@ class HttpSource:
     def redirect_url(self, to: str, code: int = 302) -> str:
         return self.url(f"/redirect?{urlencode({'to': to, 'code': code})}")
 
-    def add_file(self, name: str, data: bytes) -> None:
+    def add_file(self, name: str, data: bytes, content_type: str | None = None) -> None:
+        """Serve ``data`` at /files/<name> (faults still apply), as ``content_type`` (default video/mp4)."""
         self._server.files[name] = data
+        if content_type is not None:
+            self._server.types[name] = content_type
 
     def hits(self, path: str | None = None) -> list[Hit]:
         with self._server._lock:

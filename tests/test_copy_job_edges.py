@@ -118,7 +118,7 @@ def test_database_errors_do_not_log_signed_urls(tmp_path: Path, caplog: pytest.L
         conn.exec_driver_sql("CREATE TRIGGER full BEFORE INSERT ON recording_files "
                              "BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END")
     intake = WebhookIntake(runtime.settings, runtime.ledger, publish_copies=lambda ids: None,
-                           publish_merge=lambda event_id: None, keys=None)
+                           publish_lookups=lambda ids: None, keys=None)
     signed = "https://cdn.videosdk.live/x.mp4?X-Amz-Signature=SECRETSIGNATURE123"
     with caplog.at_level(logging.INFO):
         answer = intake.handle(body("m4", signed).encode(), {"content-type": "application/json"})

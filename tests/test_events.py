@@ -104,7 +104,7 @@ def test_failure_types_and_merge_failed() -> None:
 
 
 def test_known_types() -> None:
-    assert "participant-track-recording-stopped" in RECORDING_TYPES and len(RECORDING_TYPES) == 17
+    assert "participant-track-recording-stopped" in RECORDING_TYPES and len(RECORDING_TYPES) == 28
     assert {"session-started", "merge-recording-failed"} <= KNOWN_TYPES
 
 

@@ -20,7 +20,7 @@ LEASE = timedelta(seconds=30)
 
 def accept(ledger: Ledger, key: str = "k1", *, publish=None, destinations: Sequence[str] = ("a", "b")):
     file = NewFile(meeting_id="abc-xyzw-lmno", session_id="s1", participant_id=None, kind=None,
-                   file_path="/encoded/videos/x.mp4", source_url="https://cdn.videosdk.live/encoded/videos/x.mp4",
+                   file_path="/encoded/videos/x.mp4", file_url="https://cdn.videosdk.live/encoded/videos/x.mp4",
                    webhook_type="recording-stopped")
     jobs = [NewJob(d, f"rec/{d}/x.mp4") for d in destinations]
     return ledger.accept(body="{}", dedupe_key=key, webhook_type="recording-stopped", meeting_id="abc-xyzw-lmno",
@@ -139,7 +139,7 @@ def test_every_attempt_is_recorded(ledger: Ledger) -> None:
 
 def test_a_template_error_is_a_visible_failed_job(ledger: Ledger) -> None:
     file = NewFile(meeting_id="m", session_id="s", participant_id=None, kind=None, file_path="x.mp4",
-                   source_url="https://cdn.videosdk.live/x.mp4", webhook_type="recording-stopped")
+                   file_url="https://cdn.videosdk.live/x.mp4", webhook_type="recording-stopped")
     accepted = ledger.accept(body="{}", dedupe_key="t", webhook_type="recording-stopped", meeting_id="m",
                              session_id="s", received_at=RECEIVED, verified=True, source="webhook",
                              files=[(file, [NewJob("a", None, error="{participantId} has no value")])])

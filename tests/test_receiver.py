@@ -115,7 +115,9 @@ def test_bad_input_is_refused_with_the_offending_fields(receiver: Receiver) -> N
     assert bad.json()["fields"] == ["data.meetingId: must be a string", "data.filePath: required"]
     broken = receiver.post(b'{"webhookType": ')
     assert broken.status_code == 400 and broken.json()["fields"][0].startswith("body: not valid JSON")
-    assert receiver.post(stopped(), content_type="text/plain").status_code == 415
+    # The signature, not the Content-Type, decides trust; a body that is not JSON is still refused.
+    plain = receiver.post(b"meetingId=x&fileUrl=y", content_type="application/x-www-form-urlencoded")
+    assert plain.status_code == 400 and plain.json()["fields"][0].startswith("body: not valid JSON")
     import httpx
 
     assert httpx.get(receiver.url + PATH).status_code == 405
@@ -197,7 +199,7 @@ class _CollectingPublisher:
     def copies(self, job_ids: list[int], **_: object) -> None:
         self.jobs += list(job_ids)
 
-    def merge_lookup(self, *_: object) -> None: ...
+    def lookups(self, *_: object, **__: object) -> None: ...
 
     def ping(self, *_: object) -> None: ...
 

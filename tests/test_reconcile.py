@@ -1,6 +1,7 @@
 """`archiver reconcile` against the VideoSDK stand-in: pagination, files no webhook announced, files a
-webhook did announce (with "/" in front of their path), rate limits, bad credentials, size mismatches,
-the Celery task and its beat entry. Jobs are published to a real Redis."""
+webhook did announce (with "/" in front of their path), rooms from every source, failing listings, odd
+items, bad credentials, size mismatches, the table, metrics, the Celery task and its beat entry. Jobs
+are published to a real Redis. Every kind end to end with copies: test_reconcile_kinds."""
 
 from __future__ import annotations
 
@@ -95,6 +96,13 @@ def announce(config: Path, room: str, file_path: str) -> None:
     accept_event(Ledger(create_ledger_engine(settings.database_url)), settings, body, verified=True)
 
 
+def snapshot(ledger: Ledger) -> list[tuple[Any, ...]]:
+    """Every file row, column by column: equal before and after a run that should write nothing."""
+    with ledger.sessions() as db:
+        return [tuple(getattr(f, c.name) for c in RecordingFile.__table__.columns)
+                for f in db.scalars(select(RecordingFile).order_by(RecordingFile.id))]
+
+
 def count(ledger: Ledger, table: type) -> int:
     with ledger.sessions() as db:
         return int(db.scalar(select(func.count()).select_from(table)) or 0)
@@ -122,9 +130,13 @@ def test_unannounced_recordings_get_jobs_and_announced_ones_are_only_enriched(
     code, report, _ = run(capsys, "reconcile", "--json")  # the room is found through the ledger
     assert code == 1
     assert {k: report[k] for k in ("rooms_scanned", "recordings_seen", "files_new", "jobs_created", "mismatches",
-                                   "rooms_failed")} == {"rooms_scanned": 1, "recordings_seen": 45, "files_new": 44,
-                                                        "jobs_created": 88, "mismatches": 0, "rooms_failed": 0}
-    assert sorted(report["rooms"][0]["new"]) == sorted(ids)
+                                   "rooms_failed", "failed")} == {
+        "rooms_scanned": 1, "recordings_seen": 45, "files_new": 44, "jobs_created": 88, "mismatches": 0,
+        "rooms_failed": 0, "failed": 0}
+    room_counts = report["kinds"]["room"]
+    assert (room_counts["listed"], room_counts["already_archived"], room_counts["newly_queued"]) == (45, 1, 44)
+    assert {kind for kind, c in report["kinds"].items() if c["listed"]} == {"room"}  # every kind was listed
+    assert sorted(report["rooms"][0]["new"]) == sorted(f"room:{i}" for i in ids)
     pages = [r.query["page"] for r in sdk.requests("/recordings")]
     assert pages == ["1", "2", "3"]
 
@@ -135,7 +147,7 @@ def test_unannounced_recordings_get_jobs_and_announced_ones_are_only_enriched(
         "encoded/videos/announced.mp4", 777, "recording-stopped")  # same row (stored without "/"), enriched
     assert len(announced.copies) == 2
     first = files[ids[0]]
-    assert (first.webhook_type, first.size, first.participant_id, first.kind) == ("reconcile", 1000, None, None)
+    assert (first.webhook_type, first.size, first.participant_id, first.kind) == ("recording-stopped", 1000, None, None)
     jobs = {j.destination: j for j in ledger.jobs(meeting_id=room) if j.recording_id == ids[0]}
     name = first.file_path.rsplit("/", 1)[1]
     # keys rendered from the templates like a webhook's, dated by the recording's createdAt
@@ -144,41 +156,56 @@ def test_unannounced_recordings_get_jobs_and_announced_ones_are_only_enriched(
     created = sorted(j.job_id for j in ledger.jobs(meeting_id=room) if j.recording_id != announced_id)
     assert published(env["broker"]) == created
 
-    events = count(ledger, Event)
+    events, rows = count(ledger, Event), snapshot(ledger)
     code, report, _ = run(capsys, "reconcile", "--json")
     assert code == 0 and (report["files_new"], report["jobs_created"], report["recordings_seen"]) == (0, 0, 45)
-    assert count(ledger, Event) == events and count(ledger, RecordingFile) == 45  # nothing rewritten
+    assert report["kinds"]["room"]["already_archived"] == 45
+    assert count(ledger, Event) == events and snapshot(ledger) == rows  # nothing rewritten
     assert published(env["broker"]) == created
 
 
-def test_rooms_come_from_config_and_option_and_a_rate_limit_is_waited_out(
+def test_rooms_come_from_config_option_and_the_room_list_and_a_rate_limit_is_waited_out(
         env: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     sdk = env["sdk"]
     sdk.add_recording("configured-room", session_id=SESSION)
     sdk.add_recording("cli-room", session_id=SESSION)
-    sdk.add_recording("unnamed-room", session_id=SESSION)
+    sdk.add_recording("unnamed-room", session_id=SESSION)  # no webhook, no configuration: only /v2/rooms knows it
     monkeypatch.setenv("ARCHIVER_VIDEOSDK_ROOMS", "configured-room")
     sdk.fail_next(429, count=2, retry_after=0, path="/recordings")
-    code, report, _ = run(capsys, "reconcile", "--room", "cli-room", "--json")
-    assert code == 1
-    assert [(r["room"], r["recordings"], r["new_files"], r["error"]) for r in report["rooms"]] == [
-        ("cli-room", 1, 1, None), ("configured-room", 1, 1, None)]
+    code, report, _ = run(capsys, "reconcile", "--room", "cli-room", "--no-room-list", "--kind", "room", "--json")
+    assert code == 1 and report["discovery"] is None and list(report["kinds"]) == ["room"]
+    assert [(r["room"], r["found_by"], r["recordings"], r["new_files"], r["error"]) for r in report["rooms"]] == [
+        ("cli-room", ["option"], 1, 1, None), ("configured-room", ["config"], 1, 1, None)]
     assert len(sdk.requests("/recordings")) == 4  # two 429s, then one page per room
+    assert sdk.requests("/rooms") == [] and sdk.requests("/recordings/participant") == []
     assert len(published(env["broker"])) == 4
 
+    code, report, _ = run(capsys, "reconcile", "--room", "cli-room", "--json")
+    assert code == 1 and report["rooms_discovered"] == 3
+    assert [(r["room"], r["found_by"], r["new_files"]) for r in report["rooms"]] == [
+        ("cli-room", ["ledger", "option", "rooms-api"], 0), ("configured-room", ["ledger", "config", "rooms-api"], 0),
+        ("unnamed-room", ["rooms-api"], 1)]
+    assert len(published(env["broker"])) == 6
 
-def test_a_failing_room_does_not_stop_the_others(env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_a_failing_listing_does_not_stop_the_others(env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     sdk = env["sdk"]
     sdk.add_recording("room-b", session_id=SESSION)
-    sdk.fail_next(404, path="/recordings")  # not retryable: room-a (sorted first) fails at once
-    code, report, _ = run(capsys, "reconcile", "--room", "room-a", "--room", "room-b", "--json")
-    assert code == 1 and report["rooms_failed"] == 1
-    assert report["rooms"][0]["error"].startswith("not_found")
-    assert (report["rooms"][1]["room"], report["rooms"][1]["new_files"]) == ("room-b", 1)
+    sdk.fail_next(404, path="/recordings")  # not retryable: room-a's room recordings (sorted first) fail at once
+    sdk.fail_next(500, count=5, path="/ai/v1/post-transcriptions")  # retried, then given up: room-a's transcripts
+    code, report, _ = run(capsys, "reconcile", "--room", "room-a", "--json")
+    assert code == 1 and report["rooms_failed"] == 1 and report["failed"] == 2 and report["error"] is None
+    room_a, room_b = report["rooms"]
+    assert set(room_a["errors"]) == {"room", "transcript"}
+    assert room_a["errors"]["room"].startswith("not_found: GET /v2/recordings: HTTP 404")
+    assert "GET /ai/v1/post-transcriptions: HTTP 500 (gave up after 5 attempts)" in room_a["errors"]["transcript"]
+    assert (room_b["room"], room_b["new_files"], room_b["errors"]) == ("room-b", 1, {})
+    assert report["kinds"]["room"]["failed"] == 1 and report["kinds"]["transcript"]["failed"] == 1
+    assert len(sdk.requests("/recordings/participant/track")) == 2  # room-a's other kinds went on
 
 
 @pytest.mark.parametrize("secret", ["wrong-secret-9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c", None])
-def test_bad_credentials_are_reported_without_the_secret(
+def test_bad_credentials_stop_the_run_with_one_error_and_without_the_secret(
         env: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
         secret: str | None) -> None:
     if secret is None:
@@ -188,12 +215,26 @@ def test_bad_credentials_are_reported_without_the_secret(
     env["sdk"].add_recording("room-a", session_id=SESSION)
     code = main(["reconcile", "--room", "room-a", "--room", "room-b"])
     out, err = capsys.readouterr()
+    code_name = "unauthorized" if secret else "missing_credentials"
     assert code == 1
-    assert "api_key" in out and "VIDEOSDK_SECRET_KEY" in out
-    assert out.count("unauthorized" if secret else "missing_credentials") == 2  # both rooms, one API call
-    assert len(env["sdk"].requests("/recordings")) == (1 if secret else 0)
+    assert err.count(code_name) == 1 and "api_key" in err and "VIDEOSDK_SECRET_KEY" in err
+    assert f"stopped: {code_name}" in out
+    assert len(env["sdk"].requests()) == (1 if secret else 0)  # the room list's first page, then nothing
     for text in (out, err):
         assert (secret or SECRET) not in text and "eyJ" not in text  # neither the secret nor a token
+
+
+def test_credentials_refused_in_the_middle_stop_the_run_at_once(
+        env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    sdk = env["sdk"]
+    for room in ("room-a", "room-b", "room-c"):
+        sdk.add_recording(room, session_id=SESSION)
+    sdk.fail_next(403, path="/recordings/participant")  # room-a's second kind: e.g. the key was revoked
+    code, report, err = run(capsys, "reconcile", "--json")
+    assert code == 1 and report["error"].startswith("forbidden: GET /v2/recordings/participant: HTTP 403")
+    assert err.count("forbidden") == 1
+    assert [r.path for r in sdk.requests()][-2:] == ["/v2/recordings", "/v2/recordings/participant"]
+    assert len(sdk.requests()) == 3  # the room list, room-a's rooms, room-a's participants: nothing more
 
 
 def test_a_copy_whose_size_differs_from_videosdk_is_flagged(
@@ -207,6 +248,8 @@ def test_a_copy_whose_size_differs_from_videosdk_is_flagged(
     for job_id, size in ((job_a, 4096), (job_b, 5000)):
         assert ledger.claim(job_id, "test-worker", timedelta(seconds=30)) is not None
         assert ledger.succeed(job_id, "test-worker", size=size, sha256="0" * 64, etag=None)
+    # b's source never proved its length (as the copy job flags it): VideoSDK's size now proves it
+    ledger.flag_copy(job_b, "size_unproven", "5000 bytes copied, but the source's length was not proven")
     code, report, _ = run(capsys, "reconcile", "--room", "room-m", "--json")
     assert code == 1 and (report["mismatches"], report["files_new"], report["jobs_created"]) == (1, 0, 0)
     a, b = ledger.job(job_a), ledger.job(job_b)
@@ -216,6 +259,10 @@ def test_a_copy_whose_size_differs_from_videosdk_is_flagged(
     assert (b.state, b.error_code) == ("succeeded", None)
     code, status, _ = run(capsys, "status", "--meeting", "room-m", "--json")
     assert [r["error"] for r in status if r["error"]] == [f"size_mismatch: {a.error_message}"]
+    rows = snapshot(ledger)
+    code, report, _ = run(capsys, "reconcile", "--room", "room-m", "--json")  # still reported, not rewritten
+    assert code == 1 and report["mismatches"] == 1 and report["kinds"]["room"]["new_mismatches"] == 0
+    assert snapshot(ledger) == rows and ledger.job(job_a) == a
 
 
 def test_the_celery_task_uses_the_configured_window(

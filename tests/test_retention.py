@@ -10,17 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select
+from sqlalchemy import select
 
 from archiver.cli import main
 from archiver.config import load_settings
 from archiver.copy_job import run_copy_job
-from archiver.ledger.database import _alembic_config, create_ledger_engine
-from archiver.ledger.models import Base, Deletion
+from archiver.ledger.models import Deletion
 from archiver.reconcile import reconcile
+from archiver.recordings import RecordingKind
 from archiver.runtime import Runtime
 from archiver.videosdk_api import VideoSDKClient
 from tests.http_source import HttpSource
@@ -134,7 +131,7 @@ def test_only_recordings_whose_every_copy_verified_are_deleted(
     assert not [r for r in sdk.requests() if r.method == "DELETE"]
 
     with VideoSDKClient(sdk.api_base, api_key=API_KEY, secret=SECRET) as client:
-        client.delete_recording(gone)  # someone deleted it in VideoSDK's dashboard meanwhile
+        client.delete_item(RecordingKind.ROOM, gone)  # someone deleted it in VideoSDK's dashboard meanwhile
     code, done = prune(capsys)
     assert code == 0
     assert (done[good]["action"], done[gone]["action"]) == ("deleted", "already_gone")
@@ -196,16 +193,3 @@ def test_retention_is_off_unless_enabled(tmp_path: Path, database_url: str, sdk:
     assert schedule["beat_schedule"]["prune-videosdk"] == {"task": "archiver.prune", "schedule": 3600.0}
     assert schedule["task_routes"]["archiver.prune"]["queue"] == "maintenance"
     assert not [r for r in sdk.requests() if r.method == "DELETE"]
-
-
-def test_migration_0002_upgrades_downgrades_and_matches_the_models(database_url: str) -> None:
-    engine = create_ledger_engine(database_url)
-    config = _alembic_config(engine)
-    command.downgrade(config, "0001")
-    assert "deletions" not in inspect(engine).get_table_names()
-    assert "deleted_from_videosdk_at" not in {c["name"] for c in inspect(engine).get_columns("recording_files")}
-    command.upgrade(config, "head")
-    with engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0002"
-        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []  # autogenerate: no diff
-    engine.dispose()

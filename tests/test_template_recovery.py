@@ -78,7 +78,7 @@ def test_a_hostile_id_fails_once_with_the_fix_and_a_fixed_template_is_applied_on
     ("s3://b/{meetingId}/{participantId}/", None, "participantId"),
     ("s3://b/{meetingId}/{kind}/", '["participant-recording-stopped"]', "kind"),
     ("s3://b/{meetingId}/{kind}/{filename}", '["recording-stopped", "participant-track-recording-stopped"]', "kind"),
-    ("s3://b/{recordingId}/", '["participant-track-recording-stopped"]', "recordingId"),
+    ("s3://b/{meetingId}/{participantId}/", '["transcription-stopped"]', "participantId"),
     ("s3://b/${participantId}/", '["merge-recording-completed"]', "participantId"),
 ])
 def test_a_template_that_can_never_render_for_an_accepted_type_is_refused(
@@ -101,6 +101,8 @@ region = "us-east-1"
     ("s3://b/{meetingId}/{participantId}/", '["participant-recording-stopped", "participant-track-recording-stopped"]'),
     ("s3://b/{meetingId}/{participantId}/{kind}/", '["participant-track-recording-stopped"]'),
     ("s3://b/{meetingId}/{kind}/", '["merge-recording-completed"]'),
+    ("s3://b/{meetingId}/{kind}/", '["transcription-stopped", "participant-track-recording-stopped"]'),
+    ("s3://b/{recordingId}/", '["participant-track-recording-stopped"]'),
 ])
 def test_templates_that_render_for_every_accepted_type_load(tmp_path: Path, url: str, events: str | None) -> None:
     (tmp_path / "archiver.toml").write_text(f"""

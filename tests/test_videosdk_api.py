@@ -1,11 +1,11 @@
-"""VideoSDKClient against the REST API stand-in (real HTTP; httpx is not mocked)."""
+"""VideoSDKClient's transport against the REST API stand-in (real HTTP; httpx is not mocked): the token,
+retries and backoff, error codes, ids in paths, the webhook key. Lists and paging: test_videosdk_lists."""
 
 from __future__ import annotations
 
 import base64
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import httpx
@@ -14,17 +14,13 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from archiver.videosdk_api import (
-    RecordingInfo,
-    VideoSDKAuthError,
-    VideoSDKClient,
-    VideoSDKError,
-    merge_files,
-)
+from archiver.recordings import RecordingKind
+from archiver.videosdk_api import VideoSDKAuthError, VideoSDKClient, VideoSDKError
 from tests.emulators import free_port
 from tests.videosdk_stand_in import VideoSDKStandIn
 
 KEY, SECRET = "test-api-key", "test-secret-do-not-leak-0123456789abcdef"
+ROOM, MERGE, TRACK = RecordingKind.ROOM, RecordingKind.MERGE, RecordingKind.TRACK
 
 
 @pytest.fixture
@@ -81,57 +77,17 @@ def test_from_settings(monkeypatch: pytest.MonkeyPatch, sdk: VideoSDKStandIn) ->
     monkeypatch.setenv("VIDEOSDK_SECRET_KEY", SECRET)
     sdk.add_recording("room-s")
     with VideoSDKClient.from_settings(settings) as c:
-        assert len(list(c.list_recordings("room-s"))) == 1
+        assert len(list(c.list_items(ROOM, "room-s"))) == 1
     monkeypatch.delenv("VIDEOSDK_SECRET_KEY")
     with VideoSDKClient.from_settings(settings) as c, pytest.raises(VideoSDKAuthError):
         c.token()
-
-
-def test_pagination(sdk: VideoSDKStandIn, client: VideoSDKClient) -> None:
-    ids = [sdk.add_recording("room-1", session_id="s1", size=i + 1) for i in range(45)]
-    sdk.add_recording("room-2")  # another room's recording must not appear
-    found = list(client.list_recordings("room-1", per_page=20))
-    assert [r.id for r in found] == ids
-    assert [r.size for r in found] == list(range(1, 46))
-    listed = sdk.requests("/recordings")
-    assert [(r.query["page"], r.query["perPage"], r.query["roomId"]) for r in listed] == \
-        [("1", "20", "room-1"), ("2", "20", "room-1"), ("3", "20", "room-1")]
-    assert all("sessionId" not in r.query and r.authorization and not r.authorization.startswith("Bearer")
-               for r in listed)
-
-
-def test_recording_fields_and_session_filter(sdk: VideoSDKStandIn, client: VideoSDKClient) -> None:
-    rid = sdk.add_recording("room-1", session_id="sess-a", file_path="uploads/videos/x.mp4",
-                            file_url="https://cdn.videosdk.live/uploads/videos/x.mp4", size=17023255,
-                            created_at="2022-01-06T13:07:21.187Z")
-    sdk.add_recording("room-1", session_id="sess-b")
-    expected = RecordingInfo(id=rid, room_id="room-1", session_id="sess-a", file_path="uploads/videos/x.mp4",
-                             file_url="https://cdn.videosdk.live/uploads/videos/x.mp4", size=17023255,
-                             created_at=datetime(2022, 1, 6, 13, 7, 21, 187000, tzinfo=UTC), file_type="video")
-    assert list(client.list_recordings("room-1", session_id="sess-a")) == [expected]
-    assert sdk.requests("/recordings")[-1].query["sessionId"] == "sess-a"
-    assert client.get_recording(rid) == expected
-
-
-def test_items_without_file_url_are_skipped(sdk: VideoSDKStandIn, client: VideoSDKClient,
-                                            caplog: pytest.LogCaptureFixture) -> None:
-    good = sdk.add_recording("room-1")
-    sdk.add_recording("room-1", file_url="")
-    sdk.fail_next(200, path="/recordings", body={
-        "pageInfo": {"currentPage": 1, "perPage": 20, "lastPage": 1, "total": 4},
-        "data": [{"id": "no-file", "roomId": "room-1"}, "junk",
-                 {"id": "no-url", "roomId": "room-1", "file": {"size": 3}},
-                 {"id": good, "roomId": "room-1", "file": {"fileUrl": "https://cdn.videosdk.live/a.mp4"}}]})
-    assert [r.id for r in client.list_recordings("room-1")] == [good]
-    assert "no-url" in caplog.text and "file.fileUrl" in caplog.text
-    assert [r.id for r in client.list_recordings("room-1")] == [good]  # the stand-in's own item with fileUrl ""
 
 
 def test_429_then_success_honours_retry_after(sdk: VideoSDKStandIn, client: VideoSDKClient,
                                               sleeps: Sleeps) -> None:
     sdk.add_recording("room-1")
     sdk.fail_next(429, count=2, retry_after=7)
-    assert len(list(client.list_recordings("room-1"))) == 1
+    assert len(list(client.list_items(ROOM, "room-1"))) == 1
     assert sleeps == [7.0, 7.0]
     assert len(sdk.requests("/recordings")) == 3
 
@@ -139,7 +95,7 @@ def test_429_then_success_honours_retry_after(sdk: VideoSDKStandIn, client: Vide
 def test_retry_after_is_capped(sdk: VideoSDKStandIn, client: VideoSDKClient, sleeps: Sleeps) -> None:
     sdk.fail_next(503, retry_after=3600)
     sdk.add_merge("m1", {"fileUrl": "https://cdn.videosdk.live/m.mp3"})
-    assert client.get_merge("m1") == {"fileUrl": "https://cdn.videosdk.live/m.mp3"}
+    assert client.get_item(MERGE, "m1") == {"fileUrl": "https://cdn.videosdk.live/m.mp3"}
     assert sleeps == [60.0]
 
 
@@ -147,9 +103,9 @@ def test_503_until_attempts_run_out(sdk: VideoSDKStandIn, sleeps: Sleeps) -> Non
     sdk.fail_next(503, count=10)
     with VideoSDKClient(sdk.api_base, api_key=KEY, secret=SECRET, max_attempts=4, backoff=0.5,
                         sleep=sleeps) as c, pytest.raises(VideoSDKError) as err:
-        c.get_recording("abc")
+        c.get_item(ROOM, "abc")
     assert err.value.retryable and err.value.code == "http_status"
-    assert "GET /recordings/abc" in str(err.value) and "503" in str(err.value)
+    assert "GET /v2/recordings/abc" in str(err.value) and "503" in str(err.value)
     assert len(sdk.requests()) == 4
     assert len(sleeps) == 3  # no sleep after the last attempt
     assert all(0 <= delay <= 0.5 * 2 ** n for n, delay in enumerate(sleeps))  # full jitter under the ceiling
@@ -159,12 +115,12 @@ def test_timeout_and_connection_errors_are_retried(sdk: VideoSDKStandIn, sleeps:
     rid = sdk.add_recording("room-1")
     sdk.fail_next(200, delay=1.0)
     with VideoSDKClient(sdk.api_base, api_key=KEY, secret=SECRET, timeout=0.2, sleep=sleeps) as c:
-        assert c.get_recording(rid).id == rid
+        assert c.get_item(ROOM, rid)["id"] == rid
     assert len(sleeps) == 1
     dead = f"http://127.0.0.1:{free_port()}/v2"
     with VideoSDKClient(dead, api_key=KEY, secret=SECRET, max_attempts=3, sleep=sleeps) as c, \
             pytest.raises(VideoSDKError) as err:
-        c.delete_recording(rid)
+        c.delete_item(ROOM, rid)
     assert err.value.code == "connection" and err.value.retryable
     assert len(sleeps) == 3
 
@@ -174,7 +130,7 @@ def test_auth_errors_are_not_retried_and_leak_nothing(sdk: VideoSDKStandIn, clie
                                                       sleeps: Sleeps, status: int, code: str) -> None:
     sdk.fail_next(status, count=3)
     with pytest.raises(VideoSDKAuthError) as err:
-        client.get_recording("abc")
+        client.get_item(ROOM, "abc")
     message = str(err.value)
     assert err.value.code == code and not err.value.retryable
     assert "api_key" in message and "VIDEOSDK_SECRET_KEY" in message
@@ -186,7 +142,7 @@ def test_wrong_secret_is_refused_by_the_stand_in(sdk: VideoSDKStandIn) -> None:
     wrong = "wrong-secret-but-long-enough-for-hs256!"
     with VideoSDKClient(sdk.api_base, api_key=KEY, secret=wrong, sleep=lambda _: None) as c, \
             pytest.raises(VideoSDKAuthError) as err:
-        list(c.list_recordings("room-1"))
+        list(c.list_items(ROOM, "room-1"))
     assert "wrong-secret" not in str(err.value) and "401" in str(err.value)
     good = VideoSDKClient("http://unused.invalid", api_key=KEY, secret=SECRET).token()
     expired = jwt.encode({"apikey": KEY, "iat": int(time.time()) - 700, "exp": int(time.time()) - 100}, SECRET)
@@ -196,9 +152,9 @@ def test_wrong_secret_is_refused_by_the_stand_in(sdk: VideoSDKStandIn) -> None:
 
 
 def test_404_on_get_and_delete(client: VideoSDKClient, sleeps: Sleeps) -> None:
-    for call in (client.get_recording, client.delete_recording):
+    for call in (client.get_item, client.delete_item):
         with pytest.raises(VideoSDKError) as err:
-            call("0123456789abcdef01234567")
+            call(TRACK, "0123456789abcdef01234567")
         assert err.value.code == "not_found" and not err.value.retryable
     assert sleeps == []
 
@@ -206,38 +162,38 @@ def test_404_on_get_and_delete(client: VideoSDKClient, sleeps: Sleeps) -> None:
 def test_other_4xx_is_not_retried(sdk: VideoSDKStandIn, client: VideoSDKClient, sleeps: Sleeps) -> None:
     sdk.fail_next(400, count=5)
     with pytest.raises(VideoSDKError) as err:
-        client.delete_recording("abc")
+        client.delete_item(ROOM, "abc")
     assert err.value.code == "http_status" and not err.value.retryable
-    assert "DELETE /recordings/abc" in str(err.value) and sleeps == []
+    assert "DELETE /v2/recordings/abc" in str(err.value) and sleeps == []
 
 
 def test_delete_removes_it(sdk: VideoSDKStandIn, client: VideoSDKClient) -> None:
     keep, gone = sdk.add_recording("room-1"), sdk.add_recording("room-1")
-    client.delete_recording(gone)
+    client.delete_item(ROOM, gone)
     assert sdk.requests()[-1].method == "DELETE"
-    assert [r.id for r in client.list_recordings("room-1")] == [keep]
+    assert [r["id"] for r in client.list_items(ROOM, "room-1")] == [keep]
     with pytest.raises(VideoSDKError, match="404"):
-        client.get_recording(gone)
+        client.get_item(ROOM, gone)
 
 
 def test_ids_are_quoted_in_the_path(sdk: VideoSDKStandIn, client: VideoSDKClient) -> None:
     sdk.add_recording("room/1?x=&y", recording_id="a/b")
-    assert client.get_recording("a/b").room_id == "room/1?x=&y"
+    assert client.get_item(ROOM, "a/b")["roomId"] == "room/1?x=&y"
     assert sdk.requests()[-1].path == "/v2/recordings/a%2Fb"
-    assert [r.id for r in client.list_recordings("room/1?x=&y")] == ["a/b"]
+    assert [r["id"] for r in client.list_items(ROOM, "room/1?x=&y")] == ["a/b"]
     assert sdk.requests()[-1].query["roomId"] == "room/1?x=&y"
     sdk.add_merge("m 1#", {"fileUrl": "https://cdn.videosdk.live/m.mp3"})
-    assert client.get_merge("m 1#")
+    assert client.get_item(MERGE, "m 1#")
     assert sdk.requests()[-1].path == "/v2/recordings/participant/merge/m%201%23"
 
 
 @pytest.mark.parametrize("bad", ["", "   ", "..", ".", None, 5])
 def test_ids_must_be_non_empty_strings(client: VideoSDKClient, sdk: VideoSDKStandIn, bad: object) -> None:
     with pytest.raises(ValueError):
-        client.delete_recording(bad)  # type: ignore[arg-type]
+        client.delete_item(ROOM, bad)  # type: ignore[arg-type]
     if bad not in (".", ".."):  # a dot is a valid room id: it travels in the query string
         with pytest.raises(ValueError):
-            list(client.list_recordings(bad))  # type: ignore[arg-type]
+            client.list_items(TRACK, bad)  # type: ignore[arg-type]  (refused at the call, not when iterated)
     assert sdk.requests() == []
 
 
@@ -268,74 +224,22 @@ def test_public_key_response_is_validated(sdk: VideoSDKStandIn, client: VideoSDK
     assert err.value.code == "bad_response"
 
 
-PAGE = {"currentPage": 1, "perPage": 20, "lastPage": 1, "total": 0}
+@pytest.mark.parametrize("kind", [RecordingKind.MERGE, RecordingKind.TRANSCODING, RecordingKind.TRANSCRIPT])
+def test_kinds_without_a_documented_delete_are_never_sent_one(client: VideoSDKClient, sdk: VideoSDKStandIn,
+                                                              kind: RecordingKind) -> None:
+    with pytest.raises(ValueError, match=f"no delete for {kind}"):
+        client.delete_item(kind, "abc")
+    assert sdk.requests() == []
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"pageInfo": PAGE, "data": {"id": "x"}}, "'data'"),
-    ({"pageInfo": PAGE}, "'data'"),
-    ({"data": []}, "'pageInfo'"),
-    ({"pageInfo": {**PAGE, "lastPage": "2"}, "data": []}, "'pageInfo.lastPage'"),
-    (b"<html>gateway</html>", "not JSON"),
-    (b"[1, 2]", "not a JSON object"),
-])
-def test_malformed_list_responses(sdk: VideoSDKStandIn, client: VideoSDKClient, sleeps: Sleeps,
-                                  body: object, field: str) -> None:
-    sdk.fail_next(200, body=body)
+@pytest.mark.parametrize(("kind", "path"), [
+    (RecordingKind.PARTICIPANT, "/v2/recordings/participant/"),
+    (RecordingKind.TRACK, "/v2/recordings/participant/track/"),
+    (RecordingKind.COMPOSITE, "/v2/recordings/composite/"), (RecordingKind.TRANSCODING, "/v2/transcodings/"),
+    (RecordingKind.TRANSCRIPT, "/ai/v1/post-transcriptions/")])
+def test_each_kind_is_fetched_from_its_own_path(sdk: VideoSDKStandIn, client: VideoSDKClient,
+                                                kind: RecordingKind, path: str) -> None:
     with pytest.raises(VideoSDKError) as err:
-        list(client.list_recordings("room-1"))
-    assert err.value.code == "bad_response" and not err.value.retryable
-    assert field in str(err.value) and "GET /recordings" in str(err.value)
-    assert "room-1" not in str(err.value) and sleeps == []  # no query string in the message
-
-
-def test_malformed_single_recording(sdk: VideoSDKStandIn, client: VideoSDKClient) -> None:
-    sdk.fail_next(200, body={"id": "abc", "roomId": "r", "file": {"filePath": "x.mp4"}})
-    with pytest.raises(VideoSDKError, match=r"file\.fileUrl") as err:
-        client.get_recording("abc")
-    assert err.value.code == "bad_response"
-    sdk.fail_next(200, body=["not", "an", "object"])
-    with pytest.raises(VideoSDKError, match="not a JSON object"):
-        client.get_merge("m1")
-
-
-ITEM = {"id": "61d6e834e1326304a9e73dac", "roomId": "abc-xyzw-lmno", "sessionId": "s1",
-        "createdAt": "2022-01-06T13:07:21Z",
-        "file": {"type": "audio", "size": 1234, "filePath": "/encoded/audios/x.mp3",
-                 "fileUrl": "https://cdn.videosdk.live/encoded/audios/x.mp3"}}
-
-
-def test_merge_files_list_item_shape() -> None:
-    assert merge_files(ITEM) == [RecordingInfo(
-        id=ITEM["id"], room_id="abc-xyzw-lmno", session_id="s1", file_path="/encoded/audios/x.mp3",
-        file_url="https://cdn.videosdk.live/encoded/audios/x.mp3", size=1234,
-        created_at=datetime(2022, 1, 6, 13, 7, 21, tzinfo=UTC), file_type="audio")]
-
-
-def test_merge_files_flat_shape() -> None:
-    [info] = merge_files({"meetingId": "room-9", "fileUrl": "https://cdn.videosdk.live/merge/y.mp3",
-                          "size": True, "createdAt": "yesterday"})
-    assert (info.id, info.room_id, info.session_id) == ("", "room-9", None)
-    assert info.file_path == "merge/y.mp3"  # from the URL when filePath is absent
-    assert info.size is None and info.created_at is None and info.file_type is None
-
-
-def test_merge_files_wrapped_shapes() -> None:
-    assert [f.id for f in merge_files({"data": ITEM})] == [ITEM["id"]]
-    flat = {"fileUrl": "https://cdn.videosdk.live/b.mp3", "filePath": "b.mp3", "size": 5}
-    found = merge_files({"data": [ITEM, "junk", {"file": {}}, flat]})
-    assert [(f.file_path, f.size) for f in found] == [("/encoded/audios/x.mp3", 1234), ("b.mp3", 5)]
-
-
-@pytest.mark.parametrize("payload", [{}, {"data": None}, {"data": "x"}, {"status": "completed"},
-                                     {"file": {"fileUrl": ""}}, {"fileUrl": 7}, {"data": [1, 2]}, [ITEM], "x"])
-def test_merge_files_garbage(payload: object) -> None:
-    assert merge_files(payload) == []  # type: ignore[arg-type]
-
-
-def test_merge_end_to_end(sdk: VideoSDKStandIn, client: VideoSDKClient) -> None:
-    sdk.add_merge("4f1c", {"data": ITEM})
-    assert [f.file_url for f in merge_files(client.get_merge("4f1c"))] == [ITEM["file"]["fileUrl"]]  # type: ignore
-    with pytest.raises(VideoSDKError) as err:
-        client.get_merge("unknown")
-    assert err.value.code == "not_found"
+        client.get_item(kind, "x1")
+    assert err.value.code == "not_found" and sdk.requests()[-1].path == path + "x1"
+    assert f"GET {path}x1" in str(err.value)

@@ -1,24 +1,35 @@
-"""A stand-in for VideoSDK's REST API: real HTTP on 127.0.0.1, recordings held in memory.
+"""A stand-in for VideoSDK's REST API: real HTTP on 127.0.0.1, recordings of every kind held in memory.
 
     with VideoSDKStandIn(api_key="k", secret="s") as sdk:
         rid = sdk.add_recording("room-1", session_id="sess-1", size=1234)
         client = VideoSDKClient(sdk.api_base, api_key="k", secret="s")
 
-Serves (under ``.api_base``, i.e. http://127.0.0.1:PORT/v2), in the documented shapes:
-  GET    /recordings?roomId=&sessionId=&page=&perPage=   {"pageInfo": {...}, "data": [item, ...]}
-  GET    /recordings/{id}  DELETE /recordings/{id}        one item / 404
-  GET    /recordings/participant/merge/{id}               the payload given to add_merge / 404
-  GET    /public/rsa-public-key                           {"publicKey": PEM}; no auth needed
+Serves (``.api_base`` is http://127.0.0.1:PORT/v2; the transcript API is under /ai/v1 beside it), in the
+documented shapes (see ``tests.videosdk_catalog``, which also picks the paging shape of each list):
+  GET  /v2/recordings[/participant[/track|/merge]|/composite], /v2/transcodings,
+       /ai/v1/post-transcriptions                 ?roomId=&sessionId=&page=&perPage= (or &cursor=)
+  GET  <list>/{id}; DELETE <list>/{id} for room, participant, track, composite
+  GET  /v2/rooms (?page= or ?cursor=), /v2/sessions?roomId=
+  GET  /v2/public/rsa-public-key                 {"publicKey": PEM}; no auth needed
 
 Every other call needs ``Authorization: <JWT>`` (raw, no "Bearer"), HS256 with ``secret``, payload
 ``apikey`` equal to ``api_key``, unexpired; otherwise 401 with a JSON error.
 
 API:
-  add_recording(room_id, *, session_id, file_path, file_url, size, created_at, recording_id) -> id (24 hex)
-  recording_ids(room_id=None) -> ids held; add_merge(merge_id, payload)
+  add_recording(room_id, *, session_id, file_path, file_url, size, created_at, recording_id) -> id (room kind)
+  add_participant_recording(room_id, *, session_id, participant_id, files, track=None, start=None) -> id:
+      files are (filePath, fileUrl, size) triples; with ``track`` ("audio", ...) it is a track recording
+  add_composite / add_transcoding(room_id, *, session_id, file_path, file_url, size, created_at) -> id
+  add_merge_recording(room_id, *, session_id, file_path, file_url, size, start) -> id;
+      add_merge(merge_id, payload): any payload, served as is by GET .../merge/{id}
+  add_transcript(room_id, *, session_id, transcription={fmt: url}, summary={fmt: url}) -> id
+  add_room(room_id, created_at=None): a room with no recording (rooms join the list when recorded in)
+  catalog.page_shapes[name] = "pageInfo" | "totalPages" | "pagination" | "cursor"; catalog.rooms_order
+  recording_ids(room_id=None, kind="room") -> ids held
   fail_next(status, count=1, *, retry_after=None, body=None, delay=0.0, path=None): the next ``count``
-      requests (to ``path`` below /v2 only, if given) get ``status`` with ``body`` (bytes sent as is,
-      anything else as JSON; default a JSON error), after sleeping ``delay`` s. Checked before auth.
+      requests (to ``path`` only, if given: below /v2, e.g. "/recordings", or a full path such as
+      "/ai/v1/post-transcriptions") get ``status`` with ``body`` (bytes sent as is, anything else as
+      JSON; default a JSON error), after sleeping ``delay`` s. Checked before auth.
   requests(path=None) -> [Request(method, path, query, authorization)]: path raw (still %-encoded),
       query as a dict of single values
   public_key_pem: the PEM served (PKCS#1 "BEGIN RSA PUBLIC KEY" by default, key_format="spki" for
@@ -33,18 +44,21 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.emulators import free_port
+from tests.videosdk_catalog import Catalog, file_id_of, file_object, files_entry, now_stamp
 
 PREFIX = "/v2"
+ROOTS = (PREFIX + "/", "/ai/v1/")
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,9 @@ class _Fault:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes: without TCP_NODELAY the body waits for the client's
+    # delayed ACK (about 40 ms a request), which made a reconcile of a few rooms take seconds
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: object) -> None:  # quiet: the request log is the record
@@ -83,22 +100,22 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         stand_in._log(Request(self.command, url.path, query, self.headers.get("Authorization")))
-        if not url.path.startswith(PREFIX + "/"):
+        if not url.path.startswith(ROOTS):
             return self._send(404, {"statusCode": 404, "error": "Not Found", "message": "no such route"})
-        route = url.path[len(PREFIX):]
-        fault = stand_in._take_fault(route)
+        fault = stand_in._take_fault(url.path)
         if fault is not None:
             time.sleep(fault.delay)
             headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
             body = fault.body if fault.body is not None else {"statusCode": fault.status, "message": "injected"}
             return self._send(fault.status, body, headers)
-        segments = [unquote(part) for part in route.split("/")[1:]]  # "a%2Fb" stays one segment
-        if self.command == "GET" and segments == ["public", "rsa-public-key"]:
+        path = url.path  # still %-encoded: "a%2Fb" stays one segment (the catalog decodes the id)
+        if self.command == "GET" and path == PREFIX + "/public/rsa-public-key":
             return self._send(200, {"publicKey": stand_in.public_key_pem})
         problem = stand_in._auth_problem(self.headers.get("Authorization"))
         if problem:
             return self._send(401, {"statusCode": 401, "error": "Unauthorized", "message": problem})
-        status, body = stand_in._route(self.command, segments, query)
+        with stand_in._lock:
+            status, body = stand_in.catalog.route(self.command, path, query)
         self._send(status, body)
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
@@ -127,8 +144,7 @@ class VideoSDKStandIn:
         self.api_key, self.secret, self.key_format = api_key, secret, key_format
         self.port = free_port()
         self._lock = threading.Lock()
-        self._recordings: dict[str, dict[str, Any]] = {}
-        self._merges: dict[str, Any] = {}
+        self.catalog = Catalog()
         self._faults: list[_Fault] = []
         self._requests: list[Request] = []
         self.rotate_key()
@@ -152,31 +168,84 @@ class VideoSDKStandIn:
 
     # -- state the tests set up --------------------------------------------------------------------
 
+    def _add(self, kind: str, item: dict[str, Any]) -> str:
+        with self._lock:
+            return self.catalog.add(kind, item)
+
     def add_recording(self, room_id: str, *, session_id: str | None = None, file_path: str | None = None,
                       file_url: str | None = None, size: int | None = 1_000_000, created_at: str | None = None,
                       recording_id: str | None = None) -> str:
-        rid, file_id = recording_id or secrets.token_hex(12), secrets.token_hex(12)
-        path = file_path if file_path is not None else f"uploads/videos/{file_id}.mp4"
-        stamp = created_at or time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
-        file: dict[str, Any] = {
-            "id": file_id, "type": "video", "size": size, "filePath": path,
-            "fileUrl": file_url if file_url is not None else f"https://cdn.videosdk.live/{path.lstrip('/')}",
-            "meta": {"resolution": {"width": 1920, "height": 1080}, "format": "mov,mp4,m4a,3gp,3g2,mj2",
-                     "duration": 55.055},
-            "userStorage": None, "createdAt": stamp, "updatedAt": stamp}
-        with self._lock:
-            self._recordings[rid] = {
-                "id": rid, "userId": "0" * 24, "roomId": room_id, "sessionId": session_id or secrets.token_hex(12),
-                "createdAt": stamp, "updatedAt": stamp, "fileId": file_id, "file": file}
-        return rid
+        return self._add("room", self._room_like(room_id, session_id, file_path, file_url, size, created_at,
+                                                 recording_id))
 
-    def recording_ids(self, room_id: str | None = None) -> list[str]:
-        with self._lock:
-            return [rid for rid, item in self._recordings.items() if room_id is None or item["roomId"] == room_id]
+    def add_composite(self, room_id: str, *, session_id: str | None = None, file_path: str | None = None,
+                      file_url: str | None = None, size: int | None = 1_000_000, created_at: str | None = None,
+                      recording_id: str | None = None) -> str:
+        return self._add("composite", self._room_like(room_id, session_id, file_path, file_url, size, created_at,
+                                                      recording_id))
+
+    def add_transcoding(self, room_id: str, *, session_id: str | None = None, file_path: str | None = None,
+                        file_url: str | None = None, size: int | None = 1_000_000, created_at: str | None = None,
+                        recording_id: str | None = None) -> str:
+        item = self._room_like(room_id, session_id, file_path, file_url, size, created_at, recording_id)
+        return self._add("transcoding", {**item, "status": "completed"})
+
+    @staticmethod
+    def _room_like(room_id: str, session_id: str | None, file_path: str | None, file_url: str | None,
+                   size: int | None, created_at: str | None, recording_id: str | None) -> dict[str, Any]:
+        stamp = created_at or now_stamp()
+        file_id = file_id_of(file_path) if file_path is not None else secrets.token_hex(12)
+        path = file_path if file_path is not None else f"uploads/videos/{file_id}.mp4"
+        url = file_url if file_url is not None else f"https://cdn.videosdk.live/{path.lstrip('/')}"
+        return {"id": recording_id or secrets.token_hex(12), "userId": "0" * 24, "roomId": room_id,
+                "sessionId": session_id or secrets.token_hex(12), "createdAt": stamp, "updatedAt": stamp,
+                "fileId": file_id, "file": file_object(path, url, size, file_id=file_id, created_at=stamp)}
+
+    def add_participant_recording(self, room_id: str, *, session_id: str, participant_id: str,
+                                  files: Sequence[tuple[str, str | None, int | None]], track: str | None = None,
+                                  start: str | None = None, recording_id: str | None = None) -> str:
+        stamp = start or now_stamp()
+        return self._add("track" if track else "participant", {
+            "id": recording_id or secrets.token_hex(12), "roomId": room_id, "sessionId": session_id,
+            "participantId": participant_id, "participantName": f"name of {participant_id}", "kind": track,
+            "fileFormat": "webm", "mode": "track" if track else "participant", "start": stamp, "end": stamp,
+            "region": "in002", "webhook": {"totalCount": 1, "successCount": 0, "data": []},
+            "files": [files_entry(path, url, size) for path, url, size in files]})
+
+    def add_merge_recording(self, room_id: str, *, session_id: str, file_path: str, file_url: str | None,
+                            size: int | None, start: str | None = None, merge_id: str | None = None) -> str:
+        stamp = start or now_stamp()
+        return self._add("merge", {
+            "id": merge_id or f"{secrets.token_hex(4)}-{secrets.token_hex(2)}-4{secrets.token_hex(2)[1:]}-"
+                              f"a{secrets.token_hex(2)[1:]}-{secrets.token_hex(6)}",
+            "channel1": [{"recordingId": secrets.token_hex(12), "participantId": "p1"}], "channel2": [],
+            "start": stamp, "end": stamp, "status": "completed", "meetingId": room_id, "sessionId": session_id,
+            "file": {"id": secrets.token_hex(12), "filePath": file_path, "fileUrl": file_url, "size": size,
+                     "type": "audio", "meta": {"format": "mp3", "duration": 12.0}}})
 
     def add_merge(self, merge_id: str, payload: Any) -> None:
+        """Any payload under the id, served as is by GET (and listed when it names its room)."""
         with self._lock:
-            self._merges[merge_id] = payload
+            self.catalog.items["merge"][merge_id] = payload
+
+    def add_transcript(self, room_id: str, *, session_id: str, transcription: dict[str, str],
+                       summary: dict[str, str] | None = None, created_at: str | None = None,
+                       transcript_id: str | None = None) -> str:
+        stamp = created_at or now_stamp()
+        return self._add("transcript", {
+            "id": transcript_id or secrets.token_hex(12), "roomId": room_id, "sessionId": session_id,
+            "status": "completed", "createdAt": stamp, "updatedAt": stamp,
+            "transcriptionFilePaths": transcription, "summarizedFilePaths": summary or {}})
+
+    def add_room(self, room_id: str, *, created_at: str | None = None) -> None:
+        with self._lock:
+            self.catalog.add_room(room_id, created_at=created_at)
+
+    def recording_ids(self, room_id: str | None = None, kind: str = "room") -> list[str]:
+        with self._lock:
+            return [rid for rid, item in self.catalog.items[kind].items()
+                    if room_id is None or (isinstance(item, dict) and item.get("roomId", item.get("meetingId"))
+                                           == room_id)]
 
     def fail_next(self, status: int, count: int = 1, *, retry_after: float | None = None, body: Any = None,
                   delay: float = 0.0, path: str | None = None) -> None:
@@ -205,10 +274,10 @@ class VideoSDKStandIn:
         with self._lock:
             self._requests.append(request)
 
-    def _take_fault(self, route: str) -> _Fault | None:
+    def _take_fault(self, path: str) -> _Fault | None:
         with self._lock:
             for fault in self._faults:
-                if fault.path is None or fault.path == route:
+                if fault.path is None or path in (fault.path, PREFIX + fault.path):
                     fault.count -= 1
                     if fault.count <= 0:
                         self._faults.remove(fault)
@@ -227,33 +296,3 @@ class VideoSDKStandIn:
         if claims.get("apikey") != self.api_key:
             return "unknown apikey"
         return None
-
-    def _route(self, method: str, segments: list[str], query: dict[str, str]) -> tuple[int, Any]:
-        not_found = (404, {"statusCode": 404, "error": "Not Found", "message": "recording not found"})
-        with self._lock:
-            if method == "GET" and segments == ["recordings"]:
-                return self._page(query)
-            if method == "GET" and len(segments) == 4 and segments[:3] == ["recordings", "participant", "merge"]:
-                return (200, self._merges[segments[3]]) if segments[3] in self._merges else not_found
-            if len(segments) == 2 and segments[0] == "recordings" and segments[1] in self._recordings:
-                if method == "DELETE":
-                    del self._recordings[segments[1]]
-                    return 200, {"message": "recording deleted"}
-                return 200, self._recordings[segments[1]]
-        return not_found
-
-    def _page(self, query: dict[str, str]) -> tuple[int, Any]:
-        if not query.get("roomId"):
-            return 400, {"statusCode": 400, "error": "Bad Request", "message": "roomId is required"}
-        try:
-            page, per_page = int(query.get("page", "1")), int(query.get("perPage", "20"))
-        except ValueError:
-            return 400, {"statusCode": 400, "error": "Bad Request", "message": "page/perPage must be integers"}
-        if page < 1 or per_page < 1:
-            return 400, {"statusCode": 400, "error": "Bad Request", "message": "page/perPage must be positive"}
-        items = [item for item in self._recordings.values() if item["roomId"] == query["roomId"]
-                 and ("sessionId" not in query or item["sessionId"] == query["sessionId"])]
-        last = max(1, -(-len(items) // per_page))
-        data = items[(page - 1) * per_page:page * per_page]
-        return 200, {"pageInfo": {"currentPage": page, "perPage": per_page, "lastPage": last, "total": len(items)},
-                     "data": data}

@@ -29,13 +29,26 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_retry(args: argparse.Namespace) -> int:
     from archiver.celery_app import Publisher, create_app
 
-    if not args.failed and not args.job_ids:
-        print("archiver retry: give --failed or one or more JOB_IDs", file=sys.stderr)
+    if not (args.failed or args.held or args.lookups) and not args.job_ids:
+        print("archiver retry: give --failed, --held, --lookups or one or more JOB_IDs", file=sys.stderr)
         return USAGE
     runtime = Runtime.create(settings_of(args))
-    ids = runtime.ledger.requeue(None if args.failed else args.job_ids, failed=args.failed)
+    publisher = Publisher(create_app(runtime.settings))
+    ids: list[int] = []
+    if args.failed or args.job_ids:
+        ids += runtime.ledger.requeue(None if args.failed else args.job_ids, failed=args.failed)
+    if args.held:
+        if runtime.settings.videosdk.storage is None:
+            print("archiver retry --held: held copies wait for the customer's storage as a source; set "
+                  "[videosdk] storage first (see the README, Configuration reference)", file=sys.stderr)
+            return USAGE
+        ids += runtime.ledger.requeue(held=True)
     if ids:
-        Publisher(create_app(runtime.settings)).copies(ids)
+        publisher.copies(ids)
+    if args.lookups:
+        lookups = runtime.ledger.lookups.retry()
+        publisher.lookups(lookups)
+        print(f"re-enqueued {len(lookups)} lookup(s): {', '.join(map(str, lookups)) or '-'}")
     skipped = sorted(set(args.job_ids or []) - set(ids))
     print(f"re-enqueued {len(ids)} job(s): {', '.join(map(str, ids)) or '-'}")
     if skipped:
@@ -134,7 +147,7 @@ class _progress:
 def register(verbs: Any) -> None:
     status = verbs.add_parser("status", help="the copy jobs in the ledger, as a table or JSON",
                               description="List copy jobs. Exit 1 when any listed job has failed.")
-    status.add_argument("--state", choices=("pending", "running", "succeeded", "failed"))
+    status.add_argument("--state", choices=("pending", "running", "succeeded", "failed", "held"))
     status.add_argument("--meeting", help="only this meeting (room) id")
     status.add_argument("--since", type=since, help="only jobs changed since, e.g. 24h, 30m, 7d, 2026-11-01")
     status.add_argument("--json", action="store_true", help="print a JSON array")
@@ -145,6 +158,10 @@ def register(verbs: Any) -> None:
                                          "Succeeded and running jobs are never re-run.")
     retry.add_argument("job_ids", nargs="*", type=int, metavar="JOB_ID")
     retry.add_argument("--failed", action="store_true", help="every failed job")
+    retry.add_argument("--held", action="store_true",
+                       help="every copy held for the customer's storage (once [videosdk] storage is set)")
+    retry.add_argument("--lookups", action="store_true",
+                       help="every failed lookup (merge, transcript, composite recordings fetched by id)")
     retry.set_defaults(func=cmd_retry)
 
     replay = verbs.add_parser("replay", help="enqueue saved webhook bodies as if they had just arrived",

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
 from archiver.cli.common import FOUND_PROBLEMS, OK, USAGE, format_table, settings_of, since
 from archiver.destinations import require_secrets
 from archiver.ledger.store import utcnow
+from archiver.recordings import RecordingKind
 from archiver.runtime import Runtime
 
 
@@ -22,6 +24,9 @@ def _print(args: argparse.Namespace, data: Any, rows: list[dict[str, Any]], colu
     if rows:
         print(format_table(rows, columns))
     print(summary)
+
+
+KINDS = tuple(RecordingKind)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -53,17 +58,25 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     publisher = Publisher(create_app(settings))
     try:
         with VideoSDKClient.from_settings(settings) as client:
-            report = reconcile(runtime.ledger, settings, client, publisher.copies, since=window, rooms=args.room)
+            report = reconcile(runtime.ledger, settings, client, publisher.copies, since=window, rooms=args.room,
+                               kinds=[RecordingKind(k) for k in args.kind] or KINDS, discover=not args.no_room_list)
     except OperationalError as exc:  # publishing happens inside the ledger transaction: nothing was recorded
         print(f"archiver reconcile: the broker is unreachable ({exc}); nothing new was recorded", file=sys.stderr)
         return FOUND_PROBLEMS
-    data = report.to_json()
-    rows = [{"room": r.room, "recordings": r.recordings, "new_files": r.new_files, "jobs": r.jobs_created,
-             "mismatches": r.mismatches, "error": r.error} for r in report.rooms]
-    summary = (f"rooms scanned {data['rooms_scanned']}, recordings seen {data['recordings_seen']}, "
-               f"files new {data['files_new']}, jobs created {data['jobs_created']}, "
-               f"mismatches {data['mismatches']}, rooms failed {data['rooms_failed']}")
-    _print(args, data, rows, ("room", "recordings", "new_files", "jobs", "mismatches", "error"), summary)
+    if report.error:
+        print(f"archiver reconcile: stopped: {report.error}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False, default=str))
+        return FOUND_PROBLEMS if report.found_anything else OK
+    kinds = [{"kind": kind, **asdict(c)} for kind, c in report.by_kind().items()]
+    print(format_table(kinds, ("kind", "recordings", "listed", "already_archived", "newly_queued", "failed",
+                               "not_ready", "mismatches")))
+    failed = [{"room": r.room, "kind": kind, "error": error} for r in report.rooms for kind, error in r.errors.items()]
+    if report.discovery is not None and report.discovery.error:
+        failed.insert(0, {"room": "(room list)", "kind": "-", "error": report.discovery.error})
+    if failed:
+        print(format_table(failed, ("room", "kind", "error")))
+    print(report.summary())
     return FOUND_PROBLEMS if report.found_anything else OK
 
 
@@ -88,7 +101,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     summary = ("dry run, nothing deleted: " if args.dry_run else "") + \
         (", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "no recordings awaiting deletion")
     _print(args, [d.to_json() for d in decisions], [d.to_json() for d in decisions],
-           ("recording_id", "meeting_id", "file_path", "action", "reason"), summary)
+           ("kind", "recording_id", "meeting_id", "files", "action", "reason"), summary)
     return FOUND_PROBLEMS if failures(decisions) else OK
 
 
@@ -106,21 +119,31 @@ def register(verbs: Any) -> None:
     verify.set_defaults(func=cmd_verify)
 
     reconcile = verbs.add_parser(
-        "reconcile", help="archive recordings VideoSDK has that no webhook announced",
-        description="List the recordings of every room seen in the ledger in the window, of [videosdk] rooms and "
-                    "of --room; archive files the ledger lacks, fill in sizes and recording ids, flag copies whose "
-                    "size differs from VideoSDK's. Exit 1 if anything new or mismatched was found or a room failed.")
+        "reconcile", help="archive recordings of every kind that VideoSDK has and no webhook announced",
+        description="List every recording kind (room, participant, track, merge, composite, transcoding, "
+                    "transcript) of every room seen in the ledger in the window, of the rooms VideoSDK lists "
+                    "(GET /v2/rooms, created or updated in the window), of [videosdk] rooms and of --room; "
+                    "archive files the ledger lacks, fill in sizes and recording ids, flag copies whose size "
+                    "differs from VideoSDK's. Exit 1 if anything new or mismatched was found or anything failed; "
+                    "an authentication failure stops the run at once.")
     reconcile.add_argument("--since", type=since, default=None,
-                           help="rooms seen since, e.g. 48h, 7d (default: [reconcile] window_hours)")
+                           help="the window, e.g. 48h, 7d (default: [reconcile] window_hours)")
     reconcile.add_argument("--room", action="append", default=[], metavar="ID", help="also this room (repeatable)")
+    reconcile.add_argument("--kind", action="append", choices=[str(k) for k in KINDS], default=[],
+                           metavar="KIND", help="only this recording kind (repeatable): "
+                                                + ", ".join(map(str, KINDS)))
+    reconcile.add_argument("--no-room-list", action="store_true",
+                           help="do not page through GET /v2/rooms (only ledger, configured and --room rooms)")
     reconcile.add_argument("--json", action="store_true", help="print a JSON object")
     reconcile.set_defaults(func=cmd_reconcile)
 
     prune = verbs.add_parser(
         "prune", help="delete recordings from VideoSDK once every copy is verified ([retention])",
         description="Needs [retention] delete_from_videosdk = \"after-verified\" (exit 2 otherwise). Deletes a "
-                    "room recording from VideoSDK only when every destination has a succeeded, verified, "
-                    "unflagged copy of the right size; records every deletion. Exit 1 if a deletion failed.")
-    prune.add_argument("--dry-run", action="store_true", help="print what would be deleted; delete nothing")
+                    "room, participant, track or composite recording from VideoSDK only when every file of it has, "
+                    "in every destination, a succeeded, verified, unflagged copy of the right size, and VideoSDK "
+                    "lists no file of it the ledger lacks; records every deletion. Exit 1 if a deletion failed.")
+    prune.add_argument("--dry-run", action="store_true",
+                       help="print what would be deleted, judged on the ledger alone; call and delete nothing")
     prune.add_argument("--json", action="store_true", help="print a JSON array")
     prune.set_defaults(func=cmd_prune)

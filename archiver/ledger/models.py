@@ -32,19 +32,27 @@ class Event(Base):
 
 class RecordingFile(Base):
     __tablename__ = "recording_files"
-    __table_args__ = (UniqueConstraint("meeting_id", "session_id", "participant_id", "kind", "file_path",
-                                       name="uq_recording_file"),)
+    # One row per file, whatever path form names it: a webhook says "encoded/videos/X.mp4" where the
+    # REST API says "uploads/videos/X.mp4" for the same file (reference section 2), so the identity is
+    # the file's name within its recording, not its whole path.
+    __table_args__ = (UniqueConstraint("meeting_id", "session_id", "participant_id", "kind", "file_name",
+                                       name="uq_recording_file_name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     meeting_id: Mapped[str] = mapped_column(String(200), index=True)
     session_id: Mapped[str] = mapped_column(String(200))
     participant_id: Mapped[str] = mapped_column(String(200), default=NONE)
     kind: Mapped[str] = mapped_column(String(50), default=NONE)
-    file_path: Mapped[str] = mapped_column(String(1024))
-    source_url: Mapped[str] = mapped_column(Text)
+    file_path: Mapped[str] = mapped_column(String(1024))  # the form it was first seen in
+    file_name: Mapped[str] = mapped_column(String(1024))  # basename of file_path: the identity
+    videosdk_file_id: Mapped[str | None] = mapped_column(String(100), index=True)  # when known
+    recording_kind: Mapped[str] = mapped_column(String(20), default="room")  # archiver.recordings.RecordingKind
+    storage: Mapped[str] = mapped_column(String(20), default="videosdk")  # videosdk | customer
+    source_url: Mapped[str | None] = mapped_column(Text)  # None: only in the customer's storage
     webhook_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int | None] = mapped_column(BigInteger)
     recording_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    recorded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # start or createdAt
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Set once retention deleted the recording from VideoSDK (or found it already gone): it is then
@@ -60,7 +68,8 @@ class CopyJob(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     file_id: Mapped[int] = mapped_column(ForeignKey("recording_files.id"), index=True)
     destination: Mapped[str] = mapped_column(String(100))
-    state: Mapped[str] = mapped_column(String(20), default="pending")  # pending|running|succeeded|failed
+    # pending | running | succeeded | failed | held (waiting for a source: the customer's storage)
+    state: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     object_key: Mapped[str | None] = mapped_column(String(1024))
     bytes: Mapped[int | None] = mapped_column(BigInteger)
@@ -75,6 +84,43 @@ class CopyJob(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Lookup(Base):
+    """A recording a webhook named only by id (merge, transcript, composite): its files are fetched
+    through the REST API. Durable, so a lookup whose broker message was lost is started again by
+    the sweeper, and retried until it finds the files or fails for good."""
+
+    __tablename__ = "lookups"
+    __table_args__ = (UniqueConstraint("recording_kind", "resource_id", name="uq_lookup"),
+                      Index("ix_lookups_state_updated", "state", "updated_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
+    recording_kind: Mapped[str] = mapped_column(String(20))
+    resource_id: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(20), default="pending")  # pending | done | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error_code: Mapped[str | None] = mapped_column(String(100))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CopyPiece(Base):
+    """One piece of a multi-file copy (an HLS playlist's segments and variant playlists), committed
+    at the destination: a retried job copies only the pieces not recorded here."""
+
+    __tablename__ = "copy_pieces"
+    __table_args__ = (UniqueConstraint("job_id", "path", name="uq_copy_piece"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("copy_jobs.id"), index=True)
+    path: Mapped[str] = mapped_column(String(1024))  # relative to the playlist's folder
+    object_key: Mapped[str] = mapped_column(String(1024))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class JobAttempt(Base):

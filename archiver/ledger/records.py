@@ -19,25 +19,13 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 @dataclass(frozen=True)
-class NewFile:
-    meeting_id: str
-    session_id: str
-    participant_id: str | None
-    kind: str | None
-    file_path: str
-    source_url: str
-    webhook_type: str
-    recording_id: str | None = None
-    size: int | None = None
-
-
-@dataclass(frozen=True)
 class NewJob:
     """A job to create for a file: its destination and rendered key, or why the key could not be made."""
 
     destination: str
     object_key: str | None
     error: str | None = None  # a template render error fails the job at once, visibly
+    held: str | None = None  # why the job waits (state "held"): the file has no source we can read yet
 
 
 @dataclass(frozen=True)
@@ -47,6 +35,7 @@ class Accepted:
     file_ids: tuple[int, ...]
     job_ids: tuple[int, ...]  # every job of the event's files, new or not
     created: tuple[int, ...]  # the pending jobs this call created (what was published)
+    lookups: tuple[int, ...] = ()  # the lookups this call created (what was published)
 
 
 @dataclass(frozen=True)
@@ -66,7 +55,7 @@ class JobRecord:
     participant_id: str | None
     kind: str | None
     file_path: str
-    source_url: str
+    source_url: str | None  # None: only in the customer's storage
     webhook_type: str
     recording_id: str | None
     size: int | None
@@ -75,6 +64,9 @@ class JobRecord:
     lease_owner: str | None
     lease_expires_at: datetime | None
     verified_at: datetime | None = None
+    recording_kind: str = "room"
+    videosdk_file_id: str | None = None
+    storage: str = "videosdk"
 
     def to_json(self) -> dict[str, Any]:
         """The job as shown (`archiver status --json`, the demo): the source URL without its query
@@ -113,6 +105,24 @@ class FileRecord:
     recording_id: str | None
     deleted_from_videosdk_at: datetime | None
     copies: tuple[CopyState, ...]
+    recording_kind: str = "room"
+    file_name: str = ""
+    videosdk_file_id: str | None = None
+    storage: str = "videosdk"
+    source_url: str | None = None
+
+
+@dataclass(frozen=True)
+class LookupRecord:
+    lookup_id: int
+    event_id: int
+    recording_kind: str
+    resource_id: str
+    state: str  # pending | done | failed
+    attempts: int
+    error_code: str | None
+    error_message: str | None
+    updated_at: datetime
 
 
 VERIFY_CODES = ("verify_mismatch", "verify_missing")  # the error codes only `verify` sets and clears
@@ -134,4 +144,12 @@ def job_record(job: CopyJob, f: RecordingFile) -> JobRecord:
         file_path=f.file_path, source_url=f.source_url, webhook_type=f.webhook_type,
         recording_id=f.recording_id, size=f.size, received_at=_aware(f.received_at),  # type: ignore[arg-type]
         updated_at=_aware(job.updated_at), lease_owner=job.lease_owner,  # type: ignore[arg-type]
-        lease_expires_at=_aware(job.lease_expires_at), verified_at=_aware(job.verified_at))
+        lease_expires_at=_aware(job.lease_expires_at), verified_at=_aware(job.verified_at),
+        recording_kind=f.recording_kind, videosdk_file_id=f.videosdk_file_id, storage=f.storage)
+
+
+def file_record(f: RecordingFile, copies: tuple[CopyState, ...]) -> FileRecord:
+    return FileRecord(f.id, f.meeting_id, f.session_id, f.participant_id or None, f.kind or None, f.file_path,
+                      f.webhook_type, f.size, f.recording_id, _aware(f.deleted_from_videosdk_at), copies,
+                      recording_kind=f.recording_kind, file_name=f.file_name, videosdk_file_id=f.videosdk_file_id,
+                      storage=f.storage, source_url=f.source_url)

@@ -3,33 +3,36 @@ a job, and a duplicate event can never create a second job (unique constraints +
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
 
+from archiver.recordings import RecordingFile as NewFile
+
+from . import lookups as lookups_module
+from . import pieces as pieces_module
 from .database import read_only, session_factory
-from .models import NONE, CopyJob, Deletion, Event, JobAttempt, RecordingFile
+from .files import insert_or_get, record_file, record_job
+from .models import CopyJob, Deletion, Event, JobAttempt, RecordingFile
 from .records import (
     CLEARED_BY_VERIFY,
     Accepted,
     CopyState,
     FileRecord,
     JobRecord,
-    NewFile,
+    LookupRecord,
     NewJob,
     _aware,
+    file_record,
     job_record,
     utcnow,
 )
 
 # The record types are re-exported: callers import everything ledger-shaped from here.
-__all__ = ["Accepted", "CopyState", "FileRecord", "JobRecord", "Ledger", "NewFile", "NewJob", "utcnow"]
+__all__ = ["Accepted", "CopyState", "FileRecord", "JobRecord", "Ledger", "LookupRecord", "NewFile", "NewJob",
+           "utcnow"]
 
 
 class Ledger:
@@ -37,63 +40,51 @@ class Ledger:
         self.engine = engine
         self.sessions = session_factory(engine)
         self.reads = session_factory(read_only(engine))  # no write lock on SQLite
+        self.lookups = lookups_module.Lookups(self.sessions, self.reads)
+        self.pieces = pieces_module.Pieces(self.sessions, self.reads)  # an HLS copy's committed pieces
 
     # ---- intake ---------------------------------------------------------------------------------
     def accept(self, *, body: str, dedupe_key: str, webhook_type: str, meeting_id: str | None,
                session_id: str | None, received_at: datetime, verified: bool, source: str,
                files: Sequence[tuple[NewFile, Sequence[NewJob]]],
+               lookups: Sequence[tuple[str, str]] = (),
                publish: Callable[[Sequence[int]], None] | None = None,
-               on_new_event: Callable[[int], None] | None = None) -> Accepted:
-        """Record an event with its files and jobs in one transaction; a duplicate adds nothing.
+               publish_lookups: Callable[[Sequence[int]], None] | None = None) -> Accepted:
+        """Record an event with its files, jobs and lookups ((recording kind, resource id) of a recording
+        to fetch through the REST API) in one transaction; a duplicate adds nothing.
 
-        `publish` receives the ids of jobs this call created and runs before the commit: if it
-        raises (broker down), nothing is recorded, so no row ever claims an acceptance that the
-        broker never saw. A worker that sees a job id before the commit is visible retries briefly.
+        `publish` receives the ids of jobs this call created, `publish_lookups` those of lookups it
+        created; both run before the commit: if one raises (broker down), nothing is recorded, so no
+        row ever claims an acceptance that the broker never saw. A worker that sees an id before the
+        commit is visible retries briefly.
         """
         with self.sessions.begin() as db:
             event = dict(dedupe_key=dedupe_key, webhook_type=webhook_type, meeting_id=meeting_id,
                          session_id=session_id, received_at=received_at, signature_verified=verified,
                          source=source, body=body)
-            event_id, fresh = _insert_or_get(db, Event, event, ("dedupe_key",))
+            event_id, fresh = insert_or_get(db, Event, event, ("dedupe_key",))
             file_ids: list[int] = []
             job_ids: list[int] = []
             created: list[int] = []
             for new_file, jobs in files:
-                file_id = self._file(db, new_file, event_id, received_at)
+                file_id = record_file(db, new_file, event_id, received_at)
                 file_ids.append(file_id)
                 for job in jobs:
-                    job_id, new = self._job(db, file_id, job)
+                    job_id, new = record_job(db, file_id, job)
                     job_ids.append(job_id)
-                    if new and job.error is None:
+                    if new and job.error is None and job.held is None:
                         created.append(job_id)
+            new_lookups = []
+            for kind, resource in lookups:
+                lookup_id, new = lookups_module.add(db, event_id, kind, resource)
+                if new:
+                    new_lookups.append(lookup_id)
             if publish is not None and created:
                 publish(created)
-            if on_new_event is not None and fresh:
-                on_new_event(event_id)  # e.g. the merge lookup, published inside the same transaction
-            return Accepted(event_id, not fresh, tuple(file_ids), tuple(job_ids), tuple(created))
-
-    def _file(self, db: Session, f: NewFile, event_id: int, received_at: datetime) -> int:
-        participant, kind = f.participant_id or NONE, f.kind or NONE
-        # Webhooks say "/encoded/videos/x.mp4", the REST API "encoded/videos/x.mp4": one file, one row.
-        path = f.file_path.lstrip("/")
-        row = dict(meeting_id=f.meeting_id, session_id=f.session_id, participant_id=participant,
-                   kind=kind, file_path=path, source_url=f.source_url, webhook_type=f.webhook_type,
-                   size=f.size, recording_id=f.recording_id, event_id=event_id, received_at=received_at)
-        file_id, fresh = _insert_or_get(db, RecordingFile, row, _FILE_KEY)
-        if not fresh and (f.size is not None or f.recording_id is not None):
-            # Reconcile learns size and recording id that webhooks never carry.
-            values = {k: v for k, v in (("size", f.size), ("recording_id", f.recording_id)) if v is not None}
-            db.execute(update(RecordingFile).where(RecordingFile.id == file_id).values(**values))
-        return file_id
-
-    def _job(self, db: Session, file_id: int, job: NewJob) -> tuple[int, bool]:
-        now = utcnow()
-        failed = job.error is not None
-        row = dict(file_id=file_id, destination=job.destination, object_key=job.object_key,
-                   state="failed" if failed else "pending", attempts=0, created_at=now, updated_at=now,
-                   error_code="template" if failed else None, error_message=job.error,
-                   finished_at=now if failed else None)
-        return _insert_or_get(db, CopyJob, row, ("file_id", "destination"))
+            if publish_lookups is not None and new_lookups:
+                publish_lookups(new_lookups)
+            return Accepted(event_id, not fresh, tuple(file_ids), tuple(job_ids), tuple(created),
+                            tuple(new_lookups))
 
     # ---- a worker's view of one job -------------------------------------------------------------
     def claim(self, job_id: int, worker: str, lease: timedelta) -> JobRecord | None:
@@ -165,13 +156,17 @@ class Ledger:
                                    error_code=values.get("error_code"), error_message=values.get("error_message")))
             return bool(done)
 
-    def requeue(self, job_ids: Iterable[int] | None = None, *, failed: bool = False) -> list[int]:
-        """Operator retry: failed jobs (or the given ones) back to pending. Succeeded copies are never
-        re-run, except one that `verify` found missing from its destination (deleted behind our back)."""
+    def requeue(self, job_ids: Iterable[int] | None = None, *, failed: bool = False,
+                held: bool = False) -> list[int]:
+        """Operator retry: failed jobs (`failed`), held ones (`held`: waiting for the customer's storage
+        as a source) or the given ones back to pending. Succeeded copies are never re-run, except one
+        that `verify` found missing from its destination (deleted behind our back)."""
         retryable = or_(CopyJob.state == "failed", and_(CopyJob.state == "succeeded",
                                                          CopyJob.error_code == "verify_missing"))
-        if not failed:
-            retryable = or_(retryable, CopyJob.state == "pending")
+        if held:
+            retryable = CopyJob.state == "held"
+        elif not failed:
+            retryable = or_(retryable, CopyJob.state.in_(("pending", "held")))
         with self.sessions.begin() as db:
             query = select(CopyJob.id).where(retryable)
             if job_ids is not None:
@@ -183,8 +178,9 @@ class Ledger:
                 db.execute(update(CopyJob).where(CopyJob.id.in_(ids))
                            .values(state="pending", attempts=0, updated_at=utcnow(), finished_at=None,
                                    verified_at=None))
-                db.execute(update(CopyJob).where(CopyJob.id.in_(ids), CopyJob.error_code == "verify_missing")
-                           .values(bytes=None, sha256=None, etag=None, error_code=None, error_message=None))
+                db.execute(update(CopyJob).where(CopyJob.id.in_(ids), CopyJob.error_code.in_(
+                    ("verify_missing", "customer_storage"))).values(bytes=None, sha256=None, etag=None,
+                                                                     error_code=None, error_message=None))
             return ids
 
     def stale_jobs(self, pending_for: timedelta) -> list[int]:
@@ -244,9 +240,7 @@ class Ledger:
                 for j in db.scalars(jobs):
                     copies.setdefault(j.file_id, []).append(CopyState(j.id, j.destination, j.state, j.bytes,
                                                                       j.error_code, _aware(j.verified_at)))
-        return [FileRecord(f.id, f.meeting_id, f.session_id, f.participant_id or None, f.kind or None, f.file_path,
-                           f.webhook_type, f.size, f.recording_id, _aware(f.deleted_from_videosdk_at),
-                           tuple(copies.get(f.id, ()))) for f in rows]
+        return [file_record(f, tuple(copies.get(f.id, ()))) for f in rows]
 
     def mark_verified(self, job_id: int) -> bool:
         """The copy matched: set verified_at and clear an error an earlier verify set (only those:
@@ -279,29 +273,3 @@ class Ledger:
             if outcome in ("deleted", "already_gone"):
                 db.execute(update(RecordingFile).where(RecordingFile.id == file_id)
                            .values(deleted_from_videosdk_at=now))
-
-
-def _insert_or_get(db: Session, model: Any, values: dict[str, Any], unique: tuple[str, ...]) -> tuple[int, bool]:
-    """Insert a row, or return the id of the row its unique key says already exists.
-
-    One INSERT ... ON CONFLICT (unique) DO NOTHING RETURNING id (SQLite >= 3.35, PostgreSQL), and a
-    SELECT (built only then) for a duplicate: no ORM unit of work and no SAVEPOINT/RELEASE pair per
-    row. The INSERT is built once per table and dialect; the row travels as parameters."""
-    new_id = db.execute(_upsert(db.get_bind().dialect.name, model, unique), values).scalar()
-    if new_id is not None:
-        return int(new_id), True
-    table = model.__table__
-    found = db.scalar(select(table.c.id).where(*(table.c[k] == values[k] for k in unique)))
-    if found is None:
-        raise RuntimeError(f"{model.__tablename__}: a row conflicts on {unique} but none was found")
-    return int(found), False
-
-
-@functools.cache
-def _upsert(dialect: str, model: Any, unique: tuple[str, ...]) -> Any:
-    insert = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[dialect]
-    table = model.__table__
-    return insert(table).on_conflict_do_nothing(index_elements=list(unique)).returning(table.c.id)
-
-
-_FILE_KEY = ("meeting_id", "session_id", "participant_id", "kind", "file_path")

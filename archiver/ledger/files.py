@@ -1,0 +1,93 @@
+"""Recording files and their copy jobs inside one ledger transaction: one row per file, whatever origin
+or path form names it, and one job per file x destination."""
+
+from __future__ import annotations
+
+import functools
+import posixpath
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from archiver.recordings import RecordingFile
+
+from .models import NONE, CopyJob
+from .models import RecordingFile as FileRow
+from .records import NewJob, utcnow
+
+FILE_KEY = ("meeting_id", "session_id", "participant_id", "kind", "file_name")
+
+
+def record_file(db: Session, f: RecordingFile, event_id: int, received_at: datetime) -> int:
+    """The row of this file: found by VideoSDK's file id or by name (webhooks and the REST API name one
+    file with different path prefixes, reference section 2), else inserted. What this origin knows and
+    the row lacks (size, ids, times: REST answers carry them, webhooks do not) is filled in."""
+    participant, kind = f.participant_id or NONE, f.kind or NONE
+    name = posixpath.basename(f.file_path.rstrip("/")) or f.filename
+    file_id = _same_file(db, f, participant, kind, name)
+    if file_id is None:
+        row = dict(meeting_id=f.meeting_id, session_id=f.session_id, participant_id=participant, kind=kind,
+                   file_path=f.file_path.lstrip("/"), file_name=name, videosdk_file_id=f.file_id,
+                   recording_kind=str(f.recording_kind), storage=str(f.storage), source_url=f.file_url,
+                   webhook_type=f.webhook_type, size=f.size, recording_id=f.recording_id,
+                   recorded_at=f.recorded_at, event_id=event_id, received_at=received_at)
+        file_id, fresh = insert_or_get(db, FileRow, row, FILE_KEY)
+        if fresh:
+            return file_id
+    learned = {k: v for k, v in (("size", f.size), ("recording_id", f.recording_id), ("videosdk_file_id", f.file_id),
+                                 ("recorded_at", f.recorded_at)) if v is not None}
+    if f.file_url is not None:
+        learned["source_url"] = f.file_url  # a URL where the first origin had none (customer storage)
+    if learned:
+        db.execute(update(FileRow).where(FileRow.id == file_id).values(**learned))
+    return file_id
+
+
+def _same_file(db: Session, f: RecordingFile, participant: str, kind: str, name: str) -> int | None:
+    stem = name.rsplit(".", 1)[0]
+    same = [FileRow.file_name == name, FileRow.videosdk_file_id == stem]
+    if f.file_id:
+        same += [FileRow.videosdk_file_id == f.file_id, FileRow.file_name.startswith(f.file_id + ".", autoescape=True)]
+    query = select(FileRow.id).where(
+        FileRow.meeting_id == f.meeting_id, FileRow.participant_id == participant, FileRow.kind == kind,
+        # a lookup or listing that did not say which session matches any; an unknown one stored earlier too
+        or_(FileRow.session_id == f.session_id, FileRow.session_id == NONE) if f.session_id else True,
+        or_(*same)).order_by(FileRow.id).limit(1)
+    return db.scalar(query)
+
+
+def record_job(db: Session, file_id: int, job: NewJob) -> tuple[int, bool]:
+    now = utcnow()
+    state = "failed" if job.error is not None else "held" if job.held is not None else "pending"
+    code = "template" if job.error is not None else "customer_storage" if job.held is not None else None
+    row = dict(file_id=file_id, destination=job.destination, object_key=job.object_key, state=state, attempts=0,
+               created_at=now, updated_at=now, error_code=code, error_message=job.error or job.held,
+               finished_at=now if state == "failed" else None)
+    return insert_or_get(db, CopyJob, row, ("file_id", "destination"))
+
+
+def insert_or_get(db: Session, model: Any, values: dict[str, Any], unique: tuple[str, ...]) -> tuple[int, bool]:
+    """Insert a row, or return the id of the row its unique key says already exists.
+
+    One INSERT ... ON CONFLICT (unique) DO NOTHING RETURNING id (SQLite >= 3.35, PostgreSQL), and a
+    SELECT (built only then) for a duplicate: no ORM unit of work and no SAVEPOINT/RELEASE pair per
+    row. The INSERT is built once per table and dialect; the row travels as parameters."""
+    new_id = db.execute(_upsert(db.get_bind().dialect.name, model, unique), values).scalar()
+    if new_id is not None:
+        return int(new_id), True
+    table = model.__table__
+    found = db.scalar(select(table.c.id).where(*(table.c[k] == values[k] for k in unique)))
+    if found is None:
+        raise RuntimeError(f"{model.__tablename__}: a row conflicts on {unique} but none was found")
+    return int(found), False
+
+
+@functools.cache
+def _upsert(dialect: str, model: Any, unique: tuple[str, ...]) -> Any:
+    insert = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[dialect]
+    table = model.__table__
+    return insert(table).on_conflict_do_nothing(index_elements=list(unique)).returning(table.c.id)

@@ -41,6 +41,8 @@ class SourceSettings:
     allowed_networks: tuple[str, ...] = ()  # CIDRs exempt from the private-address refusal
     # minutes after a webhook during which the CDN's 404 (410, 401, 403) means "not there yet": retried
     not_found_grace_minutes: float = 10.0
+    # the largest file (bytes) copied: a webhook naming a bigger one (or a source sending more) fails
+    max_file_bytes: int = 50 << 30
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,14 @@ class ReceiverSettings:
     port: int = 8000
     path: str = "/webhooks/videosdk"
     max_body_bytes: int = 1 << 20
+    # rooms whose webhooks are accepted: exact ids or "prefix*"; empty: every room. Narrows who can use
+    # the receiver when the worker cannot ask VideoSDK's API which recordings are ours (no api_key).
+    allow_rooms: tuple[str, ...] = ()
+
+    def room_allowed(self, room: str | None) -> bool:
+        if not self.allow_rooms or room is None:
+            return True
+        return any(room == p or (p.endswith("*") and room.startswith(p[:-1])) for p in self.allow_rooms)
 
 
 @dataclass(frozen=True)
@@ -141,6 +151,7 @@ ENVIRONMENT: dict[tuple[str | None, str], tuple[str, Callable[[str], Any]]] = {
     ("source", "allow_http"): ("ARCHIVER_SOURCE_ALLOW_HTTP", _bool),
     ("source", "allowed_networks"): ("ARCHIVER_SOURCE_ALLOWED_NETWORKS", _hosts),
     ("source", "not_found_grace_minutes"): ("ARCHIVER_SOURCE_NOT_FOUND_GRACE_MINUTES", float),
+    ("source", "max_file_bytes"): ("ARCHIVER_SOURCE_MAX_FILE_BYTES", int),
     ("retry", "max_attempts"): ("ARCHIVER_RETRY_MAX_ATTEMPTS", int),
     ("retry", "max_delay"): ("ARCHIVER_RETRY_MAX_DELAY", float),
     ("retry", "base_delay"): ("ARCHIVER_RETRY_BASE_DELAY", float),
@@ -158,6 +169,7 @@ ENVIRONMENT: dict[tuple[str | None, str], tuple[str, Callable[[str], Any]]] = {
     ("receiver", "port"): ("ARCHIVER_RECEIVER_PORT", int),
     ("receiver", "path"): ("ARCHIVER_RECEIVER_PATH", str),
     ("receiver", "max_body_bytes"): ("ARCHIVER_RECEIVER_MAX_BODY_BYTES", int),
+    ("receiver", "allow_rooms"): ("ARCHIVER_RECEIVER_ALLOW_ROOMS", _hosts),
 }
 
 
@@ -213,9 +225,12 @@ def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
         problems.append("lease_seconds: must be at least 3 seconds")
     source = _section(raw, "source", SourceSettings, {"allow_hosts": list, "allow_private_addresses": bool,
                                                       "allow_http": bool, "allowed_networks": list,
-                                                      "not_found_grace_minutes": (int, float)}, problems)
+                                                      "not_found_grace_minutes": (int, float),
+                                                      "max_file_bytes": int}, problems)
     if source.not_found_grace_minutes < 0:
         problems.append("source.not_found_grace_minutes: must be 0 (a 404 is final at once) or more")
+    if source.max_file_bytes < 1:
+        problems.append(f"source.max_file_bytes: must be at least 1 byte, got {source.max_file_bytes}")
     retry = _section(raw, "retry", RetrySettings, {"max_attempts": int, "max_delay": (int, float),
                                                    "base_delay": (int, float)}, problems)
     reconcile = _section(raw, "reconcile", ReconcileSettings, {"interval_minutes": (int, float),
@@ -234,7 +249,7 @@ def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
         "timeout": (int, float), "key_refetch_seconds": (int, float), "storage": (str, dict)}, problems)
     videosdk = dataclasses.replace(videosdk, storage=storage)
     receiver = _section(raw, "receiver", ReceiverSettings, {"host": str, "port": int, "path": str,
-                                                            "max_body_bytes": int}, problems)
+                                                            "max_body_bytes": int, "allow_rooms": list}, problems)
     if not receiver.path.startswith("/"):
         problems.append(f"receiver.path: must start with '/', got {receiver.path!r}")
     if not 0 < receiver.port < 65536:
@@ -285,7 +300,7 @@ def _section(raw: dict[str, Any], name: str, cls: Any, keys: dict[str, Any], pro
         return cls()
     problems += [f"{name}.{k}: unknown setting (known: {', '.join(keys)})" for k in table if k not in keys]
     values = {k: v for k, t in keys.items() if (v := _typed(table, k, t, f"{name}.{k}", problems)) is not None}
-    for key in ("allow_hosts", "allowed_networks", "rooms"):
+    for key in ("allow_hosts", "allowed_networks", "rooms", "allow_rooms"):
         if key in values:
             values[key] = tuple(values[key])
     for cidr in values.get("allowed_networks", ()):

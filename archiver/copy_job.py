@@ -10,14 +10,21 @@ recorded) before its playlist, the job's own object, is written.
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
 from dataclasses import dataclass
-from typing import Any
 
+from archiver.account import confirm, needs_confirmation
 from archiver.config import Destination
 from archiver.copy_lease import LeaseKeeper
-from archiver.copy_object import Copied, CopyTask, Progress, adopt_or_conflict, existing, hash_stream, put
+from archiver.copy_object import (
+    Copied,
+    CopyTask,
+    Progress,
+    adopt_or_conflict,
+    existing,
+    hash_stream,
+    put,
+    refuse_if_too_large,
+)
 from archiver.copy_playlist import copy_playlist
 from archiver.copy_sources import Download, NoSource, Origin, origin_for
 from archiver.encryption_files import encryption_role, unusable_note
@@ -27,15 +34,15 @@ from archiver.intake import render_job_key, template_failure
 from archiver.ledger.origins import first_event_body
 from archiver.ledger.records import SIZE_UNPROVEN, UNVERIFIED
 from archiver.ledger.store import JobRecord, utcnow
+from archiver.manifests import write_manifest
 from archiver.runtime import Runtime
 from archiver.source import SourceChanged
-from archiver.ssrf import redact
 from archiver.templates import RenderError
-from providers import ObjectInfo, StorageProvider
+from providers import ObjectInfo
 
 __all__ = ["JobOutcome", "LeaseKeeper", "Progress", "run_copy_job"]
 
-WINDOWED_CODES = frozenset({"source_not_found_yet"})
+WINDOWED_CODES = frozenset({"source_not_found_yet", "not_in_account_yet"})
 MAX_SOURCE_RESTARTS = 3
 SNIFF_BYTES = 16  # enough to see "#EXTM3U" after a byte order mark
 
@@ -64,10 +71,13 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
     provider = runtime.provider(destination)
     try:
         with LeaseKeeper(runtime, job_id, worker) as lease:
+            if needs_confirmation(runtime, job):
+                job = confirm(runtime, job)  # only our account's recordings are copied
+            refuse_if_too_large(runtime, job.size, "VideoSDK reports")
             task = CopyTask(runtime, job, destination, provider, lease, progress)
             copied = _copy(task)
             if destination.manifest:
-                _write_manifest(provider, job, destination, copied.info, copied.manifest)
+                write_manifest(provider, job, destination, copied.info, copied.manifest)
     except LeaseLost:
         return JobOutcome(job_id, "lost")
     except (SystemExit, KeyboardInterrupt):
@@ -121,8 +131,12 @@ def _claim(runtime: Runtime, job_id: int, worker: str) -> tuple[JobRecord, Desti
             message = template_failure(destination, exc)
             runtime.ledger.fail(job_id, worker, code="template", message=message, retrying=False)
             return JobOutcome(job_id, "failed", error=f"template: {message}", destination=job.destination)
-        if not runtime.ledger.set_key(job_id, worker, key):
+        problem = runtime.ledger.set_key(job_id, worker, key, manifest=destination.manifest)
+        if problem == "lost":
             return JobOutcome(job_id, "lost")
+        if problem is not None:
+            runtime.ledger.fail(job_id, worker, code="key_collision", message=problem, retrying=False)
+            return JobOutcome(job_id, "failed", error=f"key_collision: {problem}", destination=job.destination)
         job = dataclasses.replace(job, object_key=key)
     return job, destination
 
@@ -217,19 +231,3 @@ def _adopt(task: CopyTask, origin: Origin, declared: Format, found: ObjectInfo) 
         # No attempt of ours got as far as committing: hash the source to learn what belongs here.
         size, sha = hash_stream(origin.open(origin.root, expected_size=job.size, declared=declared))
     return adopt_or_conflict(task.provider, task.key, found, size, sha)
-
-
-def _write_manifest(provider: StorageProvider, job: JobRecord, dest: Destination, info: ObjectInfo,
-                    extra: dict[str, Any]) -> None:
-    manifest = {
-        "object_key": job.object_key, "destination": dest.name, "size": info.size,
-        "sha256": info.checksums.get("sha256"), "source_url": redact(job.source_url) if job.source_url else None,
-        "file_path": job.file_path, "meeting_id": job.meeting_id, "session_id": job.session_id,
-        "participant_id": job.participant_id, "kind": job.kind, "webhook_type": job.webhook_type,
-        "recording_id": job.recording_id, "received_at": job.received_at.isoformat(),
-        "archived_at": utcnow().isoformat(), "job_id": job.job_id, "storage": job.storage, **extra,
-    }
-    body = json.dumps(manifest, indent=2, ensure_ascii=False).encode()
-    # Rewriting the manifest is harmless, so a re-run after a crash may overwrite it.
-    provider.upload(f"{job.object_key}.json", io.BytesIO(body), content_type="application/json",
-                    if_absent=False)

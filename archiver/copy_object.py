@@ -19,7 +19,7 @@ from urllib.parse import quote
 from archiver.config import Destination
 from archiver.copy_lease import LeaseKeeper
 from archiver.copy_sources import Download
-from archiver.failures import Conflict, LeaseLost
+from archiver.failures import Conflict, FileTooLarge, LeaseLost
 from archiver.ledger.store import JobRecord
 from archiver.runtime import Runtime
 from archiver.source import SourceChanged
@@ -85,6 +85,14 @@ def existing(provider: StorageProvider, key: str) -> ObjectInfo | None:
         return None
 
 
+def refuse_if_too_large(runtime: Runtime, size: int | None, what: str) -> None:
+    """FileTooLarge when ``size`` (bytes) is over [source] max_file_bytes."""
+    cap = runtime.settings.source.max_file_bytes
+    if size is not None and size > cap:
+        raise FileTooLarge(f"{what} {size} bytes, more than [source] max_file_bytes ({cap}); nothing was copied "
+                           "(raise max_file_bytes if such files are expected, then `archiver retry JOB_ID`)")
+
+
 def put(task: CopyTask, key: str, download: Download, *, content_type: str, head: bytes = b"",
         intent: Callable[[int, str], bool] | None = None) -> tuple[ObjectInfo, bool]:
     """Stream ``head`` then the rest of ``download`` into ``key`` and commit it; (info, uploaded).
@@ -92,6 +100,8 @@ def put(task: CopyTask, key: str, download: Download, *, content_type: str, head
     ``intent(size, sha256)`` runs before the commit and returns False when the lease is gone. An object
     the create-only commit finds at the key is adopted when it is ours (same size and sha256: a retried
     PUT whose first answer was lost, or a dead attempt's commit), else Conflict."""
+    refuse_if_too_large(task.runtime, download.size, f"{key}: the source declares")
+    cap = task.runtime.settings.source.max_file_bytes
     with task.provider.open_writer(key, size_hint=download.size, metadata=task.metadata, content_type=content_type,
                                    if_absent=not task.dest.overwrite) as writer:
         if head:
@@ -99,6 +109,8 @@ def put(task: CopyTask, key: str, download: Download, *, content_type: str, head
         buffer = bytearray(CHUNK)
         view = memoryview(buffer)
         while n := download.readinto(view):
+            if writer.bytes_written + n > cap:  # a source without a length must not fill the destination
+                refuse_if_too_large(task.runtime, writer.bytes_written + n, f"{key}: the source sent at least")
             writer.write(view[:n])
             task.lease.check()
             if task.progress is not None:

@@ -16,6 +16,21 @@ class Conflict(Exception):
     code = "conflict"
 
 
+class Decided(Exception):
+    """A failure that knows its own code and whether a retry can heal it (e.g. archiver.account's)."""
+
+    def __init__(self, message: str, *, code: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.code, self.retryable = code, retryable
+
+
+class FileTooLarge(Exception):
+    """The file is larger than [source] max_file_bytes (by VideoSDK's size, the source's length or the
+    bytes it sent): refused for good, with nothing left at the destination."""
+
+    code = "file_too_large"
+
+
 class LeaseLost(Exception):
     """Another worker owns the job now (ours expired); stop without touching the ledger."""
 
@@ -30,6 +45,10 @@ class Failure:
 def classify(exc: BaseException, *, attempt: int) -> Failure:
     if isinstance(exc, Conflict):
         return Failure("conflict", str(exc), False)
+    if isinstance(exc, FileTooLarge):
+        return Failure("file_too_large", str(exc), False)
+    if isinstance(exc, Decided):
+        return Failure(exc.code, str(exc), exc.retryable)
     if isinstance(exc, IntegrityError):
         # Corruption in flight is retried once; a second mismatch points at something persistent.
         return Failure("integrity", exc.message, attempt < 2)

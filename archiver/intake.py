@@ -55,7 +55,7 @@ def plan_jobs(file: RecordingFile, destinations: Sequence[Destination], *, recei
             continue
         try:
             key = dest.template.render(template_values(file, received_at=received_at, destination=dest.name))
-            jobs.append(NewJob(dest.name, key, held=held))
+            jobs.append(NewJob(dest.name, key, held=held, manifest=dest.manifest))
         except RenderError as exc:
             jobs.append(NewJob(dest.name, None, error=template_failure(dest, exc)))
     return jobs

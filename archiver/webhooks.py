@@ -42,6 +42,12 @@ class WebhookIntake:
         if not self.verify:
             log.warning("webhook signatures are NOT verified (videosdk.verify_signatures = false): anyone who "
                         "can reach the receiver can make it archive URLs; every event is recorded as unverified")
+        elif settings.videosdk.api_key is None and not settings.receiver.allow_rooms:
+            # VideoSDK's signing key is one public key for every account: a valid signature says
+            # VideoSDK sent the webhook, not that the recording is ours.
+            log.warning("any VideoSDK account can point a recording's webhookUrl at this receiver and have it "
+                        "archived: set [videosdk] api_key (each file is then confirmed in our account before it "
+                        "is copied), or narrow [receiver] allow_rooms, and use an unguessable [receiver] path")
 
     def handle(self, raw: bytes, headers: Mapping[str, str]) -> Answer:
         # Whatever the Content-Type says: VideoSDK's own SDK reads the raw body of any content type
@@ -55,6 +61,9 @@ class WebhookIntake:
             event = parse_event(raw)
         except EventValidationError as exc:
             return Answer(400, {"error": "invalid webhook", "fields": exc.fields})
+        if not self.settings.receiver.room_allowed(event.meeting_id):
+            # Not one of our rooms ([receiver] allow_rooms): nothing is recorded or downloaded for it.
+            return Answer(403, {"error": "room not allowed by [receiver] allow_rooms"}, event.webhook_type)
         return self._accept(raw, event)
 
     def _check_signature(self, raw: bytes, signature: str | None) -> Answer | None:

@@ -64,6 +64,9 @@ class LocalProvider(StorageProvider):
     options_spec: ClassVar[dict[str, Option]] = {
         "fsync": Option("bool", True, doc="fsync file and folder before publishing"),
         "file_mode": Option("int", 0o640, doc="permission bits of written files (e.g. 0o640)"),
+        "min_free_bytes": Option("size", 1 << 30, doc="free space a write must leave on the file system; a write "
+                                                      "that would go below it fails (retried later) instead of "
+                                                      "filling the disk"),
     }
     default_concurrency = 2  # one part filling while the previous one is written
     permissions: ClassVar[dict[str, str]] = {"write": "write and search (w, x) on the folder",
@@ -194,6 +197,12 @@ class LocalWriter(ObjectWriter):
     def _begin(self) -> None:
         self._dir_fd, self._name = self._os(open_parent, self.provider.root, self.request.full_key, create=True)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        if self.request.size_hint:
+            try:
+                self._room_for(self.request.size_hint)  # the whole file would not fit: fail before creating it
+            except BaseException:
+                self._close_dir()
+                raise
         self._fd = self._os(os.open, self._temp_name, flags, self.provider.options["file_mode"], dir_fd=self._dir_fd)
 
     def _close_dir(self) -> None:
@@ -202,8 +211,20 @@ class LocalWriter(ObjectWriter):
                 os.close(self._dir_fd)
             self._dir_fd = None
 
+    def _room_for(self, size: int) -> None:
+        """TransientError "disk_full" when writing ``size`` more bytes would leave less than min_free_bytes:
+        a file nobody can vouch for (or a webhook naming a huge one) must not fill the archive's disk."""
+        where = self._fd if self._fd is not None else self._dir_fd
+        assert where is not None
+        stat = self._os(os.fstatvfs, where)
+        free, floor = stat.f_bavail * stat.f_frsize, int(self.provider.options["min_free_bytes"])
+        if free - size < floor:
+            raise TransientError(f"temporarily failed: disk_full on {self.describe}: {free} bytes free, writing "
+                                 f"{size} more would leave less than min_free_bytes ({floor})", code="disk_full")
+
     def _send_part(self, number: int, data: bytearray, sha256: bytes) -> Any:
         assert self._fd is not None
+        self._room_for(len(data))
         view = memoryview(data)
         while len(view):
             view = view[self._os(os.write, self._fd, view):]

@@ -30,7 +30,7 @@ def test_every_migration_upgrades_downgrades_and_matches_the_models(database_url
     assert "deleted_from_videosdk_at" not in columns(engine, "recording_files")
     command.upgrade(config, "head")
     with engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == head_revision() == "0003"
+        assert MigrationContext.configure(conn).get_current_revision() == head_revision() == "0004"
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []  # autogenerate: no diff
     engine.dispose()
 

@@ -22,28 +22,41 @@ from .records import NewJob, utcnow
 FILE_KEY = ("meeting_id", "session_id", "participant_id", "kind", "file_name")
 
 
-def record_file(db: Session, f: RecordingFile, event_id: int, received_at: datetime) -> int:
+def record_file(db: Session, f: RecordingFile, event_id: int, received_at: datetime, *, confirmed: bool = False) -> int:
     """The row of this file: found by VideoSDK's file id or by name (webhooks and the REST API name one
     file with different path prefixes, reference section 2), else inserted. What this origin knows and
-    the row lacks (size, ids, times: REST answers carry them, webhooks do not) is filled in."""
+    the row lacks (size, ids, times: REST answers carry them, webhooks do not) is filled in.
+
+    ``confirmed``: the origin is VideoSDK's REST API asked with our credentials (a lookup, reconcile), so
+    the file is ours: the row is marked confirmed and takes the API's URL, which then is what the worker
+    downloads. An unconfirmed origin (a webhook: anyone with a VideoSDK account can point one at us)
+    never replaces a URL, only fills in a missing one."""
     participant, kind = f.participant_id or NONE, f.kind or NONE
     name = posixpath.basename(f.file_path.rstrip("/")) or f.filename
     file_id = _same_file(db, f, participant, kind, name)
+    now = utcnow()
     if file_id is None:
         row = dict(meeting_id=f.meeting_id, session_id=f.session_id, participant_id=participant, kind=kind,
                    file_path=f.file_path.lstrip("/"), file_name=name, videosdk_file_id=f.file_id,
                    recording_kind=str(f.recording_kind), storage=str(f.storage), source_url=f.file_url,
                    webhook_type=f.webhook_type, size=f.size, recording_id=f.recording_id,
-                   recorded_at=f.recorded_at, event_id=event_id, received_at=received_at)
+                   recorded_at=f.recorded_at, event_id=event_id, received_at=received_at,
+                   confirmed_at=now if confirmed else None)
         file_id, fresh = insert_or_get(db, FileRow, row, FILE_KEY)
         if fresh:
             return file_id
-    learned = {k: v for k, v in (("size", f.size), ("recording_id", f.recording_id), ("videosdk_file_id", f.file_id),
-                                 ("recorded_at", f.recorded_at)) if v is not None}
-    if f.file_url is not None:
-        learned["source_url"] = f.file_url  # a URL where the first origin had none (customer storage)
+    learned: dict[str, Any] = {k: v for k, v in (("size", f.size), ("recording_id", f.recording_id),
+                                                 ("videosdk_file_id", f.file_id), ("recorded_at", f.recorded_at))
+                               if v is not None}
+    if confirmed:
+        learned["confirmed_at"] = now
+        if f.file_url is not None:
+            learned["source_url"] = f.file_url
     if learned:
         db.execute(update(FileRow).where(FileRow.id == file_id).values(**learned))
+    if f.file_url is not None and not confirmed:  # a URL where the first origin had none (customer storage)
+        db.execute(update(FileRow).where(FileRow.id == file_id, FileRow.source_url.is_(None))
+                   .values(source_url=f.file_url))
     return file_id
 
 
@@ -60,14 +73,44 @@ def _same_file(db: Session, f: RecordingFile, participant: str, kind: str, name:
     return db.scalar(query)
 
 
-def record_job(db: Session, file_id: int, job: NewJob) -> tuple[int, bool]:
+def record_job(db: Session, file_id: int, job: NewJob) -> tuple[int, bool, bool]:
+    """(job id, whether this call created it, whether it is to be published: pending)."""
     now = utcnow()
     state = "failed" if job.error is not None else "held" if job.held is not None else "pending"
     code = "template" if job.error is not None else "customer_storage" if job.held is not None else None
     row = dict(file_id=file_id, destination=job.destination, object_key=job.object_key, state=state, attempts=0,
                created_at=now, updated_at=now, error_code=code, error_message=job.error or job.held,
                finished_at=now if state == "failed" else None)
-    return insert_or_get(db, CopyJob, row, ("file_id", "destination"))
+    job_id, new = insert_or_get(db, CopyJob, row, ("file_id", "destination"))
+    if new and job.object_key is not None and (other := key_taken(db, job_id, job.destination, job.object_key,
+                                                                    job.manifest)) is not None:
+        db.execute(update(CopyJob).where(CopyJob.id == job_id).values(
+            state="failed", error_code="key_collision", finished_at=now, error_message=collision_message(
+                job.destination, job.object_key, other)))
+        return job_id, True, False
+    return job_id, new, new and state == "pending"
+
+
+def key_taken(db: Session, job_id: int, destination: str, key: str, manifest: bool) -> tuple[int, str] | None:
+    """Another job of the destination whose object (or, with manifests, whose KEY.json) is at ``key`` or
+    at this job's KEY.json: (its id, its key). Two files must never be written to one key: the second
+    would be refused as a conflict at best, and a manifest must never land on a recording."""
+    keys = {key}
+    if manifest:
+        keys.add(f"{key}.json")
+        if key.endswith(".json"):
+            keys.add(key[: -len(".json")])
+    found = db.execute(select(CopyJob.id, CopyJob.object_key).where(
+        CopyJob.destination == destination, CopyJob.object_key.in_(keys), CopyJob.id != job_id)
+        .order_by(CopyJob.id).limit(1)).first()
+    return (int(found[0]), str(found[1])) if found is not None else None
+
+
+def collision_message(destination: str, key: str, other: tuple[int, str]) -> str:
+    return (f"{destination}: this file's key {key!r} collides with job {other[0]}'s {other[1]!r} (as the object or "
+            "its manifest KEY.json): two files would share one key; nothing was written. Make the key template "
+            "tell them apart (e.g. add {sessionId}, {participantId|room} or {kind|all}), then `archiver retry "
+            "JOB_ID` renders it again")
 
 
 def insert_or_get(db: Session, model: Any, values: dict[str, Any], unique: tuple[str, ...]) -> tuple[int, bool]:

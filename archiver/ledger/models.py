@@ -53,6 +53,9 @@ class RecordingFile(Base):
     size: Mapped[int | None] = mapped_column(BigInteger)
     recording_id: Mapped[str | None] = mapped_column(String(100), index=True)
     recorded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # start or createdAt
+    # When VideoSDK's API, asked with our credentials, listed this file (a lookup, reconcile, or the
+    # worker's check before copying a webhook's file): proof that it is our account's recording.
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Set once retention deleted the recording from VideoSDK (or found it already gone): it is then
@@ -63,7 +66,8 @@ class RecordingFile(Base):
 class CopyJob(Base):
     __tablename__ = "copy_jobs"
     __table_args__ = (UniqueConstraint("file_id", "destination", name="uq_copy_job"),
-                      Index("ix_copy_jobs_state_updated", "state", "updated_at"))
+                      Index("ix_copy_jobs_state_updated", "state", "updated_at"),
+                      Index("ix_copy_jobs_destination_key", "destination", "object_key"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     file_id: Mapped[int] = mapped_column(ForeignKey("recording_files.id"), index=True)

@@ -26,6 +26,7 @@ class NewJob:
     object_key: str | None
     error: str | None = None  # a template render error fails the job at once, visibly
     held: str | None = None  # why the job waits (state "held"): the file has no source we can read yet
+    manifest: bool = False  # the destination writes KEY.json beside the copy: that key is taken too
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class JobRecord:
     recording_kind: str = "room"
     videosdk_file_id: str | None = None
     storage: str = "videosdk"
+    confirmed: bool = False  # VideoSDK's API, asked with our credentials, lists the file
 
     def to_json(self) -> dict[str, Any]:
         """The job as shown (`archiver status --json`, the demo): the source URL without its query
@@ -145,7 +147,8 @@ def job_record(job: CopyJob, f: RecordingFile) -> JobRecord:
         recording_id=f.recording_id, size=f.size, received_at=_aware(f.received_at),  # type: ignore[arg-type]
         updated_at=_aware(job.updated_at), lease_owner=job.lease_owner,  # type: ignore[arg-type]
         lease_expires_at=_aware(job.lease_expires_at), verified_at=_aware(job.verified_at),
-        recording_kind=f.recording_kind, videosdk_file_id=f.videosdk_file_id, storage=f.storage)
+        recording_kind=f.recording_kind, videosdk_file_id=f.videosdk_file_id, storage=f.storage,
+        confirmed=f.confirmed_at is not None)
 
 
 def file_record(f: RecordingFile, copies: tuple[CopyState, ...]) -> FileRecord:

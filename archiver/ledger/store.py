@@ -14,7 +14,7 @@ from archiver.recordings import RecordingFile as NewFile
 from . import lookups as lookups_module
 from . import pieces as pieces_module
 from .database import read_only, session_factory
-from .files import insert_or_get, record_file, record_job
+from .files import collision_message, insert_or_get, key_taken, record_file, record_job
 from .models import CopyJob, Deletion, Event, JobAttempt, RecordingFile
 from .records import (
     CLEARED_BY_VERIFY,
@@ -29,6 +29,9 @@ from .records import (
     job_record,
     utcnow,
 )
+
+# Origins whose files come from VideoSDK's REST API asked with our credentials: they are ours.
+API_ORIGINS = frozenset({"lookup", "reconcile", "merge-lookup"})
 
 # The record types are re-exported: callers import everything ledger-shaped from here.
 __all__ = ["Accepted", "CopyState", "FileRecord", "JobRecord", "Ledger", "LookupRecord", "NewFile", "NewJob",
@@ -67,12 +70,12 @@ class Ledger:
             job_ids: list[int] = []
             created: list[int] = []
             for new_file, jobs in files:
-                file_id = record_file(db, new_file, event_id, received_at)
+                file_id = record_file(db, new_file, event_id, received_at, confirmed=source in API_ORIGINS)
                 file_ids.append(file_id)
                 for job in jobs:
-                    job_id, new = record_job(db, file_id, job)
+                    job_id, _, publish_it = record_job(db, file_id, job)
                     job_ids.append(job_id)
-                    if new and job.error is None and job.held is None:
+                    if publish_it:
                         created.append(job_id)
             new_lookups = []
             for kind, resource in lookups:
@@ -116,12 +119,18 @@ class Ledger:
                                                          CopyJob.state == "running")
                                    .values(lease_expires_at=now + lease)).rowcount)
 
-    def set_key(self, job_id: int, worker: str, key: str) -> bool:
-        """Record the key a job rendered at claim time (it had none: its template failed at intake)."""
+    def set_key(self, job_id: int, worker: str, key: str, *, manifest: bool = False) -> str | None:
+        """Record the key a job rendered at claim time (it had none: its template failed at intake).
+        Returns None when recorded, "lost" when the lease is gone, or why the key collides with another
+        job's (nothing recorded)."""
         with self.sessions.begin() as db:
-            return bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
-                                                         CopyJob.state == "running", CopyJob.object_key.is_(None))
-                                   .values(object_key=key, updated_at=utcnow())).rowcount)
+            destination = db.scalar(select(CopyJob.destination).where(CopyJob.id == job_id))
+            if destination is not None and (other := key_taken(db, job_id, destination, key, manifest)) is not None:
+                return collision_message(destination, key, other)
+            done = db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
+                                                    CopyJob.state == "running", CopyJob.object_key.is_(None))
+                              .values(object_key=key, updated_at=utcnow())).rowcount
+            return None if done else "lost"
 
     def record_intent(self, job_id: int, worker: str, size: int, sha256: str) -> bool:
         """Before committing an object, remember what it will hold: a re-run after a crash in the
@@ -217,11 +226,27 @@ class Ledger:
 
     # ---- reconcile, verify, retention -----------------------------------------------------------
     def meetings_since(self, since: datetime) -> list[str]:
-        """Rooms named by an event or a file received since `since`."""
+        """Rooms of our account named since `since`: by a file VideoSDK's API confirmed, or by an event
+        from the API. A room only a webhook named may be someone else's (any VideoSDK account can point
+        a webhook at us): reconcile must not ask the API about it with our token."""
         with self.reads() as db:
-            events = select(Event.meeting_id).where(Event.received_at >= since, Event.meeting_id.is_not(None))
-            files = select(RecordingFile.meeting_id).where(RecordingFile.received_at >= since)
+            events = select(Event.meeting_id).where(Event.received_at >= since, Event.meeting_id.is_not(None),
+                                                    Event.source.in_(API_ORIGINS))
+            files = select(RecordingFile.meeting_id).where(RecordingFile.received_at >= since,
+                                                           RecordingFile.confirmed_at.is_not(None))
             return sorted({m for m in db.scalars(events.union(files)) if m})
+
+    def confirm_file(self, job_id: int, *, size: int | None, recording_id: str | None, videosdk_file_id: str | None,
+                     source_url: str | None) -> None:
+        """VideoSDK's API, asked with our credentials, lists this job's file: mark it ours and take what the
+        API says about it (its size proves the download's length; its URL is what is downloaded)."""
+        with self.sessions.begin() as db:
+            file_id = db.scalar(select(CopyJob.file_id).where(CopyJob.id == job_id))
+            values: dict[str, Any] = {k: v for k, v in (("size", size), ("recording_id", recording_id),
+                                                         ("videosdk_file_id", videosdk_file_id),
+                                                         ("source_url", source_url)) if v is not None}
+            db.execute(update(RecordingFile).where(RecordingFile.id == file_id)
+                       .values(confirmed_at=utcnow(), **values))
 
     def files(self, *, meeting_id: str | None = None, awaiting_deletion: bool = False) -> list[FileRecord]:
         """Recording files with their copies; `awaiting_deletion`: those with a recording id that

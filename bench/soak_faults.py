@@ -1,0 +1,176 @@
+"""What acts on the running stack: the timeline of process-level faults, and the lease sweeper.
+
+Faults (bench.soak_plan.ACTIONS):
+  worker_kill     SIGKILL of the whole process group of the worker that holds a running job (waits up
+                  to 5 s for one; an idle worker is killed otherwise), then a replacement is started
+  broker_restart  redis-server stopped (SIGTERM) and started again on the same port 1 s later; with
+                  --broker amqp, every connection of the run's vhost closed (the server is shared)
+  db_drop         PostgreSQL: pg_terminate_backend of every connection to the run's database;
+                  SQLite (no connections to drop): an exclusive lock held for 1.5-3 s
+  *_storm         503 to every request of the CDN / one emulator for 1.5-3 s
+The sweeper sends the real `archiver.sweep_leases` task every few seconds: beat's schedule for it
+is fixed at 300 s, longer than a short soak.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sqlite3
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from bench.soak_cdn import SoakCdn
+from bench.soak_plan import STORM_TARGETS, Action
+from bench.soak_stack import Redis, Stack, Storage
+
+
+@dataclass
+class Chaos:
+    stack: Stack
+    store: Storage
+    cdn: SoakCdn
+    engine: Engine
+    database_url: str
+    counts: Counter[str]
+    lock: threading.Lock
+    redis: Redis | None = None
+    vhost: str | None = None
+    seed: int = 0
+    log: list[dict[str, Any]] = field(default_factory=list)
+    busy: threading.Lock = field(default_factory=threading.Lock)  # held while an action runs
+
+    def run(self, actions: list[Action], start: float, stop: threading.Event) -> None:
+        """Thread body: each action at its time, until `stop` is set."""
+        rng = random.Random(self.seed)
+        for action in actions:
+            if stop.wait(max(0.0, start + action.at - time.monotonic())):
+                return
+            with self.busy:
+                try:
+                    detail = self._do(action, rng)
+                except Exception as exc:  # a fault that could not be injected is reported, not fatal
+                    detail = f"not injected: {type(exc).__name__}: {exc}"
+                    self._count(f"{action.kind}_failed")
+            self.log.append({"t": round(time.monotonic() - start, 1), "kind": action.kind, "detail": detail})
+
+    def _count(self, key: str) -> None:
+        with self.lock:
+            self.counts[key] += 1
+
+    def _do(self, action: Action, rng: random.Random) -> str:
+        if action.kind in STORM_TARGETS:
+            target = STORM_TARGETS[action.kind]
+            (self.cdn if target == "cdn" else self.store.proxies[target]).storm(action.seconds)
+            self._count(action.kind)
+            return f"{action.seconds} s"
+        handler: Callable[..., str] = getattr(self, action.kind)
+        return handler(action, rng)
+
+    def worker_kill(self, action: Action, rng: random.Random) -> str:
+        deadline, victim, job = time.monotonic() + 5, None, None
+        while victim is None and time.monotonic() < deadline:
+            with self.engine.connect() as db:
+                rows = db.execute(text("SELECT id, lease_owner FROM copy_jobs WHERE state = 'running' "
+                                       "AND lease_owner IS NOT NULL ORDER BY id")).all()
+            for job_id, owner in rows:
+                victim = self.stack.worker_of(int(owner.split(":")[1]))
+                if victim is not None:
+                    job = job_id
+                    break
+            else:
+                time.sleep(0.2)
+        kind = "worker_kill" if victim is not None else "worker_kill_idle"
+        victim = victim or rng.choice(self.stack.workers)
+        self.stack.kill9(victim)
+        self._count(kind)
+        replacement = self.stack.start_worker()
+        return f"{victim.name} (pid {victim.pid}) mid-copy of job {job}; {replacement.name} started" if job else \
+            f"{victim.name} (pid {victim.pid}) while idle; {replacement.name} started"
+
+    def broker_restart(self, action: Action, rng: random.Random) -> str:
+        if self.redis is not None:
+            self.redis.stop()
+            time.sleep(1.0)
+            self.redis.start()
+            self._count("broker_restart")
+            return f"redis-server on port {self.redis.port} stopped and started"
+        listing = subprocess.run(["rabbitmqctl", "-q", "list_connections", "pid", "vhost"], check=True,
+                                 capture_output=True, text=True, timeout=60).stdout
+        pids = [line.split()[0] for line in listing.splitlines() if line.split()[1:] == [self.vhost]]
+        for pid in pids:
+            subprocess.run(["rabbitmqctl", "-q", "close_connection", pid, "soak: broker_restart"], check=False,
+                           capture_output=True, timeout=60)
+        self._count("broker_connections_closed")
+        return f"{len(pids)} connections of vhost {self.vhost} closed"
+
+    def db_drop(self, action: Action, rng: random.Random) -> str:
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite":
+            conn = sqlite3.connect(str(url.database), timeout=30, isolation_level=None)
+            try:
+                conn.execute("BEGIN EXCLUSIVE")
+                time.sleep(action.seconds)
+                conn.execute("ROLLBACK")
+            finally:
+                conn.close()
+            self._count("db_lock")
+            return f"SQLite exclusive lock held {action.seconds} s"
+        admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as db:
+                killed = db.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                         "WHERE datname = :name AND pid <> pg_backend_pid()"),
+                                    {"name": url.database}).scalar()
+        finally:
+            admin.dispose()
+        self._count("db_drop")
+        return f"{killed} PostgreSQL connections terminated"
+
+
+class Sweeper:
+    """Sends `archiver.sweep_leases` (the product's own task) every `interval` seconds."""
+
+    def __init__(self, config: Path, env: dict[str, str], interval: float, counts: Counter[str],
+                 lock: threading.Lock) -> None:
+        from archiver.celery_app import create_app
+        from archiver.config import load_settings
+
+        self.app = create_app(load_settings(config, environ=env))
+        self.app.conf.update(task_publish_retry=False, broker_connection_retry=False,
+                             broker_connection_max_retries=1)
+        self.interval, self.counts, self.lock = interval, counts, lock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="soak-sweeper", daemon=True)
+
+    def __enter__(self) -> Sweeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.app.close()
+
+    def sweep(self) -> None:
+        try:
+            self.app.send_task("archiver.sweep_leases")
+            key = "sweeps_sent"
+        except Exception:  # broker restarting: the next round sends it
+            key = "sweeps_missed"
+        with self.lock:
+            self.counts[key] += 1
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with contextlib.suppress(Exception):
+                self.sweep()

@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from bench.soak_cdn import SoakCdn
 from bench.soak_check import Stores, Verdict, check
 from bench.soak_faults import Chaos, Sweeper
 from bench.soak_plan import ALL, PROXY_FAULTS, parse_faults, plan_actions, plan_events
-from bench.soak_report import explain, grouped, summary
+from bench.soak_report import broker_snapshot, explain, grouped, summary
 from bench.soak_send import Sender
 from bench.soak_stack import (
     AZURE_CONNECTION,
@@ -123,7 +124,9 @@ def keep_alive(stack: Stack, counts: Counter[str], lock: threading.Lock, chaos: 
 
 
 def run(args: argparse.Namespace, root: Path, counts: Counter[str], lock: threading.Lock,
-        stack: contextlib.ExitStack) -> dict[str, Any]:
+        stack: contextlib.ExitStack, before_check: Callable[[Stores], None] | None = None) -> dict[str, Any]:
+    """Start everything, send and inject for args.duration, drain, check. `before_check` gets the
+    destinations' direct clients first (the tests use it to plant damage the checker must find)."""
     redis, vhost = None, None
     if args.broker == "redis":
         redis = Redis(root)
@@ -141,8 +144,11 @@ def run(args: argparse.Namespace, root: Path, counts: Counter[str], lock: thread
     config = write_config(root, broker_url=broker_url, database_url=database_url, public_key=public, store=store,
                           lease_seconds=10, visibility_timeout=45)
     env = {"ARCHIVER_CONFIG": str(config), S3_SECRET: "moto-secret-key", AZURE_CONNECTION: store.azure_via_proxy()}
-    os.environ.update(env)  # the sweeper's Celery app reads the same settings (and secrets) as the workers
-    services = Stack(root, config, env, args.concurrency)
+    # The sweeper's Celery app reads the same settings (and secrets) as the workers; put back after.
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    stack.callback(lambda: [os.environ.pop(k) if v is None else os.environ.update({k: v}) for k, v in saved.items()])
+    services = Stack(root, config, env, args.concurrency, own_hostnames=args.broker == "amqp")
     stack.callback(services.stop)
     services.start_receiver()
     for _ in range(args.workers):
@@ -193,11 +199,15 @@ def run(args: argparse.Namespace, root: Path, counts: Counter[str], lock: thread
         drained, left = wait_idle(engine, gone, args.drain, tick)
         # A job whose broker message was lost waits for the sweeper's pending threshold
         # (retry.max_delay + 300 s): give it that long, and report it as late rather than stuck.
+        snapshot = broker_snapshot(broker_url, left) if left and redis is not None else None
         late_wait, still = wait_idle(engine, gone, args.patience, tick) if left and args.patience else (0.0, left)
     late = sorted(set(left) - set(still))
     print(f"soak: ran {ran:.0f} s, drained in {drained:.0f} s" + (f", {len(left)} jobs left; waited {late_wait:.0f} s "
           f"more for the lease sweeper" if left else "") + "; checking every copy", flush=True)
-    verdict = check(sender.deliveries, engine, Stores(store, root / "archive"),
+    stores = Stores(store, root / "archive")
+    if before_check is not None:
+        before_check(stores)
+    verdict = check(sender.deliveries, engine, stores,
                     progress=lambda m: print(f"soak: {m}", flush=True))
     for mismatch in sender.mismatches:
         verdict.add("duplicated", f"a {mismatch['kind']} webhook was answered with other jobs", **mismatch)
@@ -205,6 +215,7 @@ def run(args: argparse.Namespace, root: Path, counts: Counter[str], lock: thread
         verdict.add("late", "finished only after the drain, once the lease sweeper re-enqueued it", job=job)
     explain(verdict, engine, root)
     return {"verdict": verdict, "ran": ran, "drained": drained, "late_wait": late_wait, "late": late,
+            "broker_after_drain": snapshot,
             "chaos": chaos.log, "deliveries": sender.deliveries}
 
 
@@ -219,11 +230,13 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         out = run(args, root, counts, lock, stack)
         stamp = started.strftime("%Y%m%dT%H%M%SZ")
-        if out["verdict"].failed:
+        if out["verdict"].problems:  # failures, and late jobs too: keep what explains them
             kept = RESULTS / f"soak-{stamp}-logs"
             kept.mkdir(parents=True, exist_ok=True)
-            for log in root.glob("*.log"):
+            for log in [*root.glob("*.log"), *root.glob("redis/*.log")]:
                 shutil.copy(log, kept / log.name)
+            if (root / "redis" / "appendonlydir").exists():  # every broker command: where a message went
+                shutil.copytree(root / "redis" / "appendonlydir", kept / "redis-aof")
             out["logs"] = str(kept)
     seconds = time.monotonic() - clock
     rows = summary(args, out, counts, seconds)
@@ -231,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parameters = {k: v for k, v in vars(args).items() if k != "kinds"} | {"kinds": list(args.kinds)}
     results = {"table": {r["measure"].strip(): r["value"] for r in rows}, "counts": dict(counts),
                "verdict": dict(verdict.counts), "problems": verdict.problems, "chaos": out["chaos"],
-               "logs": out.get("logs")}
+               "logs": out.get("logs"), "broker_after_drain": out["broker_after_drain"]}
     path = write_record("soak", parameters, results, [], args.json, started, seconds, machine_info())
     print(table(rows, ("measure", "value")))
     for line in grouped(verdict.problems)[:25]:

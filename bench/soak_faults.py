@@ -1,8 +1,9 @@
 """What acts on the running stack: the timeline of process-level faults, and the lease sweeper.
 
 Faults (bench.soak_plan.ACTIONS):
-  worker_kill     SIGKILL of the whole process group of the worker that holds a running job (waits up
-                  to 5 s for one; an idle worker is killed otherwise), then a replacement is started
+  worker_kill     SIGKILL of the whole process group of a worker copying to S3, Azure or GCS (and to
+                  no local folder), then a replacement is started (skipped if none is busy for 10 s)
+  worker_kill_local  the same while one of the worker's copies goes to the local folder
   broker_restart  redis-server stopped (SIGTERM) and started again on the same port 1 s later; with
                   --broker amqp, every connection of the run's vhost closed (the server is shared)
   db_drop         PostgreSQL: pg_terminate_backend of every connection to the run's database;
@@ -77,25 +78,37 @@ class Chaos:
         return handler(action, rng)
 
     def worker_kill(self, action: Action, rng: random.Random) -> str:
-        deadline, victim, job = time.monotonic() + 5, None, None
-        while victim is None and time.monotonic() < deadline:
+        """SIGKILL a worker copying to S3, Azure or GCS (and to no local folder: see worker_kill_local)."""
+        return self._kill(action.kind, lambda dests: "local" not in dests)
+
+    def worker_kill_local(self, action: Action, rng: random.Random) -> str:
+        """SIGKILL a worker while one of its copies goes to the local folder."""
+        return self._kill(action.kind, lambda dests: "local" in dests)
+
+    def _kill(self, kind: str, wanted: Callable[[set[str]], bool]) -> str:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
             with self.engine.connect() as db:
-                rows = db.execute(text("SELECT id, lease_owner FROM copy_jobs WHERE state = 'running' "
+                rows = db.execute(text("SELECT id, destination, lease_owner FROM copy_jobs WHERE state = 'running' "
                                        "AND lease_owner IS NOT NULL ORDER BY id")).all()
-            for job_id, owner in rows:
-                victim = self.stack.worker_of(int(owner.split(":")[1]))
-                if victim is not None:
-                    job = job_id
-                    break
-            else:
-                time.sleep(0.2)
-        kind = "worker_kill" if victim is not None else "worker_kill_idle"
-        victim = victim or rng.choice(self.stack.workers)
-        self.stack.kill9(victim)
-        self._count(kind)
-        replacement = self.stack.start_worker()
-        return f"{victim.name} (pid {victim.pid}) mid-copy of job {job}; {replacement.name} started" if job else \
-            f"{victim.name} (pid {victim.pid}) while idle; {replacement.name} started"
+            busy: dict[str, tuple[Any, set[str], list[int]]] = {}
+            for job_id, destination, owner in rows:
+                worker = self.stack.worker_of(int(owner.split(":")[1]))
+                if worker is not None:
+                    entry = busy.setdefault(worker.name, (worker, set(), []))
+                    entry[1].add(destination)
+                    entry[2].append(job_id)
+            victim = next(((w, d, j) for w, d, j in busy.values() if wanted(d)), None)
+            if victim is not None:
+                worker, dests, jobs = victim
+                self.stack.kill9(worker)
+                self._count(kind)
+                replacement = self.stack.start_worker()
+                return (f"{worker.name} (pid {worker.pid}) mid-copy of jobs {jobs} to {sorted(dests)}; "
+                        f"{replacement.name} started")
+            time.sleep(0.2)
+        self._count(f"{kind}_skipped")
+        return "no worker was copying to a matching destination for 10 s: nothing killed"
 
     def broker_restart(self, action: Action, rng: random.Random) -> str:
         if self.redis is not None:

@@ -77,3 +77,35 @@ def grouped(problems: list[dict[str, Any]]) -> list[str]:
         lines.setdefault((p["category"], what, str(p.get("faults", "")), detail), []).append(p.get("destination", "-"))
     return [f"{cat}: {what} {faults} in {'+'.join(dests)}: {detail}"
             for (cat, what, faults, detail), dests in lines.items()]
+
+
+def broker_snapshot(redis_url: str, job_ids: list[int]) -> dict[str, Any]:
+    """Where the copy messages of `job_ids` are in Redis (kombu's layout): queued, unacknowledged, or
+    nowhere; plus the state of kombu's restore mutex. Tells a lost message from a slow one."""
+    import base64
+    import json
+
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+
+    def job_of(raw: bytes) -> int | None:
+        try:
+            message = json.loads(raw)
+            message = message[0] if isinstance(message, list) else message  # unacked: [message, exchange, key]
+            args = json.loads(base64.b64decode(message["body"]))[0]
+            return int(args[0]) if args else None
+        except (ValueError, KeyError, TypeError, IndexError):
+            return None
+
+    queued = [job_of(m) for q in ("archive", "events", "maintenance") for m in client.lrange(q, 0, -1)]
+    unacked = {tag.decode(): job_of(raw) for tag, raw in client.hgetall("unacked").items()}
+    scores = dict(client.zrange("unacked_index", 0, -1, withscores=True))
+    try:
+        return {"queued": {j: queued.count(j) for j in job_ids},
+                "unacked": {j: [round(scores.get(t.encode(), 0), 1) for t, jj in unacked.items() if jj == j]
+                            for j in job_ids},
+                "unacked_total": len(unacked), "queued_total": len(queued),
+                "restore_mutex_ttl": client.ttl("unacked_mutex")}
+    finally:
+        client.close()

@@ -220,6 +220,12 @@ def expected_key(destination: str, meeting: str, session: str, participant: str 
 
 
 DESTINATIONS = ("s3", "azure", "gcs", "local")
+# `archiver worker` names every worker celery@<host name>. On RabbitMQ two workers of one host then
+# fight over the exclusive queue celery@<host>.celery.pidbox and the second exits (RESOURCE_LOCKED);
+# so with --broker amqp each worker gets a host name of its own, as on separate machines. The rest
+# of the worker is the real `archiver worker`.
+HOSTNAME_SHIM = ("import socket, sys; host = sys.argv.pop(1); socket.gethostname = lambda: host; "
+                 "from archiver.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 @dataclass
@@ -232,6 +238,7 @@ class Stack:
     receiver_url: str = ""
     workers: list[Service] = field(default_factory=list)
     started: int = 0
+    own_hostnames: bool = False
 
     def cli(self, *verb: str) -> list[str]:
         return [sys.executable, "-m", "archiver.cli", "--config", str(self.config), *verb]
@@ -243,10 +250,13 @@ class Stack:
         wait_for(lambda: http_answers(self.receiver_url + "/healthz"), self.receiver, "receiver")
 
     def start_worker(self) -> Service:
-        """One more `archiver worker`; returns once it said ready."""
+        """One more `archiver worker`; returns once it said ready. With `own_hostnames` each worker
+        believes it runs on a host of its own (see HOSTNAME_SHIM)."""
         self.started += 1
-        worker = spawn(f"worker{self.started}", self.cli("worker", "--concurrency", str(self.concurrency)),
-                       self.root, self.env)
+        argv = self.cli("worker", "--concurrency", str(self.concurrency))
+        if self.own_hostnames:
+            argv[1:3] = ["-c", HOSTNAME_SHIM, f"soak-w{self.started}"]
+        worker = spawn(f"worker{self.started}", argv, self.root, self.env)
         self.workers.append(worker)
         wait_for(lambda: b" ready." in worker.log.read_bytes(), worker, worker.name, timeout=90)
         return worker

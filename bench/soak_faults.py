@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,30 @@ class Sweeper:
             key = "sweeps_missed"
         with self.lock:
             self.counts[key] += 1
+
+    def stale_pending(self, engine: Engine, pending_for: float) -> list[int]:
+        """The lease sweeper's query (Ledger.stale_jobs), pending jobs only, with its pending threshold
+        (retry.max_delay + 300 s, not configurable) compressed to `pending_for` seconds."""
+        from archiver.ledger.store import Ledger
+
+        ledger = Ledger(engine)
+        try:
+            stale = ledger.stale_jobs(timedelta(seconds=pending_for))
+            return [j.job_id for j in ledger.jobs(job_ids=stale) if j.state == "pending"] if stale else []
+        except Exception:  # the ledger is briefly unavailable: the next round asks again
+            return []
+
+    def enqueue(self, job_ids: list[int]) -> bool:
+        """Publish copy messages for `job_ids` as the sweeper does (archiver.celery_app.Publisher)."""
+        from archiver.celery_app import Publisher
+
+        try:
+            Publisher(self.app).copies(job_ids)
+        except Exception:  # broker briefly unavailable: the next round does it
+            return False
+        with self.lock:
+            self.counts["jobs_enqueued_after_drain"] += len(job_ids)
+        return True
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -40,7 +40,7 @@ def summary(args: argparse.Namespace, out: dict[str, Any], counts: Counter[str],
     verdict: Verdict = out["verdict"]
     deliveries = out["deliveries"]
     files = [r for d in deliveries for r in d.event.files]
-    window = out["ran"] + out["drained"] + out["late_wait"]
+    window = out["ran"] + out["drained"]
     rows: list[tuple[str, Any]] = [
         ("webhooks sent (distinct, with files)", counts["webhooks_sent"]),
         ("  accepted (202)", sum(1 for d in deliveries if d.status == 202)),
@@ -54,14 +54,13 @@ def summary(args: argparse.Namespace, out: dict[str, Any], counts: Counter[str],
         ("lease sweeps sent / missed", f"{counts['sweeps_sent']} / {counts['sweeps_missed']}"),
         ("copies verified (file x destination)", verdict.counts["ok"]),
         ("  of an older version (superseded)", verdict.counts["superseded"]),
-        ("  late: done only after the drain, by the sweeper", len(out["late"])),
+        ("  late: message lost by the broker, re-enqueued by the sweeper", len(out["late"])),
         ("  deleted on purpose: failed / retrying", f"{verdict.counts['gone_failed']} / "
                                                     f"{verdict.counts['gone_pending']}"),
         *[(c.upper() if verdict.counts[c] else c, verdict.counts[c]) for c in CATEGORIES],
         ("processes that exited on their own", counts["worker_exited_unexpectedly"]
          + counts["receiver_exited_unexpectedly"]),
-        ("elapsed s (run + drain + late / total)", f"{out['ran']:.0f} + {out['drained']:.0f} + "
-                                                   f"{out['late_wait']:.0f} / {seconds:.0f}"),
+        ("elapsed s (run + drain / total)", f"{out['ran']:.0f} + {out['drained']:.0f} / {seconds:.0f}"),
         ("throughput copies/s, MiB/s", f"{verdict.counts['ok'] / window:.2f}, "
                                        f"{verdict.copied_bytes / (1 << 20) / window:.2f}"),
     ]
@@ -78,34 +77,3 @@ def grouped(problems: list[dict[str, Any]]) -> list[str]:
     return [f"{cat}: {what} {faults} in {'+'.join(dests)}: {detail}"
             for (cat, what, faults, detail), dests in lines.items()]
 
-
-def broker_snapshot(redis_url: str, job_ids: list[int]) -> dict[str, Any]:
-    """Where the copy messages of `job_ids` are in Redis (kombu's layout): queued, unacknowledged, or
-    nowhere; plus the state of kombu's restore mutex. Tells a lost message from a slow one."""
-    import base64
-    import json
-
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-
-    def job_of(raw: bytes) -> int | None:
-        try:
-            message = json.loads(raw)
-            message = message[0] if isinstance(message, list) else message  # unacked: [message, exchange, key]
-            args = json.loads(base64.b64decode(message["body"]))[0]
-            return int(args[0]) if args else None
-        except (ValueError, KeyError, TypeError, IndexError):
-            return None
-
-    queued = [job_of(m) for q in ("archive", "events", "maintenance") for m in client.lrange(q, 0, -1)]
-    unacked = {tag.decode(): job_of(raw) for tag, raw in client.hgetall("unacked").items()}
-    scores = dict(client.zrange("unacked_index", 0, -1, withscores=True))
-    try:
-        return {"queued": {j: queued.count(j) for j in job_ids},
-                "unacked": {j: [round(scores.get(t.encode(), 0), 1) for t, jj in unacked.items() if jj == j]
-                            for j in job_ids},
-                "unacked_total": len(unacked), "queued_total": len(queued),
-                "restore_mutex_ttl": client.ttl("unacked_mutex")}
-    finally:
-        client.close()

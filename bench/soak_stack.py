@@ -150,9 +150,9 @@ def storage(root: Path, seed: int, counts: Counter[str], lock: threading.Lock,
 
 
 def write_config(root: Path, *, broker_url: str, database_url: str, public_key: Path, store: Storage,
-                 lease_seconds: int, visibility_timeout: int) -> Path:
+                 lease_seconds: int, visibility_timeout: int, max_delay: float) -> Path:
     """Four destinations: S3 (with manifests, 5 MiB parts), Azure and GCS (4 MiB parts), local disk.
-    Retries are compressed in time (0.5 s base, 4 s cap) so a short run sees many attempts."""
+    Retries are compressed in time (0.5 s base, `max_delay` cap) so a short run sees many attempts."""
     b = store.buckets
     path = root / "archiver.toml"
     path.write_text(f"""
@@ -172,7 +172,7 @@ allowed_networks = ["127.0.0.1/32"]
 
 [retry]
 base_delay = 0.5
-max_delay = 4.0
+max_delay = {max_delay}
 max_attempts = 12
 
 [reconcile]

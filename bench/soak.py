@@ -21,8 +21,9 @@ to jobs whose message is provably gone from Redis, and reports them as late, not
 --real-sweeper instead waits for the product's own sweep to pick them up.
 
 Fault kinds (--faults, comma-separated, applied left to right: default, all, none, NAME, +NAME, -NAME):
-  default: every kind but cdn_late404, cdn_splice, cdn_truncate_eof and worker_kill_local, which find
-  a product bug whenever they fire (README "Chaos soak"); add one with e.g. --faults default,+cdn_late404.
+  default: every kind but cdn_late404, cdn_splice, cdn_truncate_eof, worker_kill_local and
+  s3_lost_create_reply, which find a product bug whenever they fire (README "Chaos soak"); add one
+  with e.g. --faults default,+cdn_late404.
 """
 
 from __future__ import annotations
@@ -150,6 +151,7 @@ def start(args: argparse.Namespace, root: Path, counts: Counter[str], lock: thre
     stack.callback(engine.dispose)
     for proxy in store.proxies.values():
         proxy.rate = args.proxy_rate
+    store.proxies["s3"].create_reply_loss = 0.3 if "s3_lost_create_reply" in args.kinds else 0.0
     key = load_pem_private_key(private.read_bytes(), None)
     sender = Sender(services.receiver_url, key, cdn, counts, lock)  # type: ignore[arg-type]
     stack.callback(sender.close)

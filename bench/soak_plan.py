@@ -21,9 +21,10 @@ FILE_FAULTS = ("cdn_drop", "cdn_reset", "cdn_truncate", "cdn_badrange", "cdn_nov
 ACTIONS = ("worker_kill", "worker_kill_local", "broker_restart", "db_drop", "cdn_storm", "s3_storm", "azure_storm",
            "gcs_storm")
 PROXY_FAULTS = ("s3_faults", "azure_faults", "gcs_faults")  # random 503/drop/drop_after/slow per request
+TARGETED = ("s3_lost_create_reply",)  # 30 % of S3 CreateMultipartUpload replies lost after moto applied them
 DUPLICATES = ("dup_same", "dup_reserialised", "dup_overlap")
-ALL = FILE_FAULTS + ACTIONS + PROXY_FAULTS + DUPLICATES
-OFF_BY_DEFAULT = ("cdn_late404", "cdn_splice", "cdn_truncate_eof", "worker_kill_local")
+ALL = FILE_FAULTS + ACTIONS + PROXY_FAULTS + TARGETED + DUPLICATES
+OFF_BY_DEFAULT = ("cdn_late404", "cdn_splice", "cdn_truncate_eof", "worker_kill_local", "s3_lost_create_reply")
 DEFAULT = tuple(k for k in ALL if k not in OFF_BY_DEFAULT)
 STORM_TARGETS = {"cdn_storm": "cdn", "s3_storm": "s3", "azure_storm": "azure", "gcs_storm": "gcs"}
 

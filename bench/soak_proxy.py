@@ -10,7 +10,8 @@ Each request is read whole (Content-Length or raw chunked framing, kept as is), 
               GCS backendError), the request never reaches the emulator
   drop        the connection is closed without an answer; the request never reached the emulator
   drop_after  the request IS forwarded and applied, then the connection is closed without an answer
-              (the nastiest one: a commit that happened but whose success the client never saw)
+              (the nastiest one: a commit that happened but whose success the client never saw);
+              never drawn for an S3 CreateMultipartUpload, which has its own rate (create_reply_loss)
   slow        the answer is held back 0.5-2.5 s
 or it is forwarded untouched. Decisions come from one seeded random.Random per proxy (their order
 depends on timing, their sequence does not). Every injected fault is counted as "<name>.<kind>" in
@@ -27,6 +28,7 @@ import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 from tests.emulators import free_port
 
@@ -60,7 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _proxy(self) -> None:
         body = self._read_body()
         proxy = self.server.proxy
-        fault = proxy.decide()
+        fault = proxy.decide(self.command, self.path)
         if fault == "503":
             return self._busy()
         if fault == "drop":
@@ -151,6 +153,10 @@ class FaultProxy:
         self.port = free_port()
         self.rate = 0.0
         self.kinds = kinds
+        # S3 only: share of CreateMultipartUpload replies lost after moto applied them. Kept out of
+        # the random drop_after, because the product then leaves the first upload behind (an
+        # orphaned multipart upload) every time: the opt-in kind s3_lost_create_reply turns it on.
+        self.create_reply_loss = 0.0
         self._rng = random.Random(seed)
         self._counts, self._lock = counts, lock
         self._storm_until = 0.0
@@ -179,17 +185,22 @@ class FaultProxy:
     def quiet(self) -> None:
         """No more faults: the drain and the checks run against a well-behaved service."""
         with self._lock:
-            self.rate, self._storm_until = 0.0, 0.0
+            self.rate, self._storm_until, self.create_reply_loss = 0.0, 0.0, 0.0
 
-    def decide(self) -> str | None:
+    def decide(self, method: str, path: str) -> str | None:
         with self._lock:
             if time.monotonic() < self._storm_until:
                 self._counts[f"{self.name}.storm_503"] += 1
                 return "503"
+            creating = self.flavor == "s3" and method == "POST" and "uploads" in urlsplit(path).query.split("&")
+            if creating and self.create_reply_loss and self._rng.random() < self.create_reply_loss:
+                self._counts[f"{self.name}.create_reply_lost"] += 1
+                return "drop_after"
             if not self.kinds or self._rng.random() >= self.rate:
                 return None
-            weights = [w for k, w in zip(KINDS, _WEIGHTS, strict=True) if k in self.kinds]
-            fault = self._rng.choices([k for k in KINDS if k in self.kinds], weights)[0]
+            kinds = [k for k in KINDS if k in self.kinds and not (creating and k == "drop_after")]
+            weights = [w for k, w in zip(KINDS, _WEIGHTS, strict=True) if k in kinds]
+            fault = self._rng.choices(kinds, weights)[0]
             self._counts[f"{self.name}.{fault}"] += 1
             return fault
 

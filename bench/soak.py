@@ -57,6 +57,7 @@ from bench.soak_stack import (
     S3_SECRET,
     Redis,
     Stack,
+    Storage,
     amqp_vhost,
     ledger_database,
     new_keypair,
@@ -110,7 +111,7 @@ class Run:
     redis: Redis | None
     engine: Any
     cdn: SoakCdn
-    store: Any
+    store: Storage
     services: Stack
     sender: Sender
     chaos: Chaos
@@ -155,7 +156,7 @@ def start(args: argparse.Namespace, root: Path, counts: Counter[str], lock: thre
     key = load_pem_private_key(private.read_bytes(), None)
     sender = Sender(services.receiver_url, key, cdn, counts, lock)  # type: ignore[arg-type]
     stack.callback(sender.close)
-    chaos = Chaos(services, store, cdn, engine, database_url, counts, lock, redis, vhost, args.seed)
+    chaos = Chaos(services, store, cdn, engine, database_url, counts, lock, redis, vhost)
     return Run(args, root, counts, lock, broker_url, redis, engine, cdn, store, services, sender, chaos, config, env)
 
 
@@ -183,6 +184,7 @@ def drive(r: Run) -> float:
                 if "cdn_gone" in rec.faults:
                     r.gone.add(rec.path)
             r.sender.send(event)
+            keep_alive(r.services, r.counts, r.lock, r.chaos)
             time.sleep(0.1)
     stop.set()
     thread.join()

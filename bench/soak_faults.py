@@ -16,7 +16,6 @@ is fixed at 300 s, longer than a short soak.
 from __future__ import annotations
 
 import contextlib
-import random
 import sqlite3
 import subprocess
 import threading
@@ -47,19 +46,17 @@ class Chaos:
     lock: threading.Lock
     redis: Redis | None = None
     vhost: str | None = None
-    seed: int = 0
     log: list[dict[str, Any]] = field(default_factory=list)
     busy: threading.Lock = field(default_factory=threading.Lock)  # held while an action runs
 
     def run(self, actions: list[Action], start: float, stop: threading.Event) -> None:
         """Thread body: each action at its time, until `stop` is set."""
-        rng = random.Random(self.seed)
         for action in actions:
             if stop.wait(max(0.0, start + action.at - time.monotonic())):
                 return
             with self.busy:
                 try:
-                    detail = self._do(action, rng)
+                    detail = self._do(action)
                 except Exception as exc:  # a fault that could not be injected is reported, not fatal
                     detail = f"not injected: {type(exc).__name__}: {exc}"
                     self._count(f"{action.kind}_failed")
@@ -69,20 +66,20 @@ class Chaos:
         with self.lock:
             self.counts[key] += 1
 
-    def _do(self, action: Action, rng: random.Random) -> str:
+    def _do(self, action: Action) -> str:
         if action.kind in STORM_TARGETS:
             target = STORM_TARGETS[action.kind]
             (self.cdn if target == "cdn" else self.store.proxies[target]).storm(action.seconds)
             self._count(action.kind)
             return f"{action.seconds} s"
         handler: Callable[..., str] = getattr(self, action.kind)
-        return handler(action, rng)
+        return handler(action)
 
-    def worker_kill(self, action: Action, rng: random.Random) -> str:
+    def worker_kill(self, action: Action) -> str:
         """SIGKILL a worker copying to S3, Azure or GCS (and to no local folder: see worker_kill_local)."""
         return self._kill(action.kind, lambda dests: "local" not in dests)
 
-    def worker_kill_local(self, action: Action, rng: random.Random) -> str:
+    def worker_kill_local(self, action: Action) -> str:
         """SIGKILL a worker while one of its copies goes to the local folder."""
         return self._kill(action.kind, lambda dests: "local" in dests)
 
@@ -111,7 +108,7 @@ class Chaos:
         self._count(f"{kind}_skipped")
         return "no worker was copying to a matching destination for 10 s: nothing killed"
 
-    def broker_restart(self, action: Action, rng: random.Random) -> str:
+    def broker_restart(self, action: Action) -> str:
         if self.redis is not None:
             self.redis.stop()
             time.sleep(1.0)
@@ -127,7 +124,7 @@ class Chaos:
         self._count("broker_connections_closed")
         return f"{len(pids)} connections of vhost {self.vhost} closed"
 
-    def db_drop(self, action: Action, rng: random.Random) -> str:
+    def db_drop(self, action: Action) -> str:
         url = make_url(self.database_url)
         if url.get_backend_name() == "sqlite":
             conn = sqlite3.connect(str(url.database), timeout=30, isolation_level=None)

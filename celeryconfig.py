@@ -89,7 +89,7 @@ def build(settings: Settings) -> dict[str, Any]:
         "worker_soft_shutdown_timeout": 60.0,
         "worker_enable_soft_shutdown_on_idle": False,
         "beat_schedule": {
-            "sweep-stale-jobs": {"task": "archiver.sweep_leases", "schedule": 300.0},
+            "sweep-stale-jobs": {"task": "archiver.sweep_leases", "schedule": float(settings.retry.sweep_seconds)},
             **sync_schedule(settings),
         },
     }

@@ -50,6 +50,15 @@ class RetrySettings:
     max_attempts: int = 10
     max_delay: float = 600.0  # seconds between two attempts, at most
     base_delay: float = 5.0
+    # How often beat runs the lease sweeper, and how long a pending job (or lookup) may stay unchanged
+    # before the sweeper takes its broker message for lost and enqueues it again (a second message is
+    # harmless: the claim skips it). None: max_delay + 300, long enough for every retry's own message.
+    sweep_seconds: float = 300.0
+    requeue_after_seconds: float | None = None
+
+    @property
+    def requeue_after(self) -> float:
+        return self.requeue_after_seconds if self.requeue_after_seconds is not None else self.max_delay + 300
 
 
 @dataclass(frozen=True)
@@ -155,6 +164,8 @@ ENVIRONMENT: dict[tuple[str | None, str], tuple[str, Callable[[str], Any]]] = {
     ("retry", "max_attempts"): ("ARCHIVER_RETRY_MAX_ATTEMPTS", int),
     ("retry", "max_delay"): ("ARCHIVER_RETRY_MAX_DELAY", float),
     ("retry", "base_delay"): ("ARCHIVER_RETRY_BASE_DELAY", float),
+    ("retry", "sweep_seconds"): ("ARCHIVER_RETRY_SWEEP_SECONDS", float),
+    ("retry", "requeue_after_seconds"): ("ARCHIVER_RETRY_REQUEUE_AFTER_SECONDS", float),
     ("reconcile", "interval_minutes"): ("ARCHIVER_RECONCILE_INTERVAL_MINUTES", float),
     ("reconcile", "window_hours"): ("ARCHIVER_RECONCILE_WINDOW_HOURS", float),
     ("retention", "delete_from_videosdk"): ("ARCHIVER_RETENTION_DELETE_FROM_VIDEOSDK", str),
@@ -232,7 +243,12 @@ def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
     if source.max_file_bytes < 1:
         problems.append(f"source.max_file_bytes: must be at least 1 byte, got {source.max_file_bytes}")
     retry = _section(raw, "retry", RetrySettings, {"max_attempts": int, "max_delay": (int, float),
-                                                   "base_delay": (int, float)}, problems)
+                                                   "base_delay": (int, float), "sweep_seconds": (int, float),
+                                                   "requeue_after_seconds": (int, float)}, problems)
+    if retry.sweep_seconds <= 0:
+        problems.append(f"retry.sweep_seconds: must be more than 0, got {retry.sweep_seconds}")
+    if retry.requeue_after_seconds is not None and retry.requeue_after_seconds <= 0:
+        problems.append(f"retry.requeue_after_seconds: must be more than 0, got {retry.requeue_after_seconds}")
     reconcile = _section(raw, "reconcile", ReconcileSettings, {"interval_minutes": (int, float),
                                                                "window_hours": (int, float)}, problems)
     if reconcile.interval_minutes < 0:

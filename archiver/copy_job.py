@@ -10,6 +10,7 @@ recorded) before its playlist, the job's own object, is written.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 
 from archiver.account import confirm, needs_confirmation
@@ -38,7 +39,9 @@ from archiver.manifests import write_manifest
 from archiver.runtime import Runtime
 from archiver.source import SourceChanged
 from archiver.templates import RenderError
-from providers import ObjectInfo
+from providers import ObjectInfo, StorageError
+
+log = logging.getLogger("archiver.copy")
 
 __all__ = ["JobOutcome", "LeaseKeeper", "Progress", "run_copy_job"]
 
@@ -78,6 +81,7 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
             copied = _copy(task)
             if destination.manifest:
                 write_manifest(provider, job, destination, copied.info, copied.manifest)
+            _discard_leftovers(task)
     except LeaseLost:
         return JobOutcome(job_id, "lost")
     except (SystemExit, KeyboardInterrupt):
@@ -105,6 +109,19 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
         runtime.ledger.flag_copy(job_id, UNVERIFIED, "committed, not read back: " + "; ".join(info.unverified))
     return JobOutcome(job_id, "succeeded", uploaded=copied.uploaded, destination=job.destination,
                       bytes=task.uploaded_bytes or None, size_proven=proof[0], size_note=proof[1])
+
+
+def _discard_leftovers(task: CopyTask) -> None:
+    """Anything unfinished still at the key now is a leftover this job owns: e.g. a second S3 multipart
+    upload that botocore's retry of a CreateMultipartUpload whose answer was lost started. Best effort:
+    a cleanup failure must not fail a verified copy (a bucket lifecycle rule is the backstop)."""
+    try:
+        if (found := task.provider.discard_incomplete(task.key)):
+            log.info("job %s: discarded %d unfinished upload(s) left at %s", task.job.job_id, found,
+                     task.provider.describe(task.key))
+    except StorageError as exc:
+        log.warning("job %s: could not discard unfinished uploads at %s: %s", task.job.job_id,
+                    task.provider.describe(task.key), exc.code or type(exc).__name__)
 
 
 def _claim(runtime: Runtime, job_id: int, worker: str) -> tuple[JobRecord, Destination] | JobOutcome:

@@ -53,7 +53,7 @@ def sweep_leases() -> list[int]:
     """Re-enqueue jobs whose worker died or whose message was lost; a job whose message is still
     queued is simply skipped by `claim`, so a double enqueue costs nothing."""
     runtime = get_runtime()
-    unchanged = timedelta(seconds=runtime.settings.retry.max_delay + 300)
+    unchanged = timedelta(seconds=runtime.settings.retry.requeue_after)
     stale = runtime.ledger.stale_jobs(unchanged)
     if runtime.settings.videosdk.storage is not None:
         # The customer's storage is configured as a source now: copies held for it can run.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import io
 import json
 import logging
@@ -41,6 +42,16 @@ from .writer import ObjectWriter, Part, WriteRequest
 
 _XATTR = "user.archiver"
 _TEMP_MARK = ".archiver-tmp-"
+
+
+def temp_name(full_key: str) -> str:
+    """``.archiver-tmp-<16 hex of the file's name><8 random hex>``: a fixed 38 bytes, so any legal name
+    (up to NAME_MAX) can be written, and tied to the name, so a dead writer's leftover can be found."""
+    return f"{_TEMP_MARK}{_name_tag(full_key)}{secrets.token_hex(4)}"
+
+
+def _name_tag(full_key: str) -> str:
+    return hashlib.sha256(full_key.rsplit("/", 1)[-1].encode()).hexdigest()[:16]
 _log = logging.getLogger(__name__)
 
 
@@ -131,6 +142,27 @@ class LocalProvider(StorageProvider):
         except OSError as exc:
             raise _translate(exc, self.describe(key)) from exc
 
+    def _discard_incomplete(self, full_key: str) -> int:
+        """Remove the temporary files a writer of this key left when it was killed (SIGKILL cannot
+        abort): each carries the tag of the file's name. Only call it while holding the right to
+        write the key: a live writer of the same key would lose its temporary file."""
+        try:
+            dir_fd, _ = open_parent(self.root, full_key, create=False)
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise _translate(exc, self.describe(full_key[len(self.prefix):])) from exc
+        try:
+            mark, removed = f"{_TEMP_MARK}{_name_tag(full_key)}", 0
+            for entry in os.listdir(dir_fd):
+                if entry.startswith(mark) and len(entry) == len(mark) + 8:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry, dir_fd=dir_fd)
+                        removed += 1
+            return removed
+        finally:
+            os.close(dir_fd)
+
     def _delete(self, full_key: str) -> None:
         try:
             dir_fd, name = open_parent(self.root, full_key, create=False)
@@ -181,7 +213,7 @@ class LocalWriter(ObjectWriter):
         super().__init__(request, provider.describe(request.key))
         self.provider = provider
         self.final = provider.path_of(request.full_key)  # for messages; files are reached through _dir_fd
-        self._temp_name = f"{_TEMP_MARK}{secrets.token_hex(12)}"
+        self._temp_name = temp_name(request.full_key)
         self.temp = self.final.with_name(self._temp_name)
         self._dir_fd: int | None = None  # the key's folder, opened without following links (_begin)
         self._name = self.final.name

@@ -234,3 +234,21 @@ def test_new_folders_are_0750(tmp_path: Path) -> None:
     for folder in (dest, dest / "archive", dest / "archive" / "room", dest / "archive" / "room" / "session"):
         assert folder.stat().st_mode & 0o777 == 0o750, folder
     assert (dest / "archive" / "room" / "session" / "a.mp4").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_killed_writers_temporary_file_is_discarded_by_the_next_attempt(tmp_path: Path) -> None:
+    # A SIGKILLed worker cannot abort: its temporary file stays. The next attempt (holding the lease)
+    # discards the leftover of ITS key and leaves another key's in-progress file alone.
+    provider = open_provider(f"file://{tmp_path}/dest", part_size=1 << 20, fsync=False)
+    dead = provider.open_writer("m/rec.mp4")
+    dead.write(b"x" * (3 << 20))  # parts written: the temporary file exists
+    other = provider.open_writer("m/other.mp4")
+    other.write(b"y" * (3 << 20))
+    temps = sorted(p.name for p in (tmp_path / "dest" / "m").iterdir())
+    assert len(temps) == 2 and all(len(t) == 38 for t in temps)
+    assert provider.discard_incomplete("m/rec.mp4") == 1
+    [left] = list((tmp_path / "dest" / "m").iterdir())
+    other.write(b"y")
+    assert other.commit().size == (3 << 20) + 1
+    assert left.name not in {p.name for p in (tmp_path / "dest" / "m").iterdir()}  # published, not left behind
+    assert provider.discard_incomplete("m/missing-folder/x.mp4") == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -154,3 +155,20 @@ def test_a_different_object_at_the_key_is_a_conflict_and_an_identical_one_is_ado
     assert "overwrite" in (jobs["s3"].error_message or "")
     assert jobs["azure"].state == "succeeded"  # our bytes were already there: adopted, not re-uploaded
     assert jobs["gcs"].state == "succeeded"
+
+
+def test_two_workers_as_operators_start_them_share_one_host(stack: Stack) -> None:
+    # `archiver worker` twice on one machine: on RabbitMQ two nodes named celery@<host> collide on the
+    # exclusive control queue and the second one died at start (ResourceLocked). Each gets its own name.
+    from tests.emulators import free_port
+
+    extra = [stack.start_worker(concurrency=1, metrics_port=free_port()) for _ in range(2)]
+    try:
+        time.sleep(3)  # the collision killed the second one a moment after "ready"
+        assert all(w.proc.poll() is None for w in extra), [w.log.read_text()[-2000:] for w in extra]
+        mid = meeting()
+        stack.send_event(recording_stopped(mid, stack.source.file_url(f"{mid}.mp4", size=200_000)))
+        assert {j.state for j in stack.wait_for_jobs(mid, 3)} == {"succeeded"}
+    finally:
+        for worker in extra:
+            worker.stop()

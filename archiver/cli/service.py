@@ -90,7 +90,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker_signals.configure(stop_grace=args.stop_grace, broker_timeout=args.broker_timeout)
     # Celery's own cold path (SIGQUIT, a second Ctrl-C) waits this long before it cancels tasks.
     app.conf.worker_soft_shutdown_timeout = args.stop_grace
-    argv = ["worker", "-Q", args.queues, "-l", "INFO", "--without-gossip", "--without-mingle"]
+    # A node name of its own: two workers named celery@<host> (Celery's default) collide on RabbitMQ's
+    # exclusive control queue, and the second dies at start with ResourceLocked.
+    name = args.name or f"archiver-{os.getpid()}@%h"
+    argv = ["worker", "-Q", args.queues, "-l", "INFO", "--without-gossip", "--without-mingle", "-n", name]
     if args.concurrency:
         argv += ["--concurrency", str(args.concurrency)]
     app.worker_main(argv)
@@ -236,6 +239,7 @@ def register(verbs: Any) -> None:
     worker.add_argument("--broker-timeout", type=_seconds, default=BROKER_TIMEOUT, metavar="SECONDS",
                         help=f"exit 1 when the broker has been unreachable this long, so a supervisor "
                              f"restarts the worker (default {BROKER_TIMEOUT:g})")
+    worker.add_argument("--name", help="Celery node name, unique per worker (default archiver-<pid>@<host>)")
     worker.add_argument("--metrics-host", default="127.0.0.1",
                         help="address the metrics listen on (default 127.0.0.1; 0.0.0.0 for a scraper on "
                              "another host or container)")

@@ -4,6 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMPS := .make-stamps
 PYTEST_ARGS ?=
+# Two pytest processes, each with its own emulators; a test file stays in one process (its module
+# fixtures are shared). `make test TEST_WORKERS=0` runs in one process.
+TEST_WORKERS ?= 2
 SOAK_SECONDS ?= 300
 SOAK_ARGS ?=
 
@@ -13,7 +16,7 @@ run: $(STAMPS)/venv
 	$(VENV)/bin/archiver up
 
 test: $(STAMPS)/venv $(STAMPS)/npm
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Not part of CI (too long, too noisy): prints tables side by side with rclone and the SDK ceilings
 # and writes JSON to bench/results/. Needs rclone and GNU time (installed here when missing).

@@ -184,10 +184,10 @@ ENVIRONMENT: dict[tuple[str | None, str], tuple[str, Callable[[str], Any]]] = {
 }
 
 
-def config_path(explicit: str | None = None) -> Path | None:
+def config_path(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> Path | None:
     if explicit:
         return Path(explicit)
-    if env := os.environ.get("ARCHIVER_CONFIG"):
+    if env := (os.environ if environ is None else environ).get("ARCHIVER_CONFIG"):
         return Path(env)
     default = Path("archiver.toml")
     return default if default.exists() else None
@@ -197,7 +197,7 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     environ = os.environ if environ is None else environ
     origin = "defaults"
     raw: dict[str, Any] = {}
-    resolved = config_path(str(path) if path else None)
+    resolved = config_path(str(path) if path else None, environ)
     if resolved is not None:
         origin = str(resolved)
         try:

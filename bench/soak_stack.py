@@ -37,6 +37,9 @@ from tests.emulators import (
     http_answers,
     wait_until,
 )
+from tests.emulators import (
+    amqp_vhost as test_amqp_vhost,
+)
 
 S3_SECRET = "SOAK_S3_SECRET"
 AZURE_CONNECTION = "SOAK_AZURE_CONNECTION"
@@ -83,18 +86,8 @@ class Redis:
 @contextlib.contextmanager
 def amqp_vhost() -> Iterator[str]:
     """A private vhost on the machine's RabbitMQ: other users of the server keep their queues."""
-    vhost = f"soak-{secrets.token_hex(4)}"
-
-    def ctl(*argv: str) -> None:
-        subprocess.run(["rabbitmqctl", "-q", *argv], check=True, capture_output=True, timeout=60)
-
-    ctl("add_vhost", vhost)
-    try:
-        ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        yield f"{AMQP_SERVER}/{vhost}"
-    finally:
-        with contextlib.suppress(subprocess.SubprocessError, OSError):
-            ctl("delete_vhost", vhost)
+    with test_amqp_vhost(AMQP_SERVER + "/") as url:
+        yield url
 
 
 @dataclass

@@ -88,8 +88,8 @@ def stack_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     broker, database = request.param.split("+")
     root = tmp_path_factory.mktemp(request.param.replace("+", "-"))
     with contextlib.ExitStack() as stack:
-        broker_url = (os.environ["ARCHIVER_TEST_AMQP_URL"] if broker == "amqp"
-                      else request.getfixturevalue("redis_url"))
+        broker_url = (stack.enter_context(emulators.amqp_vhost(os.environ["ARCHIVER_TEST_AMQP_URL"]))
+                      if broker == "amqp" else request.getfixturevalue("redis_url"))
         if database == "postgresql":
             database_url = stack.enter_context(emulators.postgres_database(os.environ["ARCHIVER_TEST_DATABASE_URL"]))
         else:

@@ -205,3 +205,31 @@ def postgres_database(server_url: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextlib.contextmanager
+def amqp_vhost(server_url: str) -> Iterator[str]:
+    """A throw-away vhost on the RabbitMQ `server_url` points at (its user gets every permission on it),
+    deleted afterwards: test processes running side by side (pytest-xdist, the soak) must not consume
+    each other's messages from one shared vhost."""
+    import secrets
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(server_url)
+    vhost = f"archiver-test-{secrets.token_hex(4)}"
+
+    def ctl(*argv: str) -> None:
+        subprocess.run(["rabbitmqctl", "-q", *argv], check=True, capture_output=True, timeout=60)
+
+    try:
+        ctl("add_vhost", vhost)
+        ctl("set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*")
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ServiceUnavailable(f"cannot create a RabbitMQ vhost with rabbitmqctl ({exc}); run the tests where "
+                                 "rabbitmqctl can reach the broker (as root or the rabbitmq user), or unset "
+                                 "ARCHIVER_TEST_AMQP_URL") from exc
+    try:
+        yield urlunsplit((parts.scheme, parts.netloc, f"/{vhost}", "", ""))
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            ctl("delete_vhost", vhost)

@@ -10,10 +10,15 @@
   an EpisodeLog, through a loop exception handler that passes every other context on unchanged.
 - A burst of connections. `_accept_connection` accepts up to `backlog` connections in one pass of the
   loop (its loop bound is create_server's backlog, which is also the listen queue), and each holds a
-  descriptor until its transport is closed three passes later (task step, connection_made, then
-  _call_connection_lost). So connections refused past max_connections still hold up to
-  ACCEPT_BURST descriptors at once; uvicorn's default backlog of 2048 ran a process with 256
-  descriptors and max_connections = 40 out of them. The receiver listens with ACCEPT_BACKLOG.
+  descriptor until its socket is closed three passes later (the accepting task's step, then
+  connection_made, then _call_connection_lost), while each of those passes may accept as many again.
+  So connections refused past max_connections still hold up to ACCEPT_BURST descriptors at once:
+  uvicorn's default backlog of 2048 ran a process with 256 descriptors and max_connections = 40 out
+  of them. The receiver listens with ACCEPT_BACKLOG.
+- Garbage from clients. uvicorn's h11 protocol logs a warning for every malformed request ("Invalid
+  HTTP request received.") and two for every upgrade request it cannot serve (h11_impl.py,
+  `handle_events` and `_unsupported_upgrade_warning`): a line per request anyone can send.
+  `RepeatFilter` lets each of these through at most once per 10 s, with the count it held back.
 - Descriptors at start. `check_descriptors` compares RLIMIT_NOFILE with what max_connections needs
   (plus ACCEPT_BURST and DESCRIPTOR_RESERVE) and raises the soft limit up to the hard one when that
   is enough.
@@ -25,6 +30,7 @@ import asyncio
 import errno
 import logging
 import resource
+import time
 from typing import Any
 
 log = logging.getLogger("archiver.receiver")
@@ -32,8 +38,8 @@ log = logging.getLogger("archiver.receiver")
 ACCEPT_OUT_OF_RESOURCE = "socket.accept() out of system resource"  # asyncio/selector_events.py's message
 ACCEPT_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 # Descriptors the receiver needs besides its connections: stdio, the listening socket, the event loop,
-# the ledger and broker connections of its intake threads, imported files. Measured: about 20 at rest
-# on SQLite; the rest is margin.
+# the ledger and broker connections of its intake threads. Measured: 11 at rest on SQLite; the rest is
+# margin for the intake threads' connections.
 DESCRIPTOR_RESERVE = 64
 # Connections waiting in the kernel's queue, and accepted per pass of the loop. 100: so that the default
 # max_connections (512), a burst and the reserve fit the usual limit of 1024.
@@ -53,34 +59,35 @@ class EpisodeLog:
         self._tick: asyncio.TimerHandle | None = None
         self._began = 0.0
         self._recent = self._total = 0
+        self._details: dict[str, Any] = {}
 
     def note(self, **details: Any) -> None:
-        """One more occurrence; `details` fill the start line's template."""
+        """One more occurrence; the first of an episode gives the `details` its lines' templates name."""
         self._recent += 1
         self._total += 1
         if self._tick is None:
             loop = asyncio.get_running_loop()
             self._began = loop.time()
-            self._recent = 0
+            self._recent, self._details = 0, details
             self.logger.warning(self.start.format(**details))
             self._tick = loop.call_later(self.interval, self._on_tick, loop)
 
     def _on_tick(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._recent:
-            self.logger.warning(self.ongoing.format(count=self._recent, seconds=self.interval))
+            self.logger.warning(self.ongoing.format(**self._details, count=self._recent, seconds=self.interval))
             self._recent = 0
             self._tick = loop.call_later(self.interval, self._on_tick, loop)
             return
-        self.logger.warning(self.end.format(total=self._total, seconds=loop.time() - self._began))
+        self.logger.warning(self.end.format(**self._details, total=self._total, seconds=loop.time() - self._began))
         self._tick, self._total = None, 0
 
 
 def accept_failures() -> EpisodeLog:
     return EpisodeLog(
-        "receiver: out of file descriptors ({error}, RLIMIT_NOFILE {limit}): new connections wait in the "
-        "kernel's queue and are accepted again once descriptors are free (retried every second); raise the "
-        "limit or lower receiver.max_connections",
-        "receiver: still out of file descriptors: accept() refused {count} times in the last {seconds:g} s",
+        "receiver: out of {resource} ({error}, RLIMIT_NOFILE {limit}): new connections wait in the kernel's "
+        "queue and are accepted again once some are free (retried every second); raise the limit or lower "
+        "receiver.max_connections",
+        "receiver: out of {resource}: accept() refused {count} times in the last {seconds:g} s",
         "receiver: accepting connections again; accept() was refused {total} times over {seconds:.0f} s")
 
 
@@ -88,9 +95,45 @@ def connection_refusals(max_connections: int) -> EpisodeLog:
     return EpisodeLog(
         f"receiver: {max_connections} connections open (receiver.max_connections): new connections are "
         "answered 503 and closed until some of these end",
-        "receiver: still at receiver.max_connections: {count} connections answered 503 in the last {seconds:g} s",
+        "receiver: at receiver.max_connections: {count} connections answered 503 in the last {seconds:g} s",
         "receiver: below receiver.max_connections again; {total} connections were answered 503 over "
         "{seconds:.0f} s")
+
+
+# uvicorn's warnings that any client can cause, one per request (uvicorn/protocols/http/h11_impl.py).
+CLIENT_WARNINGS = frozenset({
+    "Invalid HTTP request received.", "Unsupported upgrade request.",
+    "No supported WebSocket library detected. Please use \"pip install 'uvicorn[standard]'\", or install "
+    "'websockets' or 'wsproto' manually."})
+
+
+class RepeatFilter(logging.Filter):
+    """Passes a record whose message is one of `messages` at most once per `interval` seconds (per
+    message), saying how many it held back since the last one; every other record passes."""
+
+    def __init__(self, messages: frozenset[str] = CLIENT_WARNINGS, interval: float = 10.0) -> None:
+        super().__init__()
+        self.messages, self.interval = messages, interval
+        self._seen: dict[str, tuple[float, int]] = {}  # message -> (when it last passed, held back since)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not isinstance(record.msg, str) or record.msg not in self.messages:
+            return True
+        now = time.monotonic()
+        last, held = self._seen.get(record.msg, (-self.interval, 0))
+        if now - last < self.interval:
+            self._seen[record.msg] = (last, held + 1)
+            return False
+        self._seen[record.msg] = (now, 0)
+        if held:
+            record.msg = f"{record.msg} ({held} more in the last {now - last:.0f} s not logged)"
+        return True
+
+
+def install_repeat_filter(logger: logging.Logger) -> None:
+    """Add a RepeatFilter to `logger` once, however many servers a process starts."""
+    if not any(isinstance(f, RepeatFilter) for f in logger.filters):
+        logger.addFilter(RepeatFilter())
 
 
 def install_accept_guard(loop: asyncio.AbstractEventLoop, episodes: EpisodeLog) -> None:
@@ -103,6 +146,7 @@ def install_accept_guard(loop: asyncio.AbstractEventLoop, episodes: EpisodeLog) 
         if (context.get("message") == ACCEPT_OUT_OF_RESOURCE and isinstance(exc, OSError)
                 and exc.errno in ACCEPT_ERRNOS):
             episodes.note(error=f"{errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror}",
+                          resource="file descriptors" if exc.errno in (errno.EMFILE, errno.ENFILE) else "memory",
                           limit=resource.getrlimit(resource.RLIMIT_NOFILE)[0])
             return
         if previous is not None:

@@ -97,7 +97,9 @@ class GuardedH11Protocol(H11Protocol):
         if self.cycle is not cycle:  # h11 parsed a request line and headers: a new cycle was started
             self._stop_timers()
             if self.conn.their_state is h11.SEND_BODY:
-                self._body_clock = (self.loop.time(), self._received)
+                # Body bytes that came with the headers are in the new cycle's buffer already (its
+                # application task has not run yet): count them as received.
+                self._body_clock = (self.loop.time(), self._received - len(self.cycle.body))
                 self._body_timer = self.loop.call_later(self._body_due(0), self._body_check)
         elif self._body_clock is not None and self.conn.their_state is not h11.SEND_BODY:
             self._body_clock = None  # the whole body is in

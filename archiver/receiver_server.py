@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import sys
 from typing import Any
@@ -18,7 +19,13 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
 from archiver.config import ReceiverSettings
-from archiver.receiver_overload import ACCEPT_BACKLOG, accept_failures, connection_refusals, install_accept_guard
+from archiver.receiver_overload import (
+    ACCEPT_BACKLOG,
+    accept_failures,
+    connection_refusals,
+    install_accept_guard,
+    install_repeat_filter,
+)
 from archiver.receiver_protocol import guarded_protocol
 
 
@@ -37,10 +44,12 @@ def receiver_config(app: Any, limits: ReceiverSettings, host: str, port: int, **
 
 
 class ReceiverServer(uvicorn.Server):
-    """uvicorn.Server that reports failed accept() calls in a few lines instead of a traceback each."""
+    """uvicorn.Server that reports failed accept() calls in a few lines instead of a traceback each,
+    and logs uvicorn's per-request warnings about malformed requests at most once per 10 s."""
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         install_accept_guard(asyncio.get_running_loop(), accept_failures())
+        install_repeat_filter(logging.getLogger("uvicorn.error"))  # after Config set uvicorn's logging up
         await super().startup(sockets)
 
 

@@ -178,6 +178,12 @@ def test_idle_and_slow_connections_are_closed_past_the_cap_503_and_a_webhook_the
             for name, (_, shortest, longest, holds) in SLOW_CLIENTS.items():
                 seconds, answer = slow[name].result(timeout=HEADER + BODY + 2 * SLACK)
                 assert shortest * 0.9 <= seconds <= longest + SLACK and holds in answer, (name, seconds, answer)
+        # Requests anyone can send that uvicorn warns about, one line each: a few lines in all.
+        for garbage in [b"NOT HTTP AT ALL\r\n\r\n"] * 100 + [
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: upgrade, close\r\nUpgrade: websocket\r\n\r\n"] * 100:
+            with socket.create_connection(("127.0.0.1", receiver.port), timeout=30) as sock:
+                sock.sendall(garbage)
+                assert sock.recv(4096).startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 200 "))
         assert receiver.post(stopped("after-the-slow-clients")).status_code == 202
         assert events(receiver) == 2
         log = receiver.log()

@@ -33,7 +33,9 @@ def receiver_config(app: Any, limits: ReceiverSettings, host: str, port: int, **
     """uvicorn settings for the receiver; `options` are further uvicorn.Config arguments."""
     return uvicorn.Config(
         app, host=host, port=port,
-        # Our protocol, always: "auto" would pick httptools when installed, without these bounds.
+        # Our protocol, always: "auto" would pick httptools when installed, without these bounds. A class
+        # is used as it is (uvicorn/config.py, Config.load) and built per connection by Server.startup's
+        # create_protocol with (config, server_state, app_state, _loop) (uvicorn/server.py).
         http=guarded_protocol(limits, connection_refusals(limits.max_connections)),
         # The loop whose accept() reporting archiver.receiver_overload knows (uvloop's differs).
         loop="asyncio",
@@ -48,6 +50,8 @@ class ReceiverServer(uvicorn.Server):
     and logs uvicorn's per-request warnings about malformed requests at most once per 10 s."""
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn's startup runs in the loop that serves (Server.serve, uvicorn/server.py): the handler
+        # is in place before loop.create_server starts accepting.
         install_accept_guard(asyncio.get_running_loop(), accept_failures())
         install_repeat_filter(logging.getLogger("uvicorn.error"))  # after Config set uvicorn's logging up
         await super().startup(sockets)

@@ -105,6 +105,14 @@ class ReceiverSettings:
     port: int = 8000
     path: str = "/webhooks/videosdk"
     max_body_bytes: int = 1 << 20
+    # Bounds on what one client can hold (archiver.receiver_protocol enforces them): seconds to send
+    # a request's line and headers after connecting or after the previous response; seconds an idle
+    # keep-alive connection stays open; seconds, and bytes per second, for a request's body.
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 5.0
+    body_timeout: float = 30.0
+    min_body_rate: int = 1024  # bytes/s averaged over the body so far; 0 turns the rate check off
+    max_connections: int = 512  # open connections; one more is answered 503 at once and closed
     # rooms whose webhooks are accepted: exact ids or "prefix*"; empty: every room. Narrows who can use
     # the receiver when the worker cannot ask VideoSDK's API which recordings are ours (no api_key).
     allow_rooms: tuple[str, ...] = ()
@@ -181,6 +189,11 @@ ENVIRONMENT: dict[tuple[str | None, str], tuple[str, Callable[[str], Any]]] = {
     ("receiver", "path"): ("ARCHIVER_RECEIVER_PATH", str),
     ("receiver", "max_body_bytes"): ("ARCHIVER_RECEIVER_MAX_BODY_BYTES", int),
     ("receiver", "allow_rooms"): ("ARCHIVER_RECEIVER_ALLOW_ROOMS", _hosts),
+    ("receiver", "header_timeout"): ("ARCHIVER_RECEIVER_HEADER_TIMEOUT", float),
+    ("receiver", "keepalive_timeout"): ("ARCHIVER_RECEIVER_KEEPALIVE_TIMEOUT", float),
+    ("receiver", "body_timeout"): ("ARCHIVER_RECEIVER_BODY_TIMEOUT", float),
+    ("receiver", "min_body_rate"): ("ARCHIVER_RECEIVER_MIN_BODY_RATE", int),
+    ("receiver", "max_connections"): ("ARCHIVER_RECEIVER_MAX_CONNECTIONS", int),
 }
 
 
@@ -264,8 +277,17 @@ def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
         "api_base": str, "api_key": str, "webhook_public_key": str, "verify_signatures": bool, "rooms": list,
         "timeout": (int, float), "key_refetch_seconds": (int, float), "storage": (str, dict)}, problems)
     videosdk = dataclasses.replace(videosdk, storage=storage)
-    receiver = _section(raw, "receiver", ReceiverSettings, {"host": str, "port": int, "path": str,
-                                                            "max_body_bytes": int, "allow_rooms": list}, problems)
+    receiver = _section(raw, "receiver", ReceiverSettings, {
+        "host": str, "port": int, "path": str, "max_body_bytes": int, "header_timeout": (int, float),
+        "keepalive_timeout": (int, float), "body_timeout": (int, float), "min_body_rate": int,
+        "max_connections": int, "allow_rooms": list}, problems)
+    problems += [f"receiver.{key}: must be more than 0 seconds, got {getattr(receiver, key)}"
+                 for key in ("header_timeout", "keepalive_timeout", "body_timeout") if not getattr(receiver, key) > 0]
+    if receiver.min_body_rate < 0:
+        problems.append(f"receiver.min_body_rate: must be 0 (no rate check) or more bytes per second, "
+                        f"got {receiver.min_body_rate}")
+    if receiver.max_connections < 1:
+        problems.append(f"receiver.max_connections: must be at least 1, got {receiver.max_connections}")
     if not receiver.path.startswith("/"):
         problems.append(f"receiver.path: must start with '/', got {receiver.path!r}")
     if not 0 < receiver.port < 65536:

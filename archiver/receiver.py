@@ -13,7 +13,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -90,6 +90,12 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
         except BodyTooLarge:
             requests.labels("413", "-").inc()
             return JSONResponse({"error": f"body larger than {limit} bytes"}, 413, headers={"Connection": "close"})
+        except ClientDisconnect:
+            # The client closed the connection, or the server cut off a body that came too slowly (and
+            # answered 408: archiver.receiver_protocol). Nobody is left to answer; unhandled, this
+            # would be logged with a traceback for every such request.
+            log.info("webhook body not received: the connection was closed before its end")
+            return Response(status_code=400)
         answer = await anyio.to_thread.run_sync(intake.handle, raw, request.headers, limiter=intake_threads())
         requests.labels(str(answer.status), answer.webhook_type).inc()
         latency.observe(time.perf_counter() - started)

@@ -54,10 +54,10 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from archiver.celery_app import Publisher, create_app
     from archiver.receiver import create_receiver
+    from archiver.receiver_overload import check_descriptors
+    from archiver.receiver_server import serve_receiver
 
     settings = settings_of(args)
     preflight(settings)
@@ -66,9 +66,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host, port = args.host or settings.receiver.host, args.port or settings.receiver.port
     print(f"archiver receiver: POST http://{host}:{port}{settings.receiver.path} "
           f"(signatures {'verified' if settings.videosdk.verify_signatures else 'NOT verified'})", flush=True)
+    if warning := check_descriptors(settings.receiver.max_connections):
+        print(warning, file=sys.stderr, flush=True)
     # uvicorn stops on SIGTERM/SIGINT; without a timeout it would wait for every open request.
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=SERVE_STOP_SECONDS)
+    serve_receiver(app, settings.receiver, host, port, stop_seconds=SERVE_STOP_SECONDS)
     return OK
 
 

@@ -87,8 +87,8 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
     except (SystemExit, KeyboardInterrupt):
         # The worker is stopping (its stop grace ran out): the writer aborted on the way out. Give the
         # job back at once, so the redelivered message finds it pending instead of waiting for the
-        # lease to run out. (It counts as an attempt, like any other interrupted one.)
-        runtime.ledger.fail(job_id, worker, code="interrupted", retrying=True,
+        # lease to run out. A stop is not the copy's fault: the attempt is given back.
+        runtime.ledger.fail(job_id, worker, code="interrupted", retrying=True, refund=True,
                             message="the worker was stopped during the copy; it runs again")
         raise
     except Exception as exc:  # every failure is recorded; classify decides retry vs final
@@ -177,16 +177,24 @@ def _failed(runtime: Runtime, job: JobRecord, worker: str, exc: Exception) -> Jo
     else:
         failure = classify(exc, attempt=job.attempts)
         code, message = failure.code, failure.message
-        # A file not on the CDN yet is retried for the whole grace window whatever the attempt budget:
-        # the source says "not_found_yet" only inside the window, so this cannot loop forever.
-        retrying = failure.retryable and (job.attempts < runtime.settings.retry.max_attempts
-                                          or failure.code in WINDOWED_CODES)
+        # A file not on the CDN yet (or not yet in our account's list) is retried for the whole grace
+        # window, and those attempts are given back: the source says so only inside the window, so this
+        # cannot loop forever, and a later transient fault still gets the whole attempt budget.
+        windowed = failure.code in WINDOWED_CODES
+        retrying = failure.retryable and (job.attempts < runtime.settings.retry.max_attempts or windowed)
     role = encryption_role(first_event_body(runtime.ledger.reads, job.job_id), job.source_url)
     if role is not None:
         message += unusable_note(role)
-    runtime.ledger.fail(job.job_id, worker, code=code, message=message, retrying=retrying)
-    delay = backoff_seconds(job.attempts, base=runtime.settings.retry.base_delay,
-                            cap=runtime.settings.retry.max_delay) if retrying else None
+    runtime.ledger.fail(job.job_id, worker, code=code, message=message, retrying=retrying,
+                        refund=retrying and windowed)
+    retry = runtime.settings.retry
+    if retrying and windowed:
+        # the attempt count stands still: back off by how long the file has been missing instead
+        waited = (utcnow() - job.received_at).total_seconds()
+        delay: float | None = backoff_seconds(1, base=min(retry.max_delay, max(retry.base_delay, waited / 4)),
+                                              cap=retry.max_delay)
+    else:
+        delay = backoff_seconds(job.attempts, base=retry.base_delay, cap=retry.max_delay) if retrying else None
     return JobOutcome(job.job_id, "pending" if retrying else "failed", retry_in=delay, error=f"{code}: {message}",
                       destination=job.destination)
 

@@ -37,6 +37,7 @@ Fault parameters for /files (counted per request target, i.e. path plus query):
   close=1         no Content-Length and no chunking: the body ends when the connection closes
                   (HTTP/1.0 style); with drop=N an early close looks like the end of the body
   chunked=1       Transfer-Encoding: chunked; with drop=N the terminating chunk never comes
+  then_fail=F     after the `missing` 404s, answer 500 to the next F requests
   missing=K       answer 404 to the first K requests, then serve the file (a file that reaches the
                   CDN a little after its webhook)
   to=<url>        redirect (302) to <url> (absolute or relative), after the faults above
@@ -161,6 +162,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._simple(500, b"try again\n")
         if count <= int(query.get("missing", 0)):
             return self._simple(404, b"not found\n")
+        if count <= int(query.get("missing", 0)) + int(query.get("then_fail", 0)):
+            return self._simple(500, b"try again\n")
         if query.get("page") == "html":
             return self._simple(200, b"<html><body>Recording not found</body></html>", "text/html; charset=utf-8")
         if query.get("page") == "json":

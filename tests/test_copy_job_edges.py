@@ -124,3 +124,17 @@ def test_database_errors_do_not_log_signed_urls(tmp_path: Path, caplog: pytest.L
         answer = intake.handle(body("m4", signed).encode(), {"content-type": "application/json"})
     assert answer.status == 503
     assert "database or disk is full" in caplog.text and "SECRETSIGNATURE123" not in caplog.text
+
+
+def test_attempts_spent_waiting_for_a_late_file_are_given_back(tmp_path: Path) -> None:
+    # A file that reaches the CDN late is retried for the whole grace window; those attempts do not count,
+    # so a transient fault after it still gets the budget (here 2) instead of failing the job for good.
+    runtime = local_runtime(tmp_path, extra="[retry]\nmax_attempts = 2")  # the grace window: 10 min by default
+    with HttpSource() as source:
+        job_id = accept(runtime, runtime.settings, "m-late", source.file_url("late.mp4", size=1 << 20, missing=3,
+                                                                           then_fail=1))
+        outcomes = [copy_job.run_copy_job(runtime, job_id) for _ in range(5)]
+    assert [o.state for o in outcomes] == ["pending"] * 4 + ["succeeded"], outcomes
+    codes = [(o.error or "").split(":")[0] for o in outcomes[:4]]
+    assert codes == ["source_not_found_yet"] * 3 + ["source_http_status"]
+    assert runtime.ledger.job(job_id).attempts == 2  # type: ignore[union-attr]  # the 500 and the success

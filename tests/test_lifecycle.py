@@ -245,12 +245,12 @@ part_size = "5MiB"
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
     [job] = _jobs(database_url, meeting)
     # given back at once (not left "running" until its lease runs out), with the reason
-    assert (job.state, job.attempts, job.error_code) == ("pending", 1, "interrupted")
+    assert (job.state, job.attempts, job.error_code) == ("pending", 0, "interrupted")  # the attempt given back
     second = Service.start(tmp_path, env, "worker", "--concurrency", "1", "--stop-grace", "2")
     try:
         second.wait_ready()
         # The message went back to the queue: the new worker takes the job up again.
-        _wait("the re-run", lambda: _jobs(database_url, meeting)[0].attempts == 2, service=second)
+        _wait("the re-run", lambda: _jobs(database_url, meeting)[0].attempts == 1, service=second)
     finally:
         elapsed = second.stop()
     assert second.proc.returncode == 0 and elapsed < 2 + 20, (elapsed, second.output())

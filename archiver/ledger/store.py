@@ -144,10 +144,15 @@ class Ledger:
         return self._finish(job_id, worker, "succeeded", dict(bytes=size, sha256=sha256, etag=etag,
                                                               error_code=None, error_message=None), size)
 
-    def fail(self, job_id: int, worker: str, *, code: str, message: str, retrying: bool) -> bool:
+    def fail(self, job_id: int, worker: str, *, code: str, message: str, retrying: bool,
+             refund: bool = False) -> bool:
+        """``refund``: the attempt does not count against the budget (waiting for a file that reaches the
+        CDN late, a worker that was stopped): a later transient fault still gets every retry."""
         state, outcome = ("pending", "retrying") if retrying else ("failed", "failed")
-        return self._finish(job_id, worker, state, dict(error_code=code, error_message=message[:4000]),
-                            None, outcome)
+        values: dict[str, Any] = dict(error_code=code, error_message=message[:4000])
+        if refund:
+            values["attempts"] = CopyJob.attempts - 1
+        return self._finish(job_id, worker, state, values, None, outcome)
 
     def _finish(self, job_id: int, worker: str, state: str, values: dict[str, Any], size: int | None,
                 outcome: str | None = None) -> bool:

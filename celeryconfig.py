@@ -10,8 +10,8 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
-from archiver.config import Settings, load_settings
-from archiver.limits import ceiling
+from archiver.settings.config import Settings, load_settings
+from archiver.worker.time_limits import ceiling
 
 QUEUES = ("events", "archive", "maintenance")
 
@@ -41,7 +41,7 @@ def build(settings: Settings) -> dict[str, Any]:
         # A process checks its broker before Celery starts (archiver.preflight: a broker that cannot
         # be used at start ends it with one line). Celery's own retries (broker_connection_retry,
         # broker_connection_max_retries, at their defaults) are for a broker lost later; they do not
-        # end on their own (the consumer restarts after the last retry), so archiver.worker_signals
+        # end on their own (the consumer restarts after the last retry), so archiver.worker.lifecycle
         # bounds them: exit 1 after `archiver worker --broker-timeout` (120 s).
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",
@@ -74,13 +74,13 @@ def build(settings: Settings) -> dict[str, Any]:
             "archiver.verify": {"queue": "maintenance", "routing_key": "maintenance"},
         },
         # Redis redelivers unacknowledged tasks after visibility_timeout; every place Celery reads it
-        # agrees, and no task may run longer (see archiver.limits).
+        # agrees, and no task may run longer (see archiver.worker.time_limits).
         "visibility_timeout": vt,
         "broker_transport_options": transport_options(settings.broker_url, vt),
         "result_backend_transport_options": {"visibility_timeout": vt},
         "task_time_limit": hard,
         "task_soft_time_limit": hard - min(30, hard // 10),
-        # SIGTERM is Celery's warm shutdown (no new tasks), bounded by archiver.worker_signals: the
+        # SIGTERM is Celery's warm shutdown (no new tasks), bounded by archiver.worker.lifecycle: the
         # copy in flight gets `--stop-grace` (60 s), then it is interrupted, its writer aborts, and
         # (acks_late + reject_on_worker_lost) the task goes back to the queue. SIGQUIT or a second
         # Ctrl-C is Celery's cold shutdown, which waits this long before cancelling (celery/apps/

@@ -4,7 +4,7 @@ ledger that cannot be used, with one line saying what failed, why and what to ch
 A process that cannot reach its broker or ledger at start exits at once (exit 2) rather than retrying:
 the operator gets the reason in seconds, and a supervisor (systemd, Docker, Kubernetes) restarts it
 with its own backoff. Only a broker lost *after* the worker was running is waited for (bounded, see
-archiver.worker_signals).
+archiver.worker.lifecycle).
 
 Pure: imports no Celery and no kombu; the broker probe is passed in (celery_app.Publisher.probe).
 """
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from archiver.config import Settings
 from archiver.ledger.database import (
     LedgerError,
     create_ledger_engine,
@@ -26,6 +25,7 @@ from archiver.ledger.database import (
     upgrade,
 )
 from archiver.private_files import private_sqlite_file, sqlite_path
+from archiver.settings.config import Settings
 
 PROBE_SECONDS = 15.0  # a broker or ledger that has not answered by then counts as unreachable
 BROKER = ("broker", "broker_url", "ARCHIVER_BROKER_URL")

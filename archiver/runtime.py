@@ -12,11 +12,11 @@ import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from archiver.allocator import map_large_buffers
-from archiver.config import Destination, Settings, load_settings
+from archiver.copy.source.opener import SourcePolicy
 from archiver.ledger.database import create_ledger_engine, require_current_schema
 from archiver.ledger.store import Ledger
-from archiver.source import SourcePolicy
+from archiver.settings.config import Destination, Settings, load_settings
+from archiver.worker.memory_tuning import map_large_buffers
 from providers import StorageProvider
 
 # Its key among the cached providers: "<" is never in a destination's name.

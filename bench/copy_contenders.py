@@ -5,7 +5,7 @@
     python -m bench.copy_contenders ceiling --provider s3 --target JSON --file PATH --key KEY
 
 `ours` is the worker's path: a Runtime over a copy of a migrated SQLite ledger, one destination, an event
-recorded with accept_event, then archiver.copy_job.run_copy_job(runtime, job_id). `ceiling` is the
+recorded with accept_event, then archiver.copy.job.run_copy_job(runtime, job_id). `ceiling` is the
 SDK uploading the same bytes from a local file with tuned settings. Only the copy is timed (imports,
 ledger set-up and client construction are not); the caller measures the whole process's peak RSS.
 `--target` is JSON: {"s3": {"endpoint", "bucket"}, "az": {"connection", "bucket"}, "gs": {...}}.
@@ -54,10 +54,10 @@ def destination_toml(provider: str, target: dict[str, Any], options: dict[str, A
 
 def ours(provider: str, target: dict[str, Any], url: str, meeting: str, options: dict[str, Any],
          ledger: Path) -> dict[str, Any]:
-    from archiver.config import load_settings
-    from archiver.copy_job import run_copy_job
-    from archiver.intake import accept_event
+    from archiver.copy.job import run_copy_job
+    from archiver.intake.record import accept_event
     from archiver.runtime import Runtime
+    from archiver.settings.config import load_settings
 
     root = Path(tempfile.mkdtemp(prefix="bench-ours-"))
     shutil.copyfile(ledger, root / "ledger.db")  # migrated by the caller: a worker never migrates

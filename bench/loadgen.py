@@ -35,7 +35,7 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from archiver.signature import sign_body
+from archiver.intake.signature import sign_body
 from bench.loadreport import cpu_seconds, ms, percentile
 
 Item = tuple[bytes, str]

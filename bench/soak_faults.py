@@ -153,8 +153,8 @@ class Sweeper:
 
     def __init__(self, config: Path, env: dict[str, str], interval: float, counts: Counter[str],
                  lock: threading.Lock) -> None:
-        from archiver.celery_app import create_app
-        from archiver.config import load_settings
+        from archiver.settings.config import load_settings
+        from archiver.worker.app import create_app
 
         self.app = create_app(load_settings(config, environ=env))
         self.app.conf.update(task_publish_retry=False, broker_connection_retry=False,
@@ -194,8 +194,8 @@ class Sweeper:
             return []
 
     def enqueue(self, job_ids: list[int]) -> bool:
-        """Publish copy messages for `job_ids` as the sweeper does (archiver.celery_app.Publisher)."""
-        from archiver.celery_app import Publisher
+        """Publish copy messages for `job_ids` as the sweeper does (archiver.worker.app.Publisher)."""
+        from archiver.worker.app import Publisher
 
         try:
             Publisher(self.app).copies(job_ids)

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from archiver.signature import sign_body
+from archiver.intake.signature import sign_body
 from bench.soak_cdn import SoakCdn
 from bench.soak_plan import PlannedEvent
 

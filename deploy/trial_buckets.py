@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from archiver.config import load_settings
+from archiver.settings.config import load_settings
 from providers import split_url
 
 

@@ -12,8 +12,8 @@ import importlib
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .base import MAX_KEY_BYTES, StorageProvider
-from .errors import (
+from providers.base import MAX_KEY_BYTES, StorageProvider
+from providers.errors import (
     AccessDenied,
     AuthenticationError,
     ConfigurationError,
@@ -25,15 +25,15 @@ from .errors import (
     StorageError,
     TransientError,
 )
-from .types import CheckReport, CheckStep, ObjectInfo
-from .writer import ObjectWriter
+from providers.types import CheckReport, CheckStep, ObjectInfo
+from providers.writer import ObjectWriter
 
 # Imported lazily so that, say, a GCS-only deployment never pays for importing boto3.
 _REGISTRY: dict[str, tuple[str, str, str]] = {
-    "s3": ("providers.s3", "S3Provider", "boto3"),
-    "az": ("providers.azure_blob", "AzureBlobProvider", "azure-storage-blob"),
-    "gs": ("providers.gcs", "GCSProvider", "google-cloud-storage"),
-    "file": ("providers.local", "LocalProvider", ""),
+    "s3": ("providers.s3.provider", "S3Provider", "boto3"),
+    "az": ("providers.azure.provider", "AzureBlobProvider", "azure-storage-blob"),
+    "gs": ("providers.gcs.provider", "GCSProvider", "google-cloud-storage"),
+    "file": ("providers.local.provider", "LocalProvider", ""),
 }
 
 

@@ -9,11 +9,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, BinaryIO, ClassVar
 
-from .errors import InvalidKey, MissingSecret, ObjectNotFound
-from .options import COMMON_OPTIONS, EnvSecret, Option, redacted, validate_options
-from .probe import run_check
-from .types import CheckReport, ObjectInfo
-from .writer import ObjectWriter, WriteRequest
+from providers.errors import InvalidKey, MissingSecret, ObjectNotFound
+from providers.options import COMMON_OPTIONS, EnvSecret, Option, redacted, validate_options
+from providers.probe import run_check
+from providers.types import CheckReport, ObjectInfo
+from providers.writer import ObjectWriter, WriteRequest
 
 MAX_KEY_BYTES = 1024  # S3, GCS and Azure all cap object names near here; the lowest common limit
 

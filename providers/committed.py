@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from dataclasses import replace
 from typing import TYPE_CHECKING, BinaryIO
 
-from .errors import (
+from providers.errors import (
     AccessDenied,
     AuthenticationError,
     IntegrityError,
@@ -28,13 +28,13 @@ from .errors import (
     StorageError,
     TransientError,
 )
-from .readback import FULL, RANGES, read_back_full, read_back_ranges
-from .types import ObjectInfo, Part
+from providers.readback import FULL, RANGES, read_back_full, read_back_ranges
+from providers.types import ObjectInfo, Part
 
 if TYPE_CHECKING:
     import hashlib
 
-    from .types import WriteRequest
+    from providers.types import WriteRequest
 
 _log = logging.getLogger(__name__)
 

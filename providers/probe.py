@@ -14,11 +14,11 @@ import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .errors import AccessDenied, AuthenticationError, ObjectNotFound, StorageError
-from .types import CheckReport, CheckStep
+from providers.errors import AccessDenied, AuthenticationError, ObjectNotFound, StorageError
+from providers.types import CheckReport, CheckStep
 
 if TYPE_CHECKING:
-    from .base import StorageProvider
+    from providers.base import StorageProvider
 
 PROBE_BYTES = 1024
 PROBE_PREFIX = ".archiver-probe-"

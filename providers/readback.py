@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-from .errors import IntegrityError
+from providers.errors import IntegrityError
 
 READ_CHUNK = 1 << 20
 RANGES, FULL = "ranges", "full"

@@ -6,7 +6,7 @@ import io
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from .errors import StorageError
+from providers.errors import StorageError
 
 
 class ChunkStream(io.RawIOBase):

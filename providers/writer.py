@@ -20,9 +20,9 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
-from .committed import CommittedObjectChecks
-from .errors import StorageError, TransientError
-from .types import ObjectInfo, Part, WriteRequest
+from providers.committed import CommittedObjectChecks
+from providers.errors import StorageError, TransientError
+from providers.types import ObjectInfo, Part, WriteRequest
 
 __all__ = ["ObjectWriter", "Part", "WriteRequest"]
 _log = logging.getLogger(__name__)

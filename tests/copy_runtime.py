@@ -7,10 +7,10 @@ import hashlib
 import os
 from pathlib import Path
 
-from archiver.config import load_settings
 from archiver.ledger.database import create_ledger_engine, upgrade
 from archiver.ledger.store import Ledger
 from archiver.runtime import Runtime
+from archiver.settings.config import load_settings
 from providers import StorageProvider
 from tests.backends import create_s3_bucket, unique_name
 

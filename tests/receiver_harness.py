@@ -1,5 +1,5 @@
 """A real receiver (uvicorn on a free port, in a thread, wired as `archiver serve` wires it: the
-guarded protocol and accept guard of archiver.receiver_server) over a real Redis broker, for tests."""
+guarded protocol and accept guard of archiver.intake.server) over a real Redis broker, for tests."""
 
 from __future__ import annotations
 
@@ -21,13 +21,13 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from archiver.celery_app import Publisher, create_app
-from archiver.config import Settings, load_settings
+from archiver.intake.receiver import create_receiver
+from archiver.intake.server import ReceiverServer, receiver_config
+from archiver.intake.signature import sign_body
 from archiver.ledger.database import create_ledger_engine, upgrade
 from archiver.ledger.store import Ledger
-from archiver.receiver import create_receiver
-from archiver.receiver_server import ReceiverServer, receiver_config
-from archiver.signature import sign_body
+from archiver.settings.config import Settings, load_settings
+from archiver.worker.app import Publisher, create_app
 from tests.emulators import free_port
 
 PATH = "/webhooks/videosdk"

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from archiver.cli import main
-from archiver.config import load_settings
-from archiver.copy_job import run_copy_job
-from archiver.recordings import RecordingKind
+from archiver.copy.job import run_copy_job
+from archiver.domain.recordings import RecordingKind
 from archiver.runtime import Runtime
+from archiver.settings.config import load_settings
 from tests.backends import create_s3_bucket
 from tests.http_source import HttpSource
 from tests.videosdk_stand_in import VideoSDKStandIn

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archiver.config import Settings, load_settings
 from archiver.ledger.database import create_ledger_engine
 from archiver.ledger.store import JobRecord, Ledger
+from archiver.settings.config import Settings, load_settings
 from tests.backends import create_az_container, create_gcs_bucket, create_s3_bucket, unique_name
 from tests.emulators import ROOT
 from tests.http_source import HttpSource
@@ -84,7 +84,7 @@ class Stack:
         log = self.root / f"worker{n}.log"
         argv = ([sys.executable, "-m", "archiver.cli", "worker", "--concurrency", str(concurrency),
                  "--metrics-port", str(metrics_port)] if metrics_port else
-                [sys.executable, "-m", "celery", "-A", "archiver.celery_app", "worker", "-Q", ",".join(queues),
+                [sys.executable, "-m", "celery", "-A", "archiver.worker.app", "worker", "-Q", ",".join(queues),
                  "-c", str(concurrency), "-n", f"w{n}-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
                  "--without-heartbeat", "-l", "INFO"])
         proc = subprocess.Popen(

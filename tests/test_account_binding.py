@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from archiver import copy_job
 from archiver.cli import main
-from archiver.config import load_settings
-from archiver.intake import accept_event
+from archiver.copy import job as copy_job
+from archiver.intake.record import accept_event
+from archiver.intake.webhook import WebhookIntake
 from archiver.ledger.database import create_ledger_engine, upgrade
 from archiver.ledger.store import Ledger
 from archiver.runtime import Runtime
-from archiver.webhooks import WebhookIntake
+from archiver.settings.config import load_settings
 from tests.http_source import HttpSource, content
 from tests.videosdk_stand_in import VideoSDKStandIn
 

@@ -12,7 +12,7 @@ from tests.emulators import ROOT
 # as a copy does, and report how much the process's resident memory grew.
 PROBE = r"""
 import json, sys, threading
-from archiver.allocator import map_large_buffers
+from archiver.worker.memory_tuning import map_large_buffers
 
 def rss_mib():
     for line in open("/proc/self/status"):
@@ -52,7 +52,7 @@ def test_freed_part_buffers_leave_the_process() -> None:
 
 
 def test_an_operator_threshold_is_left_alone() -> None:
-    code = "from archiver.allocator import map_large_buffers; print(map_large_buffers())"
+    code = "from archiver.worker.memory_tuning import map_large_buffers; print(map_large_buffers())"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                          env={"PATH": "/usr/bin:/bin", "MALLOC_MMAP_THRESHOLD_": "4194304"})
     assert out.stdout.strip() == "False", out.stderr

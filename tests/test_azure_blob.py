@@ -16,7 +16,7 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError, ServiceRequestError
 from azure.storage.blob import BlobClient, ContainerClient
 
-import providers.azure_writer as azure_writer
+import providers.azure.writer as azure_writer
 from providers import (
     AuthenticationError,
     ConfigurationError,
@@ -26,7 +26,7 @@ from providers import (
     TransientError,
     open_provider,
 )
-from providers.azure_errors import translate
+from providers.azure.errors import translate
 from tests.backends import create_az_container, unique_name
 from tests.emulators import AZURITE_ACCOUNT, AZURITE_KEY
 

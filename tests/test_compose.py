@@ -3,7 +3,7 @@ application interprets is checked against the application itself.
 
 - every `archiver ...` command parses with the real CLI parser (a typo'd verb or flag fails);
 - every environment variable set on an application container is one the code reads, and its value
-  parses (ARCHIVER_* through archiver.config, secrets named by `*_env` options in the mounted configs);
+  parses (ARCHIVER_* through archiver.settings.config, secrets named by `*_env` options in the mounted configs);
 - every mounted archiver.toml passes `archiver config validate` with exactly the container's environment;
 - the broker and ledger URLs name the Redis and PostgreSQL services with their credentials;
 - healthchecks, depends_on conditions, profiles, volumes, ports and the Dockerfile fit together;
@@ -35,7 +35,7 @@ import pytest
 import yaml
 
 from archiver.cli import build_parser
-from archiver.config import ENVIRONMENT
+from archiver.settings.config import ENVIRONMENT
 from tests.emulators import ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -48,13 +48,13 @@ REQUIRED = {"POSTGRES_PASSWORD": "compose0test0password", "REDIS_PASSWORD": "com
 # Each deploy/*.toml is one way to run the file (ARCHIVER_CONFIG_NAME picks it).
 CONFIG_CHOICES = [{}, {"ARCHIVER_CONFIG_NAME": "archiver.trial.toml"}]
 
-# Read by the code outside archiver.config.ENVIRONMENT (grep: os.environ / os.getenv), or by the SDKs.
+# Read by the code outside archiver.settings.config.ENVIRONMENT (grep: os.environ / os.getenv), or by the SDKs.
 EXTRA_VARIABLES = {
-    "ARCHIVER_CONFIG",  # archiver.config.config_path
-    "VIDEOSDK_SECRET_KEY",  # archiver.videosdk_api.VideoSDKClient.from_settings
-    "STORAGE_EMULATOR_HOST",  # providers.gcs (and google-cloud-storage)
+    "ARCHIVER_CONFIG",  # archiver.settings.config.config_path
+    "VIDEOSDK_SECRET_KEY",  # archiver.videosdk.api.VideoSDKClient.from_settings
+    "STORAGE_EMULATOR_HOST",  # providers.gcs.provider (and google-cloud-storage)
     "PROMETHEUS_MULTIPROC_DIR",  # prometheus_client, set by `archiver worker --metrics-port`
-    "AZURE_STORAGE_CONNECTION_STRING",  # providers.azure_options
+    "AZURE_STORAGE_CONNECTION_STRING",  # providers.azure.options
     "GOOGLE_APPLICATION_CREDENTIALS",  # google.auth.default (Application Default Credentials)
 }
 # The standard variables boto3/botocore read (an explicit list: a misspelt AWS_* must not pass).
@@ -312,7 +312,7 @@ def validate_config(svc: dict[str, Any]) -> tuple[int, str]:
 
 
 def config_problems(compose: dict[str, Any]) -> list[str]:
-    from archiver.config import load_settings
+    from archiver.settings.config import load_settings
 
     problems = []
     for name, svc in app_services(compose).items():
@@ -429,7 +429,7 @@ def volume_problems(compose: dict[str, Any]) -> list[str]:
             elif source not in declared:
                 problems.append(f"{name}: volume {source} is not declared under top-level volumes")
     worker = compose["services"].get("worker", {})
-    from archiver.config import Settings
+    from archiver.settings.config import Settings
     from celeryconfig import build
 
     soft = build(Settings())["worker_soft_shutdown_timeout"]
@@ -479,10 +479,10 @@ def test_the_required_variables_stop_compose_when_missing(raw: dict[str, Any]) -
 
 
 def test_the_receiver_serves_its_healthcheck_path(raw: dict[str, Any]) -> None:
-    from archiver.config import Settings
+    from archiver.intake.receiver import create_receiver
     from archiver.ledger.database import create_ledger_engine
     from archiver.ledger.store import Ledger
-    from archiver.receiver import create_receiver
+    from archiver.settings.config import Settings
 
     class _Publisher:
         def copies(self, *_: Any, **__: Any) -> None: ...
@@ -579,7 +579,7 @@ def test_trial_buckets_make_every_trial_destination_pass_its_probe(
     import importlib.util
     import secrets
 
-    from archiver.config import load_settings
+    from archiver.settings.config import load_settings
 
     compose, _ = resolved(load_raw(), CONFIG_CHOICES[-1])
     worker = compose["services"]["worker"]
@@ -645,9 +645,9 @@ def test_readme_documents_every_setting_and_its_variable() -> None:
     """The configuration reference has a row for every setting, naming its ARCHIVER_* variable."""
     import dataclasses
 
-    from archiver.config import Settings
-    from archiver.destinations import _DESTINATION_KEYS
-    from archiver.templates import VARIABLES
+    from archiver.domain.templates import VARIABLES
+    from archiver.settings.config import Settings
+    from archiver.settings.destinations import _DESTINATION_KEYS
 
     variables = {key: variable for key, (variable, _) in ENVIRONMENT.items()}
     missing = []
@@ -670,7 +670,7 @@ def test_readme_documents_every_setting_and_its_variable() -> None:
 
 
 def test_every_config_example_in_the_readme_loads(tmp_path: Path) -> None:
-    from archiver.config import load_settings
+    from archiver.settings.config import load_settings
 
     compose, _ = resolved(load_raw(), CONFIG_CHOICES[-1])
     azure = container_environment(compose["services"]["worker"])["TRIAL_AZURE_CONNECTION_STRING"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from archiver.config import ConfigError, load_settings
-from archiver.destinations import split_destination_url
+from archiver.settings.config import ConfigError, load_settings
+from archiver.settings.destinations import split_destination_url
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from archiver import copy_job
-from archiver.config import Settings, load_settings
-from archiver.intake import accept_event
+from archiver.copy import job as copy_job
+from archiver.intake.record import accept_event
+from archiver.intake.webhook import WebhookIntake
 from archiver.ledger.database import create_ledger_engine, upgrade
 from archiver.ledger.store import Ledger
 from archiver.runtime import Runtime
-from archiver.webhooks import WebhookIntake
+from archiver.settings.config import Settings, load_settings
 from providers import ObjectExists
 from providers.writer import ObjectWriter
 from tests.http_source import HttpSource

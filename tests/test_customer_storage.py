@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from archiver.cli import main
-from archiver.copy_job import run_copy_job
-from archiver.intake import accept_event
+from archiver.copy.job import run_copy_job
+from archiver.intake.record import accept_event
 from archiver.runtime import Runtime
 from providers import StorageProvider, open_provider
 from tests.backends import create_az_container, unique_name
@@ -162,7 +162,7 @@ def test_an_hls_recording_in_the_customers_bucket_is_copied_with_its_segments(tm
 
 def test_the_sweeper_releases_held_jobs_once_the_storage_is_set(tmp_path: Path, moto_url: str, customer: Any,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from archiver import tasks
+    from archiver.worker import tasks
 
     setting, _ = customer
     destinations = s3_destination(moto_url)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from archiver.events import (
+from archiver.intake.events import (
     KNOWN_TYPES,
     RECORDING_TYPES,
     EventValidationError,
@@ -332,7 +332,7 @@ def with_value(name: str, path: tuple[Any, ...], value: str) -> dict[str, Any]:
 @pytest.mark.parametrize(("name", "path", "field"), STORED_FIELDS, ids=[f[2] + "@" + f[0] for f in STORED_FIELDS])
 def test_a_value_longer_than_its_column_is_refused_naming_field_and_limit(name: str, path: tuple[Any, ...],
                                                                          field: str) -> None:
-    from archiver.limits_edge import FIELD_LIMITS
+    from archiver.intake.field_limits import FIELD_LIMITS
 
     limit = FIELD_LIMITS[path[-1] if isinstance(path[-1], str) else "filePath"]
     parse_event(with_value(name, path, "x" * limit))  # exactly the limit is stored
@@ -342,8 +342,8 @@ def test_a_value_longer_than_its_column_is_refused_naming_field_and_limit(name: 
 
 
 def test_the_limits_are_the_ledgers_column_sizes() -> None:
+    from archiver.intake.field_limits import FIELD_LIMITS
     from archiver.ledger.models import Event, RecordingFile
-    from archiver.limits_edge import FIELD_LIMITS
 
     assert FIELD_LIMITS["meetingId"] == RecordingFile.__table__.c.meeting_id.type.length == 200
     assert FIELD_LIMITS["webhookType"] == Event.__table__.c.webhook_type.type.length == 100

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from archiver.events import Lookup, parse_event
-from archiver.recordings import RecordingKind, Storage, is_customer_storage_url
+from archiver.domain.recordings import RecordingKind, Storage, is_customer_storage_url
+from archiver.intake.events import Lookup, parse_event
 
 ROOM = {"meetingId": "jvsg-8rjn-j304", "sessionId": "613731342f27f56e4fc4b6d0"}
 CDN = "https://cdn.videosdk.live/encoded/videos/62d148951a1eb20029fc9b05.mp4"

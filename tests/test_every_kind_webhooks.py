@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from archiver.config import load_settings
-from archiver.intake import accept_event
-from archiver.lookup import run_lookup
-from archiver.recordings import RecordingKind
+from archiver.domain.recordings import RecordingKind
+from archiver.intake.record import accept_event
 from archiver.runtime import Runtime
-from archiver.videosdk_api import VideoSDKClient
+from archiver.settings.config import load_settings
+from archiver.videosdk.api import VideoSDKClient
+from archiver.videosdk.lookup import run_lookup
 from tests import http_source
 from tests.http_source import HttpSource
 from tests.reconcile_env import API_KEY, SECRET, SESSION, Served, add_kind, cli, configure, copy_all

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from archiver.copy_job import run_copy_job
-from archiver.formats import declared_format, object_content_type, refusal
-from archiver.intake import Origin, accept_event, record_files
+from archiver.copy.job import run_copy_job
+from archiver.domain.formats import declared_format, object_content_type, refusal
+from archiver.domain.recordings import RecordingFile, RecordingKind
+from archiver.intake.record import Origin, accept_event, record_files
 from archiver.ledger.store import utcnow
-from archiver.recordings import RecordingFile, RecordingKind
 from archiver.runtime import Runtime
 from tests.copy_runtime import local_destination, read, runtime_for, s3_destination
 from tests.http_source import HttpSource

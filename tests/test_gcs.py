@@ -34,7 +34,7 @@ from providers import (
     TransientError,
     open_provider,
 )
-from providers.gcs import GCSProvider, translate
+from providers.gcs.provider import GCSProvider, translate
 from tests.backends import create_gcs_bucket, unique_name
 from tests.http_proxy import Answer, Proxy, Seen
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 import pytest
 
 from providers import IntegrityError, open_provider
-from providers.gcs import GCSProvider
+from providers.gcs.provider import GCSProvider
 from tests.backends import create_gcs_bucket, unique_name
 from tests.http_proxy import Answer, Proxy, Seen
 

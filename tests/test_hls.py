@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from archiver.copy_job import run_copy_job
-from archiver.intake import accept_event
+from archiver.copy.job import run_copy_job
+from archiver.intake.record import accept_event
 from archiver.runtime import Runtime
 from providers import ObjectNotFound, StorageProvider, TransientError
 from providers.writer import ObjectWriter

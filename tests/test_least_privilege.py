@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from archiver.cli import main
-from archiver.config import ConfigError, load_settings
+from archiver.settings.config import ConfigError, load_settings
 from providers import ConfigurationError, MissingSecret, open_provider
 from tests.emulators import ROOT, free_port
 from tests.receiver_harness import PATH, new_key
@@ -148,7 +148,7 @@ def serve(tmp_path: Path, redis_url: str) -> Iterator[tuple[str, object]]:
 
 
 def test_serve_starts_and_accepts_a_webhook_without_any_storage_secret(serve: tuple[str, object]) -> None:
-    from archiver.signature import sign_body
+    from archiver.intake.signature import sign_body
 
     url, private = serve
     body = json.dumps({"webhookType": "recording-stopped",
@@ -202,7 +202,7 @@ def test_config_validate_reports_missing_secrets_as_warnings(
 
 def test_worker_metrics_listen_on_loopback_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from archiver.cli import build_parser
-    from archiver.metrics import serve_worker_metrics
+    from archiver.observability.metrics import serve_worker_metrics
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     args = build_parser().parse_args(["worker", "--metrics-port", "9100"])

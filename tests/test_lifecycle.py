@@ -279,8 +279,8 @@ def test_up_forwards_sigterm_and_exits_within_its_bound(tmp_path: Path, env: dic
 
 
 def test_the_bounds_the_cli_documents_are_the_ones_the_worker_enforces() -> None:
-    from archiver import worker_signals
     from archiver.cli import service
+    from archiver.worker import lifecycle as worker_signals
 
     assert (service.STOP_GRACE, service.ABORT_SECONDS, service.BROKER_TIMEOUT) == (
         worker_signals.STOP_GRACE, worker_signals.ABORT_SECONDS, worker_signals.BROKER_TIMEOUT)

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from archiver import copy_job
-from archiver.config import load_settings
-from archiver.intake import accept_event
+from archiver.copy import job as copy_job
+from archiver.intake.record import accept_event
 from archiver.ledger.database import create_ledger_engine, upgrade
 from archiver.ledger.models import CopyJob
 from archiver.ledger.store import Ledger
 from archiver.runtime import Runtime
+from archiver.settings.config import load_settings
 from tests.http_source import HttpSource, content
 
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import redis as redis_client
 
-from archiver.config import load_settings
-from archiver.intake import accept_event
+from archiver.intake.record import accept_event
 from archiver.ledger.database import create_ledger_engine, upgrade
 from archiver.ledger.store import Ledger, utcnow
-from archiver.lookup import run_lookup
 from archiver.runtime import Runtime
-from archiver.videosdk_api import VideoSDKClient
+from archiver.settings.config import load_settings
+from archiver.videosdk.api import VideoSDKClient
+from archiver.videosdk.lookup import run_lookup
 from tests.receiver_harness import running_receiver, write_receiver_config
 from tests.videosdk_stand_in import VideoSDKStandIn
 
@@ -116,9 +116,9 @@ def test_a_merge_still_running_is_looked_up_again_later(tmp_path: Path, sdk: Vid
 
 def test_a_lookup_that_never_finds_a_file_fails_once_with_the_fix(tmp_path: Path, sdk: VideoSDKStandIn,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import archiver.lookup
+    import archiver.videosdk.lookup
 
-    monkeypatch.setattr(archiver.lookup, "MAX_ATTEMPTS", 2)
+    monkeypatch.setattr(archiver.videosdk.lookup, "MAX_ATTEMPTS", 2)
     runtime = merge_runtime(tmp_path, sdk.api_base)
     lookup_id = record_merge_event(runtime, "m-404")  # the stand-in has no such merge: 404
     client = VideoSDKClient(sdk.api_base, api_key=KEY, secret=SECRET)
@@ -130,7 +130,7 @@ def test_a_lookup_that_never_finds_a_file_fails_once_with_the_fix(tmp_path: Path
 
 def test_a_lookup_whose_message_was_lost_is_started_again_by_the_sweeper(
         tmp_path: Path, sdk: VideoSDKStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
-    import archiver.tasks as tasks
+    import archiver.worker.tasks as tasks
 
     runtime = merge_runtime(tmp_path, sdk.api_base)
     lookup_id = record_merge_event(runtime, "m-lost")  # published to nowhere: the message is lost
@@ -159,7 +159,7 @@ def test_a_lookup_whose_message_was_lost_is_started_again_by_the_sweeper(
 
 def test_a_replayed_merge_event_starts_its_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   sdk: VideoSDKStandIn) -> None:
-    import archiver.tasks as tasks
+    import archiver.worker.tasks as tasks
 
     runtime = merge_runtime(tmp_path, sdk.api_base)
     published: list[tuple[str, object]] = []

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from archiver.config import Settings
+from archiver.settings.config import Settings
 from providers import open_provider
 from tests import http_source
 from tests.stack import Stack

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from archiver.config import Settings
+from archiver.settings.config import Settings
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +53,7 @@ def test_an_existing_ledger_made_by_an_older_version_is_tightened(tmp_path: Path
 
 
 def test_the_embedded_broker_file_is_owner_only(tmp_path: Path) -> None:
-    from archiver.celery_app import Publisher, create_app
+    from archiver.worker.app import Publisher, create_app
 
     broker = tmp_path / ".archiver" / "broker.db"
     app = create_app(Settings(broker_url=f"sqla+sqlite:///{broker}"))

@@ -94,7 +94,7 @@ def test_signatures(receiver: Receiver) -> None:
     assert receiver.post(stopped("sig-missing"), sign=False).json() == {"error": "signature missing"}
     assert receiver.post(stopped("sig-bad"), signature="bm90IGEgc2lnbmF0dXJl").status_code == 401
     other, _ = new_key()
-    from archiver.signature import sign_body
+    from archiver.intake.signature import sign_body
 
     forged = json.dumps(stopped("sig-forged")).encode()
     assert receiver.post(forged, signature=sign_body(forged, other)).status_code == 401
@@ -210,10 +210,10 @@ def test_a_value_the_ledger_cannot_store_is_400_on_every_database(tmp_path: Path
     and a value of exactly the limit is stored."""
     from starlette.testclient import TestClient
 
-    from archiver.config import load_settings
+    from archiver.intake.receiver import create_receiver
     from archiver.ledger.database import create_ledger_engine
     from archiver.ledger.store import Ledger
-    from archiver.receiver import create_receiver
+    from archiver.settings.config import load_settings
 
     config = tmp_path / "archiver.toml"
     config.write_text(f'database_url = "{database_url}"\n[videosdk]\nverify_signatures = false\n'

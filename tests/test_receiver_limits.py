@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from archiver.config import ConfigError, load_settings
+from archiver.intake.overload import ACCEPT_BACKLOG
 from archiver.ledger.models import Event
-from archiver.receiver_overload import ACCEPT_BACKLOG
+from archiver.settings.config import ConfigError, load_settings
 from tests.receiver_harness import PATH, ServedReceiver, served_receiver
 
 SLACK = 15.0  # seconds a busy machine may add to any bound
@@ -245,7 +245,7 @@ def test_limits_are_settings_with_variables_and_validated() -> None:
 
 @pytest.mark.parametrize(("hard", "warned"), [(4096, False), (256, True)])
 def test_a_low_descriptor_limit_is_raised_when_allowed_and_warned_about_otherwise(hard: int, warned: bool) -> None:
-    code = ("import resource; from archiver.receiver_overload import check_descriptors; "
+    code = ("import resource; from archiver.intake.overload import check_descriptors; "
             "print(check_descriptors(512)); print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60,
                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))).stdout

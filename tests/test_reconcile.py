@@ -16,11 +16,11 @@ import pytest
 from sqlalchemy import func, select
 
 from archiver.cli import main
-from archiver.config import load_settings
-from archiver.intake import accept_event
+from archiver.intake.record import accept_event
 from archiver.ledger.database import create_ledger_engine
 from archiver.ledger.models import CopyJob, Event, RecordingFile
 from archiver.ledger.store import Ledger
+from archiver.settings.config import load_settings
 from tests.videosdk_stand_in import VideoSDKStandIn
 
 API_KEY, SECRET = "rec-api-key", "rec-secret-0123456789abcdef0123456789"
@@ -269,15 +269,15 @@ def test_a_copy_whose_size_differs_from_videosdk_is_flagged(
 def test_the_celery_task_uses_the_configured_window(
         env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     import archiver.runtime
-    import archiver.tasks
-    from archiver.celery_app import Publisher, create_app
+    import archiver.worker.tasks
+    from archiver.worker.app import Publisher, create_app
 
     settings = load_settings(env["config"])
     monkeypatch.setattr(archiver.runtime, "_RUNTIME", None)  # built from this test's ARCHIVER_CONFIG
-    monkeypatch.setattr(archiver.tasks, "publisher", Publisher(create_app(settings)))
+    monkeypatch.setattr(archiver.worker.tasks, "publisher", Publisher(create_app(settings)))
     env["sdk"].add_recording("room-t", session_id=SESSION)
     monkeypatch.setenv("ARCHIVER_VIDEOSDK_ROOMS", "room-t")
-    summary = archiver.tasks.reconcile_task.apply().get()
+    summary = archiver.worker.tasks.reconcile_task.apply().get()
     assert (summary["rooms_scanned"], summary["files_new"], summary["jobs_created"]) == (1, 1, 2)
     assert len(published(env["broker"])) == 2
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from archiver.config import load_settings
-from archiver.intake import accept_event
+from archiver.domain.recordings import RecordingKind
+from archiver.intake.record import accept_event
 from archiver.ledger.database import create_ledger_engine
 from archiver.ledger.store import Ledger
-from archiver.recordings import RecordingKind
+from archiver.settings.config import load_settings
 from tests import http_source
 from tests.backends import s3_options
 from tests.http_source import HttpSource

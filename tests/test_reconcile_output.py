@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from archiver.config import load_settings
 from archiver.runtime import Runtime
+from archiver.settings.config import load_settings
 from tests.reconcile_env import API_KEY, SECRET, SESSION, cli, configure
 from tests.videosdk_stand_in import VideoSDKStandIn
 

@@ -61,9 +61,9 @@ def test_a_list_in_another_order_is_read_up_to_the_cap(
                                    "capped": False, "error": None}
     assert sorted(r["room"] for r in report["rooms"]) == [f"recent-{n:02d}" for n in range(5)]
 
-    import archiver.reconcile_rooms
+    import archiver.maintenance.reconcile_rooms
 
-    monkeypatch.setattr(archiver.reconcile_rooms, "ROOM_SCAN_LIMIT", 20)
+    monkeypatch.setattr(archiver.maintenance.reconcile_rooms, "ROOM_SCAN_LIMIT", 20)
     code, capped, log = cli(capsys, "reconcile", "--kind", "room", "--json")
     assert (capped["discovery"]["capped"], capped["discovery"]["examined"], capped["discovery"]["rooms"]) == (
         True, 20, 0)  # the recent rooms come last in this order: beyond the cap

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from archiver.cli import main
-from archiver.config import Settings
-from archiver.redaction import mask_url
+from archiver.observability.redaction import mask_url
+from archiver.settings.config import Settings
 
 # (url, secrets that must not be shown, parts that must still be shown)
 CASES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
@@ -128,8 +128,8 @@ def test_the_ledger_schema_message_masks_the_url(url: str) -> None:
 def test_celerys_banner_shows_the_broker_without_its_password(url: str) -> None:
     """The worker prints app.connection().as_uri() in its banner and on every (re)connection; a URL
     kombu cannot read is refused when the configuration loads, without quoting it."""
-    from archiver.celery_app import create_app
-    from archiver.config import ConfigError, load_settings
+    from archiver.settings.config import ConfigError, load_settings
+    from archiver.worker.app import create_app
 
     hidden = next(c[1] for c in CASES if c[0] == url)
     try:
@@ -156,9 +156,9 @@ TOKEN = "sig-T0KEN-value"
 @pytest.mark.usefixtures("restore_root_logging")
 def test_a_source_urls_query_shows_nowhere_but_stays_in_the_ledger(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from archiver.config import load_settings
     from archiver.ledger.database import create_ledger_engine, upgrade
     from archiver.ledger.store import Ledger
+    from archiver.settings.config import load_settings
 
     config = tmp_path / "archiver.toml"
     config.write_text(f'database_url = "sqlite:///{tmp_path}/ledger.db"\n[[destinations]]\nname = "local"\n'

@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy import select
 
 from archiver.cli import main
-from archiver.config import load_settings
-from archiver.copy_job import run_copy_job
+from archiver.copy.job import run_copy_job
+from archiver.domain.recordings import RecordingKind
 from archiver.ledger.models import Deletion
-from archiver.reconcile import reconcile
-from archiver.recordings import RecordingKind
+from archiver.maintenance.reconcile import reconcile
 from archiver.runtime import Runtime
-from archiver.videosdk_api import VideoSDKClient
+from archiver.settings.config import load_settings
+from archiver.videosdk.api import VideoSDKClient
 from tests.http_source import HttpSource
 from tests.videosdk_stand_in import VideoSDKStandIn
 
@@ -179,10 +179,10 @@ def test_retention_is_off_unless_enabled(tmp_path: Path, database_url: str, sdk:
         assert main(["prune", *options]) == 2
         assert 'delete_from_videosdk = "after-verified"' in capsys.readouterr().err
     assert "prune-videosdk" not in celeryconfig.build(load_settings())["beat_schedule"]
-    import archiver.tasks
+    import archiver.worker.tasks
 
     monkeypatch.setattr("archiver.runtime._RUNTIME", None)
-    assert archiver.tasks.prune_task.apply().get() == {}
+    assert archiver.worker.tasks.prune_task.apply().get() == {}
 
     configure(tmp_path, database_url, sdk, monkeypatch, retention="always")
     assert main(["config", "validate"]) == 2

@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import select
 
 from archiver.cli import main
-from archiver.config import load_settings
-from archiver.copy_job import run_copy_job
+from archiver.copy.job import run_copy_job
+from archiver.domain.recordings import RecordingKind
 from archiver.ledger.models import Deletion
-from archiver.recordings import RecordingKind
 from archiver.runtime import Runtime
+from archiver.settings.config import load_settings
 from tests.http_source import HttpSource
 from tests.reconcile_env import API_KEY, SECRET, SESSION, add_kind, cli, configure, copy_all
 from tests.videosdk_stand_in import VideoSDKStandIn

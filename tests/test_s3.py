@@ -21,8 +21,8 @@ from providers import (
     StorageProvider,
     open_provider,
 )
-from providers.s3 import MAX_PARTS
-from providers.s3_writer import S3Writer
+from providers.s3.provider import MAX_PARTS
+from providers.s3.writer import S3Writer
 from tests.backends import boto, create_s3_bucket, s3_options, unique_name
 from tests.http_proxy import Proxy, error_answer
 

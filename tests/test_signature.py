@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from archiver.signature import KeyCache, SignatureError, load_public_key, sign_body, verify_signature
+from archiver.intake.signature import KeyCache, SignatureError, load_public_key, sign_body, verify_signature
 
 BODY = {
     "webhookType": "recording-stopped",

@@ -1,4 +1,4 @@
-"""archiver.source against a real HTTP server on 127.0.0.1 (tests/http_source.py); httpx is not mocked.
+"""archiver.copy.source.opener against a real HTTP server on 127.0.0.1 (tests/http_source.py); httpx is not mocked.
 
 Every client here goes through ``_LoopbackOnly``: a tripwire transport that fails the test at once
 if anything tries to connect anywhere but 127.0.0.1, so a guard that let a private address through
@@ -23,14 +23,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from archiver import copy_job, ssrf
-from archiver.config import ConfigError, load_settings
-from archiver.failures import classify
-from archiver.intake import accept_event
-from archiver.ledger.database import create_ledger_engine, upgrade
-from archiver.ledger.store import Ledger
-from archiver.runtime import Runtime
-from archiver.source import (
+from archiver.copy import job as copy_job
+from archiver.copy.source import ssrf
+from archiver.copy.source.opener import (
     PermanentSourceError,
     SourceChanged,
     SourcePolicy,
@@ -39,6 +34,12 @@ from archiver.source import (
     check_url,
     open_source,
 )
+from archiver.intake.record import accept_event
+from archiver.ledger.database import create_ledger_engine, upgrade
+from archiver.ledger.store import Ledger
+from archiver.retry import classify
+from archiver.runtime import Runtime
+from archiver.settings.config import ConfigError, load_settings
 from tests.http_source import HttpSource, content, sha256
 
 LOCAL = SourcePolicy(allow_hosts=("127.0.0.1",), allow_http=True, allowed_networks=("127.0.0.1/32",),
@@ -687,7 +688,7 @@ def test_a_copy_job_never_succeeds_with_the_short_size_of_a_cut_short_body(tmp_p
     assert unproven.size_proven is False and "whole file" in (unproven.size_note or ""), unproven
     assert flagged is not None and (flagged.state, flagged.error_code) == ("succeeded", "size_unproven")
     assert "whole file" in (flagged.error_message or "")
-    from archiver.verification import verify_copies
+    from archiver.copy.verification import verify_copies
 
     verdicts = {v.job_id: v for v in verify_copies(runtime, since=None)}
     assert verdicts[job_id].result == "unproven" and "not proven" in verdicts[job_id].detail

@@ -5,8 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from archiver.events import RecordingFile
-from archiver.templates import (
+from archiver.domain.templates import (
     MAX_KEY_BYTES,
     VARIABLES,
     RenderError,
@@ -14,6 +13,7 @@ from archiver.templates import (
     parse_template,
     template_values,
 )
+from archiver.intake.events import RecordingFile
 
 # 23:30 at UTC-05:00 is already the next day in UTC: date parts must follow UTC.
 RECEIVED = datetime(2024, 3, 9, 23, 30, 7, tzinfo=timezone(timedelta(hours=-5)))

@@ -14,8 +14,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from archiver.recordings import RecordingKind
-from archiver.videosdk_api import VideoSDKAuthError, VideoSDKClient, VideoSDKError
+from archiver.domain.recordings import RecordingKind
+from archiver.videosdk.api import VideoSDKAuthError, VideoSDKClient, VideoSDKError
 from tests.emulators import free_port
 from tests.videosdk_stand_in import VideoSDKStandIn
 

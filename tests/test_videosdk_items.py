@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from archiver.recordings import RecordingKind, Storage
-from archiver.videosdk_items import NotReady, Unusable, files_of
+from archiver.domain.recordings import RecordingKind, Storage
+from archiver.videosdk.items import NotReady, Unusable, files_of
 
 CDN = "https://cdn.videosdk.live"
 ROOM_ITEM = {"id": "61d6e834e1326304a9e73dac", "roomId": "abc-xyzw-lmno", "sessionId": "s1",

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from archiver.recordings import RecordingKind
-from archiver.videosdk_api import VideoSDKClient, VideoSDKError
-from archiver.videosdk_items import files_of
-from archiver.videosdk_paging import PagingError, walk
+from archiver.domain.recordings import RecordingKind
+from archiver.videosdk.api import VideoSDKClient, VideoSDKError
+from archiver.videosdk.items import files_of
+from archiver.videosdk.paging import PagingError, walk
 from tests.videosdk_stand_in import VideoSDKStandIn
 
 KEY, SECRET = "list-api-key", "list-secret-0123456789abcdef0123456789"

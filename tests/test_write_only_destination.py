@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import ContainerClient, ContainerSasPermissions, generate_container_sas
 
-from archiver import copy_job
-from archiver.config import load_settings
-from archiver.intake import accept_event
+from archiver.copy import job as copy_job
+from archiver.copy.verification import verify_copies
+from archiver.intake.record import accept_event
 from archiver.ledger.database import create_ledger_engine, upgrade
 from archiver.ledger.store import Ledger
 from archiver.runtime import Runtime
-from archiver.verification import verify_copies
+from archiver.settings.config import load_settings
 from tests.backends import create_az_container, unique_name
 from tests.emulators import AZURITE_ACCOUNT, AZURITE_KEY
 from tests.http_source import HttpSource, content, sha256

@@ -13,9 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from archiver.cli.common import USAGE
-from archiver.config import ConfigError
 from archiver.ledger.database import LedgerError
-from archiver.logs import configure_logging
+from archiver.observability.logs import configure_logging
+from archiver.settings.config import ConfigError
 from providers import ConfigurationError
 
 # One module per group of verbs; each has register(verbs).

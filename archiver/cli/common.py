@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from archiver.config import Settings, load_settings
+from archiver.settings.config import Settings, load_settings
 
 OK, FOUND_PROBLEMS, USAGE = 0, 1, 2
 

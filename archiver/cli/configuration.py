@@ -8,9 +8,9 @@ from dataclasses import asdict
 from typing import Any
 
 from archiver.cli.common import OK, settings_of
-from archiver.config import Settings
-from archiver.destinations import unavailable_secrets
-from archiver.redaction import mask_url
+from archiver.observability.redaction import mask_url
+from archiver.settings.config import Settings
+from archiver.settings.destinations import unavailable_secrets
 
 
 def effective(settings: Settings) -> dict[str, Any]:

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 
 from archiver.cli.common import FOUND_PROBLEMS, OK, format_table
-from archiver.config import load_settings
-from archiver.demo import MEETING, demo_config, demo_key, media_bytes, signed_webhook, stand_in_cdn
+from archiver.cli.demo_stand_in import MEETING, demo_config, demo_key, media_bytes, signed_webhook, stand_in_cdn
 from archiver.private_files import private_dir
 from archiver.runtime import Runtime
+from archiver.settings.config import load_settings
 
 
 def _free_port() -> int:

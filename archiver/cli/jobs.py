@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from archiver.cli.common import FOUND_PROBLEMS, OK, USAGE, format_table, settings_of, since
-from archiver.destinations import require_secrets
 from archiver.runtime import Runtime
+from archiver.settings.destinations import require_secrets
 
 STATUS_COLUMNS = ("job_id", "destination", "meeting_id", "participant_id", "state", "attempts", "bytes",
                   "object_key", "error")
@@ -27,7 +27,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from archiver.celery_app import Publisher, create_app
+    from archiver.worker.app import Publisher, create_app
 
     if not (args.failed or args.held or args.lookups) and not args.job_ids:
         print("archiver retry: give --failed, --held, --lookups or one or more JOB_IDs", file=sys.stderr)
@@ -57,7 +57,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def _read_bodies(paths: list[str]) -> list[tuple[str, str]] | None:
-    from archiver.events import EventValidationError, parse_event
+    from archiver.intake.events import EventValidationError, parse_event
 
     bodies, bad = [], False
     for path in paths:
@@ -72,7 +72,7 @@ def _read_bodies(paths: list[str]) -> list[tuple[str, str]] | None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from archiver.celery_app import Publisher, create_app
+    from archiver.worker.app import Publisher, create_app
 
     bodies = _read_bodies(args.events)
     if bodies is None:
@@ -86,8 +86,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    from archiver.copy_job import run_copy_job
-    from archiver.intake import accept_event
+    from archiver.copy.job import run_copy_job
+    from archiver.intake.record import accept_event
 
     bodies = _read_bodies(args.events)
     if bodies is None:

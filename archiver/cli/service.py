@@ -4,7 +4,7 @@ Every process either works or exits. At start each one creates what the defaults
 a SQLite broker or ledger, an empty embedded ledger's schema) and checks its broker and ledger; one
 it cannot use ends it at once with one line on stderr and exit 2 (archiver.preflight). Stopping is
 bounded: SIGTERM ends serve and beat at once, the worker within --stop-grace + 20 s
-(archiver.worker_signals), and `up` within that plus UP_MARGIN.
+(archiver.worker.lifecycle), and `up` within that plus UP_MARGIN.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from archiver.cli.common import OK, settings_of
-from archiver.config import Settings
-from archiver.destinations import require_secrets
 from archiver.ledger.database import create_ledger_engine, upgrade
 from archiver.preflight import StartupError, check_broker, check_ledger
 from archiver.private_files import private_dir
 from archiver.runtime import Runtime
+from archiver.settings.config import Settings
+from archiver.settings.destinations import require_secrets
 
 QUEUES = "events,archive,maintenance"
-# The worker's bounds (archiver.worker_signals defines and enforces them; repeated here so that
+# The worker's bounds (archiver.worker.lifecycle defines and enforces them; repeated here so that
 # `archiver --help` does not import Celery). tests/test_lifecycle.py checks they agree.
 STOP_GRACE, ABORT_SECONDS, BROKER_TIMEOUT = 60.0, 20.0, 120.0
 SERVE_STOP_SECONDS = 5  # requests still open this long after SIGTERM are cut off
@@ -39,7 +39,7 @@ UP_MARGIN = 10.0  # `up` waits for its children the worker's bound plus this, th
 def preflight(settings: Settings) -> None:
     """Create what the defaults need and refuse to start (StartupError, one line) on a broker or ledger
     that cannot be used. An empty embedded (SQLite) ledger is created here; any other must be current."""
-    from archiver.celery_app import Publisher, create_app
+    from archiver.worker.app import Publisher, create_app
 
     check_ledger(settings)
     check_broker(settings.broker_url, Publisher(create_app(settings)).probe)
@@ -54,10 +54,10 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from archiver.celery_app import Publisher, create_app
-    from archiver.receiver import create_receiver
-    from archiver.receiver_overload import check_descriptors
-    from archiver.receiver_server import serve_receiver
+    from archiver.intake.overload import check_descriptors
+    from archiver.intake.receiver import create_receiver
+    from archiver.intake.server import serve_receiver
+    from archiver.worker.app import Publisher, create_app
 
     settings = settings_of(args)
     preflight(settings)
@@ -82,11 +82,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         # Must be set before prometheus_client is imported, so every pool process writes its own
         # files and the main process serves their sum.
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="archiver-metrics-"))
-        from archiver.metrics import serve_worker_metrics
+        from archiver.observability.metrics import serve_worker_metrics
 
         serve_worker_metrics(args.metrics_port, args.metrics_host)
-    from archiver import worker_signals
-    from archiver.celery_app import app
+    from archiver.worker import lifecycle as worker_signals
+    from archiver.worker.app import app
 
     worker_signals.configure(stop_grace=args.stop_grace, broker_timeout=args.broker_timeout)
     # Celery's own cold path (SIGQUIT, a second Ctrl-C) waits this long before it cancels tasks.
@@ -110,7 +110,7 @@ def cmd_beat(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise StartupError(f"beat schedule {schedule}: cannot create the folder {schedule.parent}: "
                            f"{exc.strerror or exc}; pass --schedule FILE in a writable folder") from None
-    from archiver.celery_app import app
+    from archiver.worker.app import app
 
     os.umask(0o077)  # the schedule (shelve files, names chosen by dbm) is created owner-only
     # Celery beat turns SIGTERM/SIGINT into SystemExit at once (celery/apps/beat.py install_sync_handler).
@@ -136,7 +136,7 @@ def describe(settings: Settings, host: str, port: int, stop_grace: float = STOP_
 
 
 def _hide(url: str) -> str:
-    from archiver.redaction import mask_url
+    from archiver.observability.redaction import mask_url
 
     return mask_url(url)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from archiver.cli.common import FOUND_PROBLEMS, OK, USAGE, format_table, provider_option, settings_of
-from archiver.destinations import require_secrets
+from archiver.settings.destinations import require_secrets
 from providers import open_provider
 
 
@@ -38,8 +38,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_render_path(args: argparse.Namespace) -> int:
-    from archiver.events import EventValidationError, parse_event
-    from archiver.intake import plan_jobs
+    from archiver.intake.events import EventValidationError, parse_event
+    from archiver.intake.record import plan_jobs
     from archiver.ledger.store import utcnow
 
     settings = settings_of(args)

@@ -10,10 +10,10 @@ from datetime import timedelta
 from typing import Any
 
 from archiver.cli.common import FOUND_PROBLEMS, OK, USAGE, format_table, settings_of, since
-from archiver.destinations import require_secrets
+from archiver.domain.recordings import RecordingKind
 from archiver.ledger.store import utcnow
-from archiver.recordings import RecordingKind
 from archiver.runtime import Runtime
+from archiver.settings.destinations import require_secrets
 
 
 def _print(args: argparse.Namespace, data: Any, rows: list[dict[str, Any]], columns: tuple[str, ...],
@@ -30,7 +30,7 @@ KINDS = tuple(RecordingKind)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from archiver.verification import problems, verify_copies
+    from archiver.copy.verification import problems, verify_copies
 
     settings = settings_of(args)
     require_secrets(settings.destinations)  # verify reads copies back: a missing secret is no "error" verdict
@@ -48,9 +48,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from kombu.exceptions import OperationalError
 
-    from archiver.celery_app import Publisher, create_app
-    from archiver.reconcile import reconcile
-    from archiver.videosdk_api import VideoSDKClient
+    from archiver.maintenance.reconcile import reconcile
+    from archiver.videosdk.api import VideoSDKClient
+    from archiver.worker.app import Publisher, create_app
 
     settings = settings_of(args)
     runtime = Runtime.create(settings)
@@ -81,8 +81,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from archiver.retention import RetentionOff, failures, prune
-    from archiver.videosdk_api import VideoSDKClient
+    from archiver.maintenance.retention import RetentionOff, failures, prune
+    from archiver.videosdk.api import VideoSDKClient
 
     settings = settings_of(args)
     runtime = Runtime.create(settings)

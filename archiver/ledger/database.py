@@ -14,8 +14,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
+from archiver.observability.redaction import mask_url
 from archiver.private_files import private_sqlite_file
-from archiver.redaction import mask_url
 
 DEFAULT_DATABASE_URL = "sqlite:///./.archiver/ledger.db"
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")

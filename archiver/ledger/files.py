@@ -13,11 +13,10 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from archiver.recordings import RecordingFile
-
-from .models import NONE, CopyJob
-from .models import RecordingFile as FileRow
-from .records import NewJob, utcnow
+from archiver.domain.recordings import RecordingFile
+from archiver.ledger.models import NONE, CopyJob
+from archiver.ledger.models import RecordingFile as FileRow
+from archiver.ledger.records import NewJob, utcnow
 
 FILE_KEY = ("meeting_id", "session_id", "participant_id", "kind", "file_name")
 

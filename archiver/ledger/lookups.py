@@ -13,9 +13,9 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from .files import insert_or_get
-from .models import Lookup
-from .records import LookupRecord, _aware, utcnow
+from archiver.ledger.files import insert_or_get
+from archiver.ledger.models import Lookup
+from archiver.ledger.records import LookupRecord, _aware, utcnow
 
 
 def add(db: Session, event_id: int, recording_kind: str, resource_id: str) -> tuple[int, bool]:

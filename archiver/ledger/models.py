@@ -46,7 +46,7 @@ class RecordingFile(Base):
     file_path: Mapped[str] = mapped_column(String(1024))  # the form it was first seen in
     file_name: Mapped[str] = mapped_column(String(1024))  # basename of file_path: the identity
     videosdk_file_id: Mapped[str | None] = mapped_column(String(100), index=True)  # when known
-    recording_kind: Mapped[str] = mapped_column(String(20), default="room")  # archiver.recordings.RecordingKind
+    recording_kind: Mapped[str] = mapped_column(String(20), default="room")  # archiver.domain.recordings.RecordingKind
     storage: Mapped[str] = mapped_column(String(20), default="videosdk")  # videosdk | customer
     source_url: Mapped[str | None] = mapped_column(Text)  # None: only in the customer's storage
     webhook_type: Mapped[str] = mapped_column(String(100))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import CopyJob, Event, RecordingFile
+from archiver.ledger.models import CopyJob, Event, RecordingFile
 
 
 def first_event_body(reads: sessionmaker[Session], job_id: int) -> str | None:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from .files import insert_or_get
-from .models import CopyJob, CopyPiece
-from .records import utcnow
+from archiver.ledger.files import insert_or_get
+from archiver.ledger.models import CopyJob, CopyPiece
+from archiver.ledger.records import utcnow
 
 
 @dataclass(frozen=True)

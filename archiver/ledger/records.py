@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .models import CopyJob, RecordingFile
+from archiver.ledger.models import CopyJob, RecordingFile
 
 
 def utcnow() -> datetime:
@@ -74,7 +74,7 @@ class JobRecord:
         """The job as shown (`archiver status --json`, the demo): the source URL without its query
         string, which carries the CDN's signed-URL token. `source_url` itself keeps it: the worker
         downloads from it."""
-        from archiver.ssrf import redact
+        from archiver.copy.source.ssrf import redact
 
         data = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
         data["source_url"] = redact(self.source_url)

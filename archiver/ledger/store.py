@@ -9,14 +9,13 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, or_, select, update
 
-from archiver.recordings import RecordingFile as NewFile
-
-from . import lookups as lookups_module
-from . import pieces as pieces_module
-from .database import read_only, session_factory
-from .files import collision_message, insert_or_get, key_taken, record_file, record_job
-from .models import CopyJob, Deletion, Event, JobAttempt, RecordingFile
-from .records import (
+from archiver.domain.recordings import RecordingFile as NewFile
+from archiver.ledger import lookups as lookups_module
+from archiver.ledger import pieces as pieces_module
+from archiver.ledger.database import read_only, session_factory
+from archiver.ledger.files import collision_message, insert_or_get, key_taken, record_file, record_job
+from archiver.ledger.models import CopyJob, Deletion, Event, JobAttempt, RecordingFile
+from archiver.ledger.records import (
     CLEARED_BY_VERIFY,
     Accepted,
     CopyState,
@@ -283,7 +282,7 @@ class Ledger:
 
     def flag_copy(self, job_id: int, code: str, message: str) -> bool:
         """A succeeded copy turned out wrong: unverify it and show why. The state stays succeeded
-        (see archiver.verification); updated_at stays too, so `--since` windows are not reset."""
+        (see archiver.copy.verification); updated_at stays too, so `--since` windows are not reset."""
         with self.sessions.begin() as db:
             return bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.state == "succeeded")
                                    .values(verified_at=None, error_code=code, error_message=message[:4000]))

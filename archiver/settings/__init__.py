@@ -1,0 +1,5 @@
+"""Settings: archiver.toml plus ARCHIVER_* environment variables, validated into typed values.
+
+Lives here: `config` (Settings and load_settings), `destinations` ([[destinations]] tables).
+May import: `archiver.domain`, `providers` (option specs only).
+"""

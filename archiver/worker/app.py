@@ -1,0 +1,79 @@
+"""The Celery application and the one way work is put on the broker (Publisher)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from celery import Celery
+
+import celeryconfig
+from archiver.preflight import BROKER, ensure_sqlite_folder
+from archiver.settings.config import Settings
+from archiver.worker import lifecycle as worker_signals
+from archiver.worker.time_limits import copy_time_limits
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    """The worker's app reads celeryconfig (ARCHIVER_CONFIG / environment); a receiver or a test
+    builds one from explicit settings."""
+    app = Celery("archiver", include=["archiver.worker.tasks"])
+    if settings is None:
+        app.config_from_object("celeryconfig")
+    else:
+        app.conf.update(celeryconfig.build(settings))
+    worker_signals.install(app)  # bounds on stopping and on a lost broker, when a worker runs this app
+    return app
+
+
+class Publisher:
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self._folder_ready = False
+
+    def _broker_folder(self) -> None:
+        # The embedded SQLite broker's file can be created by kombu, its folder cannot (on first use,
+        # not at import: importing this module must not create folders).
+        if not self._folder_ready:
+            ensure_sqlite_folder(str(self.app.conf.broker_url), BROKER)
+            self._folder_ready = True
+
+    def copies(self, job_ids: Sequence[int], *, size: int | None = None, countdown: float | None = None) -> None:
+        self._broker_folder()
+        limits = copy_time_limits(size, self.app.conf.visibility_timeout)
+        for job_id in job_ids:
+            self.app.send_task("archiver.copy_file", (job_id,), countdown=countdown, time_limit=limits.hard,
+                               soft_time_limit=limits.soft, queue="archive", routing_key="archive")
+
+    def event(self, body: str, *, source: str = "replay", verified: bool = False) -> None:
+        self._broker_folder()
+        self.app.send_task("archiver.accept_event", (body, source, verified), queue="events", routing_key="events")
+
+    def lookups(self, lookup_ids: Sequence[int], *, countdown: float | None = None) -> None:
+        if lookup_ids:
+            self._broker_folder()
+        for lookup_id in lookup_ids:
+            self.app.send_task("archiver.run_lookup", (lookup_id,), countdown=countdown, queue="events",
+                               routing_key="events")
+
+    def ping(self, timeout: float = 2.0) -> None:
+        """Raise if the broker cannot be reached within `timeout` seconds."""
+        self._broker_folder()
+        with self.app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+
+    def probe(self, timeout: float) -> None:
+        """Connect once (no retry) and declare the queues: raises what the broker answers.
+
+        Declaring is what proves a broker usable: kombu's SQLAlchemy transport "connects" without
+        opening its file, and a Redis or RabbitMQ refusal shows only on the first command. The
+        declarations are the app's own queues, the same ones every worker declares."""
+        self._broker_folder()
+        with self.app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=0, timeout=timeout)
+            channel = conn.default_channel
+            for queue in self.app.conf.task_queues or ():
+                queue(channel).declare()
+
+
+app = create_app()
+publisher = Publisher(app)

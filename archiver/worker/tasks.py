@@ -1,0 +1,118 @@
+"""Celery tasks: thin wrappers around plain functions the CLI and the tests also call."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from celery.utils.log import get_task_logger
+
+from archiver.copy.job import run_copy_job
+from archiver.intake.record import accept_event
+from archiver.observability.metrics import IN_FLIGHT, observe_copy
+from archiver.runtime import get_runtime
+from archiver.videosdk.api import VideoSDKClient
+from archiver.videosdk.lookup import run_lookup
+from archiver.worker.app import app, publisher
+
+log = get_task_logger(__name__)
+# Intake publishes before its transaction commits; a worker can be faster than the commit.
+MISSING_RETRIES, MISSING_DELAY = 5, 2.0
+
+
+@app.task(name="archiver.copy_file", acks_late=True, reject_on_worker_lost=True)
+def copy_file(job_id: int, missing_retries: int = 0) -> str:
+    started = time.monotonic()
+    with IN_FLIGHT.track_inprogress():
+        outcome = run_copy_job(get_runtime(), job_id)
+    if outcome.destination is not None:  # it ran (not skipped, busy or missing)
+        observe_copy(outcome.destination, outcome.state, time.monotonic() - started, outcome.bytes,
+                     (outcome.error or "").split(":")[0] or None)
+    log.info("job %s: %s%s", job_id, outcome.state, f" ({outcome.error})" if outcome.error else "")
+    if outcome.retry_in is not None:
+        publisher.copies([job_id], countdown=outcome.retry_in)
+    elif outcome.state == "missing" and missing_retries < MISSING_RETRIES:
+        copy_file.apply_async((job_id, missing_retries + 1), countdown=MISSING_DELAY)
+    return outcome.state
+
+
+@app.task(name="archiver.accept_event", acks_late=True, reject_on_worker_lost=True)
+def accept_event_task(body: str, source: str = "replay", verified: bool = False) -> list[int]:
+    """Record a saved webhook body as if it had just arrived (duplicates add nothing)."""
+    from archiver.intake.events import parse_event
+
+    runtime = get_runtime()
+    event = parse_event(body)
+    _, accepted = accept_event(runtime.ledger, runtime.settings, body, verified=verified, source=source,
+                               event=event, publish=publisher.copies, publish_lookups=publisher.lookups)
+    return list(accepted.created)
+
+
+@app.task(name="archiver.sweep_leases")
+def sweep_leases() -> list[int]:
+    """Re-enqueue jobs whose worker died or whose message was lost; a job whose message is still
+    queued is simply skipped by `claim`, so a double enqueue costs nothing."""
+    runtime = get_runtime()
+    unchanged = timedelta(seconds=runtime.settings.retry.requeue_after)
+    stale = runtime.ledger.stale_jobs(unchanged)
+    if runtime.settings.videosdk.storage is not None:
+        # The customer's storage is configured as a source now: copies held for it can run.
+        stale += runtime.ledger.requeue(held=True)
+    publisher.copies(stale)
+    publisher.lookups(runtime.ledger.lookups.stale(unchanged))
+    return stale
+
+
+@app.task(name="archiver.run_lookup", acks_late=True, reject_on_worker_lost=True)
+def run_lookup_task(lookup_id: int) -> str:
+    """Fetch a recording a webhook named only by id and record its files; retried with backoff."""
+    runtime = get_runtime()
+    with VideoSDKClient.from_settings(runtime.settings) as client:
+        outcome = run_lookup(runtime, lookup_id, client, publisher.copies)
+    if outcome.retry_in is not None:
+        publisher.lookups([lookup_id], countdown=outcome.retry_in)
+    log.info("lookup %s: %s%s", lookup_id, outcome.state, f" ({outcome.error})" if outcome.error else "")
+    return outcome.state
+
+
+@app.task(name="archiver.reconcile")
+def reconcile_task() -> dict[str, object]:
+    """Beat, every [reconcile] interval_minutes: archive what VideoSDK lists and no webhook announced."""
+    from archiver.maintenance.reconcile import reconcile, window
+
+    runtime = get_runtime()
+    with VideoSDKClient.from_settings(runtime.settings) as client:
+        report = reconcile(runtime.ledger, runtime.settings, client, publisher.copies,
+                           since=window(runtime.settings))
+    summary = {k: v for k, v in report.to_json().items() if k != "rooms"}
+    errors = {f"{r.room} {kind}": error for r in report.rooms for kind, error in r.errors.items()}
+    (log.error if report.error else log.warning if report.found_anything else log.info)(
+        "reconcile: %s%s", report.summary(), f"; failed listings: {errors}" if errors else "")
+    return summary
+
+
+@app.task(name="archiver.prune")
+def prune_task() -> dict[str, int]:
+    """Beat, hourly when [retention] is on: delete recordings from VideoSDK whose copies all verified."""
+    from archiver.maintenance.retention import enabled, prune
+
+    runtime = get_runtime()
+    if not enabled(runtime.settings):  # scheduled before the setting changed: do nothing
+        return {}
+    with VideoSDKClient.from_settings(runtime.settings) as client:
+        decisions = prune(runtime.ledger, runtime.settings, client)
+    counts: dict[str, int] = {}
+    for decision in decisions:
+        counts[decision.action] = counts.get(decision.action, 0) + 1
+    (log.warning if counts.get("failed") else log.info)("prune: %s", counts)
+    return counts
+
+
+@app.task(name="archiver.verify")
+def verify_task() -> dict[str, int]:
+    """Beat, hourly when [retention] is on: stat each recent copy and record the verdict (prune needs it)."""
+    from archiver.copy.verification import problems, verify_copies
+    from archiver.maintenance.reconcile import window
+
+    verdicts = verify_copies(get_runtime(), since=window(get_runtime().settings))
+    return {"verified": len(verdicts), "problems": problems(verdicts)}

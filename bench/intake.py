@@ -81,11 +81,18 @@ def check_lost(database_url: str, broker_url: str, accepted: list[list[Any]]) ->
             "ledger_events_total": total_events}
 
 
+def receiver_pids(parent: int) -> list[int]:
+    """The receiver's process and, with --processes N, its N children (which do the work)."""
+    found = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()
+    return [parent, *map(int, found)]
+
+
 def run_phase(name: str, options: list[str], *, root: Path, base: str, private: Path, receiver_pid: int,
               database_url: str, broker_url: str, profile: tuple[Path, float] | None = None) -> dict[str, Any]:
     redis_pid = int(redis_client.Redis.from_url(broker_url).info("server")["process_id"])
+    pids = receiver_pids(receiver_pid)
     common = ["--url", base + "/webhooks/videosdk", "--key", str(private), "--prefix", f"{name}-{time.time_ns()}",
-              "--warmup", "100", "--watch", str(receiver_pid), "--watch", str(redis_pid)]
+              "--warmup", "100", *[a for pid in pids for a in ("--watch", str(pid))], "--watch", str(redis_pid)]
     spy = None
     if profile is not None:  # py-spy from 2 s in (after signing and warm-up) for the phase's steady state
         form = "raw" if profile[0].suffix == ".txt" else "flamegraph"  # raw: collapsed stacks, one per line
@@ -98,8 +105,9 @@ def run_phase(name: str, options: list[str], *, root: Path, base: str, private: 
     accepted = result.pop("accepted") + result["warmup"].pop("accepted")
     result["loss_check"] = check_lost(database_url, broker_url, accepted)
     watched, seconds = result.pop("watched_cpu_share"), result.pop("watched_cpu_s")
-    receiver_s = seconds[str(receiver_pid)]
-    result.update(phase=name, receiver_cpu_share=watched[str(receiver_pid)], redis_cpu_share=watched[str(redis_pid)],
+    receiver_s = sum(seconds[str(pid)] for pid in pids)
+    result.update(phase=name, receiver_cpu_share=round(sum(watched[str(pid)] for pid in pids), 2),
+                  redis_cpu_share=watched[str(redis_pid)],
                   # CPU the receiver spent per request: steadier than rates on a shared machine
                   receiver_cpu_ms_per_request=round(receiver_s * 1000 / result["sent"], 2) if result["sent"] else None)
     return result
@@ -139,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--max-requests", type=int, help="bodies pre-signed for the maximum run "
                                                          "(default 2500 x duration)")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--processes", type=int, default=1, help="receiver processes (archiver serve --processes)")
     parser.add_argument("--json", help="result file (default bench/results/intake-<UTC time>.json)")
     parser.add_argument("--py-spy", help="record the receiver with py-spy during the maximum run into this file "
                                          "(.svg: flame graph; .txt: collapsed stacks)")
@@ -152,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             private, public = new_keypair(root)
             config = write_config(root, broker_url=broker_url, database_url=database_url, public_key=public,
                                   destination=f'name = "local"\nurl = "file://{root}/archive/{{meetingId}}/"')
-            receiver, base = start_receiver(config, root)
+            receiver, base = start_receiver(config, root, processes=args.processes)
             shared = dict(root=root, base=base, private=private, receiver_pid=receiver.pid,
                           database_url=database_url, broker_url=broker_url)
             phases = []
@@ -173,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     targets = evaluate(phases)
     parameters = {"rates": rates, "duration_s": args.duration, "max_concurrency": args.max_concurrency,
                   "database": args.database, "broker": "redis", "destination": "file (one)", "key": "RSA-2048",
-                  "receiver": "archiver serve (uvicorn, 1 process)",
+                  "receiver": f"archiver serve (uvicorn, {args.processes} process(es))",
                   "load_generator": "bench.loadgen raw asyncio HTTP/1.1 client, 1 process"}
     path = write_record("intake", parameters, phases, targets, args.json, started, seconds, machine)
     print(f"intake benchmark ({args.database} ledger, redis broker, {machine['nproc']} CPUs), "

@@ -132,10 +132,11 @@ max_attempts = 4
     return path
 
 
-def start_receiver(config: Path, logs: Path, env: dict[str, str] | None = None) -> tuple[Service, str]:
+def start_receiver(config: Path, logs: Path, env: dict[str, str] | None = None,
+                   processes: int = 1) -> tuple[Service, str]:
     port = free_port()
-    service = spawn("receiver", [str(BIN / "archiver"), "--config", str(config), "serve", "--port", str(port)],
-                    logs, env)
+    service = spawn("receiver", [str(BIN / "archiver"), "--config", str(config), "serve", "--port", str(port),
+                                 "--processes", str(processes)], logs, env)
     base = f"http://127.0.0.1:{port}"
     wait_for(lambda: http_answers(base + "/healthz"), service, "receiver")
     return service, base

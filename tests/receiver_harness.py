@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,9 +111,10 @@ class ServedReceiver(Receiver):
 
 
 @contextlib.contextmanager
-def served_receiver(root: Path, receiver_toml: str, *, nofile: int) -> Iterator[ServedReceiver]:
-    """`python -m archiver.cli serve` in `root` on the embedded SQLite broker and ledger, with a pinned
-    webhook key, `receiver_toml` as its [receiver] table, and RLIMIT_NOFILE lowered to `nofile`."""
+def served_receiver(root: Path, receiver_toml: str, *, nofile: int,
+                    serve_args: Sequence[str] = ()) -> Iterator[ServedReceiver]:
+    """`python -m archiver.cli serve [serve_args]` in `root` on the embedded SQLite broker and ledger, with
+    a pinned webhook key, `receiver_toml` as its [receiver] table, and RLIMIT_NOFILE lowered to `nofile`."""
     private, pem = new_key()
     (root / "webhook.pem").write_text(pem)
     config = write_receiver_config(root, f"sqla+sqlite:///{root}/broker.db", f"""
@@ -126,7 +127,8 @@ webhook_public_key = "{root}/webhook.pem"
     stderr = root / "serve.stderr"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "archiver.cli", "--config", str(config), "serve", "--port", str(port)], cwd=root,
+        [sys.executable, "-m", "archiver.cli", "--config", str(config), "serve", "--port", str(port), *serve_args],
+        cwd=root,
         env={**env, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}, stdout=subprocess.DEVNULL,
         stderr=stderr.open("wb"), start_new_session=True,
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))

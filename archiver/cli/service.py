@@ -45,6 +45,16 @@ def preflight(settings: Settings) -> None:
     check_broker(settings.broker_url, Publisher(create_app(settings)).probe)
 
 
+def _processes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"--processes must be a whole number from 1 to 64, not {text!r}")
+    return value
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     check_ledger(settings, create_embedded=False, require_current=False)  # one line if it cannot be opened
@@ -54,6 +64,10 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.processes > 1:
+        from archiver.intake.processes import prepare_metrics_folder
+
+        prepare_metrics_folder()  # before prometheus_client is imported below
     from archiver.intake.overload import check_descriptors
     from archiver.intake.receiver import create_receiver
     from archiver.intake.server import serve_receiver
@@ -61,13 +75,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = settings_of(args)
     preflight(settings)
-    runtime = Runtime.create(settings)
-    app = create_receiver(settings, runtime.ledger, publisher=Publisher(create_app(settings)))
     host, port = args.host or settings.receiver.host, args.port or settings.receiver.port
     print(f"archiver receiver: POST http://{host}:{port}{settings.receiver.path} "
-          f"(signatures {'verified' if settings.videosdk.verify_signatures else 'NOT verified'})", flush=True)
+          f"(signatures {'verified' if settings.videosdk.verify_signatures else 'NOT verified'}"
+          f"{f', {args.processes} processes' if args.processes > 1 else ''})", flush=True)
     if warning := check_descriptors(settings.receiver.max_connections):
         print(warning, file=sys.stderr, flush=True)
+    if args.processes > 1:
+        from archiver.intake.processes import serve_processes
+
+        def make_app() -> Any:  # in each child, after the fork: its own ledger pool and broker connection
+            runtime = Runtime.create(settings)
+            return create_receiver(settings, runtime.ledger, publisher=Publisher(create_app(settings)),
+                                   shared_metrics=True)
+
+        return serve_processes(make_app, settings.receiver, host, port, processes=args.processes,
+                               stop_seconds=SERVE_STOP_SECONDS)
+    runtime = Runtime.create(settings)
+    app = create_receiver(settings, runtime.ledger, publisher=Publisher(create_app(settings)))
     # uvicorn stops on SIGTERM/SIGINT; without a timeout it would wait for every open request.
     serve_receiver(app, settings.receiver, host, port, stop_seconds=SERVE_STOP_SECONDS)
     return OK
@@ -225,6 +250,8 @@ def register(verbs: Any) -> None:
                                          "/readyz, /metrics and /openapi.json.")
     serve.add_argument("--host", help="address to listen on (default: [receiver] host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: [receiver] port, 8000)")
+    serve.add_argument("--processes", type=_processes, default=1, metavar="N",
+                       help="receiver processes sharing the port (default 1; about one per core)")
     serve.set_defaults(func=cmd_serve)
 
     worker = verbs.add_parser("worker", help="run a Celery worker that copies recordings",

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -64,7 +64,9 @@ def key_cache(settings: Settings) -> KeyCache | None:
 
 
 def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
-                    ledger_ping: Callable[[], None] | None = None) -> Starlette:
+                    ledger_ping: Callable[[], None] | None = None, shared_metrics: bool = False) -> Starlette:
+    """The receiver's ASGI app. `shared_metrics`: one of several receiver processes (archiver.intake.
+    processes), whose /metrics serves the sum over all of them (prometheus_client multiprocess files)."""
     intake = WebhookIntake(settings, ledger, publish_copies=publisher.copies, publish_lookups=publisher.lookups,
                            keys=key_cache(settings))
     registry = CollectorRegistry()
@@ -122,6 +124,10 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
         return JSONResponse({"status": "alive"})
 
     async def metrics(_: Request) -> Response:
+        if shared_metrics:
+            summed = CollectorRegistry()
+            multiprocess.MultiProcessCollector(summed)
+            return Response(generate_latest(summed), media_type=CONTENT_TYPE_LATEST)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     document = openapi_document(settings.receiver.path, limit)

@@ -9,7 +9,9 @@ from celery.utils.log import get_task_logger
 
 from archiver.copy.job import run_copy_job
 from archiver.intake.record import accept_event
-from archiver.observability.metrics import IN_FLIGHT, observe_copy
+from archiver.ledger.records import JobRecord
+from archiver.observability.metrics import BYTES, IN_FLIGHT, observe_copy
+from archiver.observability.progress import ProgressMeter
 from archiver.runtime import get_runtime
 from archiver.videosdk.api import VideoSDKClient
 from archiver.videosdk.lookup import run_lookup
@@ -18,17 +20,37 @@ from archiver.worker.app import app, publisher
 log = get_task_logger(__name__)
 # Intake publishes before its transaction commits; a worker can be faster than the commit.
 MISSING_RETRIES, MISSING_DELAY = 5, 2.0
+PROGRESS_SECONDS = 30.0  # a running copy's log line; the bytes counter moves with every write
+
+
+class CopyProgress:
+    """A running copy seen from outside: a log line every PROGRESS_SECONDS (bytes, rate, ETA) and the
+    bytes counter moving as bytes are written, so a long copy is not silent until it ends."""
+
+    def __init__(self) -> None:
+        self.meter = ProgressMeter(every_seconds=PROGRESS_SECONDS)
+        self.counted = 0
+
+    def __call__(self, job: JobRecord, done: int, total: int | None) -> None:
+        if done > self.counted:  # a source restarted from byte 0 counts again only past where it was
+            BYTES.labels(job.destination).inc(done - self.counted)
+            self.counted = done
+        if line := self.meter.update(done, total):
+            log.info("job %s: copying %s to %s: %s", job.job_id, job.file_path, job.destination, line)
 
 
 @app.task(name="archiver.copy_file", acks_late=True, reject_on_worker_lost=True)
 def copy_file(job_id: int, missing_retries: int = 0) -> str:
     started = time.monotonic()
+    progress = CopyProgress()
     with IN_FLIGHT.track_inprogress():
-        outcome = run_copy_job(get_runtime(), job_id)
+        outcome = run_copy_job(get_runtime(), job_id, progress)
     if outcome.destination is not None:  # it ran (not skipped, busy or missing)
-        observe_copy(outcome.destination, outcome.state, time.monotonic() - started, outcome.bytes,
+        rest = max(0, (outcome.bytes or 0) - progress.counted) if outcome.state == "succeeded" else 0
+        observe_copy(outcome.destination, outcome.state, time.monotonic() - started, rest,
                      (outcome.error or "").split(":")[0] or None)
-    log.info("job %s: %s%s", job_id, outcome.state, f" ({outcome.error})" if outcome.error else "")
+    summary = f", {progress.meter.summary(outcome.bytes)}" if outcome.state == "succeeded" and outcome.bytes else ""
+    log.info("job %s: %s%s%s", job_id, outcome.state, f" ({outcome.error})" if outcome.error else "", summary)
     if outcome.retry_in is not None:
         publisher.copies([job_id], countdown=outcome.retry_in)
     elif outcome.state == "missing" and missing_retries < MISSING_RETRIES:

@@ -47,7 +47,9 @@ __all__ = [
 ]  # fmt: skip
 
 # (section, key) -> (environment variable, parser); derived from the declarations, never written here.
-ENVIRONMENT = variables({None: Settings, **SECTIONS})
+_CLASSES: dict[str | None, type] = {None: Settings}
+_CLASSES.update(SECTIONS)
+ENVIRONMENT = variables(_CLASSES)
 
 
 class ConfigError(ValueError):
@@ -114,7 +116,7 @@ def _build(raw: dict[str, Any], environ: Mapping[str, str], problems: list[str],
         problems.append("destinations: must be an array of tables ([[destinations]])")
         dest_tables = []
     destinations = [d for i, t in enumerate(dest_tables) if (d := parse_destination(i, t, problems, warnings, base))]
-    names = [t.get("name") for t in dest_tables if isinstance(t, dict) and isinstance(t.get("name"), str)]
+    names = [str(t["name"]) for t in dest_tables if isinstance(t, dict) and isinstance(t.get("name"), str)]
     problems += [f"destinations: name {n!r} is used more than once" for n in sorted({n for n in names
                                                                                     if names.count(n) > 1})]
     settings = dataclasses.replace(settings, destinations=tuple(destinations))

@@ -119,7 +119,7 @@ def parse_destination(index: int, table: Any, problems: list[str], warnings: lis
         problems += _unrenderable(where, template, accepted)
         if warnings is not None and (why := colliding_keys(template)):
             warnings.append(f"{where}.url: {why}")
-    if len(problems) > before or template is None:
+    if len(problems) > before or template is None or not isinstance(name, str):
         return None
     return Destination(name=name, url=url, template=template, provider_url=provider_url, options=options,
                        events=frozenset(events) if events is not None else None,

@@ -28,13 +28,12 @@ Check = Callable[[Any], "str | None"]  # a value -> why it is wrong ("must be ..
 class Spec:
     env: str | None  # the variable's name; "" derives ARCHIVER_<SECTION>_<KEY>; None: no variable
     check: Check | None = None
-    parse_file: Callable[[Any], Any] | None = None  # a custom reader of the TOML value (raises ValueError)
+    own_reader: bool = False  # read by a reader of its own (a table or a string), not from its annotation
 
 
-def setting(default: Any, *, check: Check | None = None, env: str | None = "",
-            parse_file: Callable[[Any], Any] | None = None) -> Any:
+def setting(default: Any, *, check: Check | None = None, env: str | None = "", own_reader: bool = False) -> Any:
     """Declare one setting: its default, its check, and its variable (derived when ``env=""``)."""
-    return dataclasses.field(default=default, metadata={"setting": Spec(env, check, parse_file)})
+    return dataclasses.field(default=default, metadata={"setting": Spec(env, check, own_reader)})
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class Declared:
     default: Any
     variable: str | None
     check: Check | None
-    parse_file: Callable[[Any], Any] | None
+    own_reader: bool
 
     @property
     def dotted(self) -> str:
@@ -65,7 +64,7 @@ def declared(cls: type, section: str | None) -> list[Declared]:
         variable = spec.env
         if variable == "":
             variable = "_".join(["ARCHIVER", *([section] if section else []), f.name]).upper()
-        out.append(Declared(section, f.name, hints[f.name], f.default, variable, spec.check, spec.parse_file))
+        out.append(Declared(section, f.name, hints[f.name], f.default, variable, spec.check, spec.own_reader))
     return out
 
 
@@ -104,7 +103,7 @@ def from_file(kind: Any, value: Any) -> Any:
         if bad := next((v for v in value if not isinstance(v, str)), None):
             raise ValueError(f"must be list of strings, got a {type(bad).__name__} item")
         return tuple(value)
-    raise TypeError(f"no file reader for {kind!r}")  # a declaration needs parse_file
+    raise TypeError(f"no file reader for {kind!r}")  # such a declaration says own_reader=True
 
 
 # ---- values from ARCHIVER_* variables: text ---------------------------------------------------------

@@ -81,10 +81,6 @@ class StorageSource:
         return open_provider(self.url, **self.options)
 
 
-def _not_read_here(value: Any) -> Any:
-    raise AssertionError("videosdk.storage is read by archiver.settings.storage")  # pragma: no cover
-
-
 @dataclass(frozen=True)
 class VideoSDKSettings:
     api_base: str = setting("https://api.videosdk.live/v2", check=api_base_problem)
@@ -95,8 +91,8 @@ class VideoSDKSettings:
     timeout: float = setting(30.0, check=more_than(0, "seconds"))
     key_refetch_seconds: float = setting(60.0)  # after a mismatch, the key is fetched again at most this often
     # The customer's own bucket that VideoSDK writes recordings to (fileUrl null or on its host), as a
-    # source: a provider URL with its options, validated like a destination's (archiver.settings.storage).
-    storage: StorageSource | None = setting(None, env=None, parse_file=_not_read_here)  # noqa: RUF009 - frozen
+    # source: a provider URL with its options, validated like a destination's (config._storage_source).
+    storage: StorageSource | None = setting(None, env=None, own_reader=True)  # noqa: RUF009 - frozen
 
 
 def _path(value: str) -> str | None:

@@ -50,7 +50,7 @@ def read_settings(cls: type, section: str | None, table: Mapping[str, Any], envi
     its default. `overrides` are values read elsewhere (custom readers)."""
     values: dict[str, Any] = dict(overrides or {})
     for d in declared(cls, section):
-        if d.parse_file is not None:
+        if d.own_reader:
             continue  # read by its own reader, passed in overrides
         found = _value(d, table, environ, problems)
         if found is None:

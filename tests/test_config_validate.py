@@ -177,3 +177,33 @@ def test_problems_keep_their_file_locations(tmp_path: Path) -> None:
         "receiver.port: must be 1-65535, got 0",
         "receiver.path: must start with '/', got 'hooks'",
     ]
+
+
+def test_serve_says_which_config_and_ledger_it_uses_from_any_folder(tmp_path: Path) -> None:
+    """`cd elsewhere && archiver serve` opens the ledger beside the config file, and says so."""
+    import subprocess
+    import sys
+
+    from tests.emulators import free_port
+
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    config = home / "archiver.toml"
+    config.write_text('database_url = "sqlite:///state/ledger.db"\nbroker_url = "sqla+sqlite:///state/broker.db"\n'
+                      '[videosdk]\nverify_signatures = false\n' + LOCAL)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
+    env.update(ARCHIVER_CONFIG=str(config), ARCHIVER_LEASE_SECOND="30", PYTHONPATH=str(Path.cwd()))
+    serve = subprocess.Popen([sys.executable, "-m", "archiver.cli", "serve", "--port", str(free_port())],
+                             cwd=elsewhere, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert serve.stdout is not None and serve.stderr is not None
+        banner = serve.stdout.readline()
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+    assert f"config file: {config.resolve()}" in banner, (banner, serve.stderr.read())
+    assert f"ledger: SQLite file {home.resolve() / 'state' / 'ledger.db'}" in banner
+    assert (home / "state" / "ledger.db").exists() and not (elsewhere / "state").exists()
+    assert "warning: ARCHIVER_LEASE_SECOND is not a setting and is ignored; did you mean ARCHIVER_LEASE_SECONDS?" \
+        in serve.stderr.read()

@@ -65,10 +65,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     runtime = Runtime.create(settings)
     app = create_receiver(settings, runtime.ledger, publisher=Publisher(create_app(settings)))
     host, port = args.host or settings.receiver.host, args.port or settings.receiver.port
+    _warn(settings)
     print(f"archiver receiver: POST http://{host}:{port}{settings.receiver.path} "
           f"(signatures {'verified' if settings.videosdk.verify_signatures else 'NOT verified'}); "
           + "; ".join(whereabouts(settings)), flush=True)
-    _warn(settings)
     if warning := check_descriptors(settings.receiver.max_connections):
         print(warning, file=sys.stderr, flush=True)
     # uvicorn stops on SIGTERM/SIGINT; without a timeout it would wait for every open request.
@@ -109,6 +109,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_beat(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     preflight(settings)
+    print("archiver beat: " + "; ".join(whereabouts(settings)), file=sys.stderr, flush=True)
+    _warn(settings)
     schedule = Path(args.schedule or ".archiver/celerybeat-schedule")
     try:
         private_dir(schedule.parent)

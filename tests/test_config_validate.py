@@ -83,7 +83,9 @@ def test_a_variables_bad_value_names_the_variable(validate) -> None:
     assert "ARCHIVER_VISIBILITY_TIMEOUT: must be at least 10 seconds, got 5 (visibility_timeout)" in err
     assert "ARCHIVER_BROKER_URL: not a broker URL" in err
     assert "and ARCHIVER_* variables: 3 problems" in err  # the heading does not blame the file alone
-    code, _, err = validate(LOCAL + "[retry]\nmax_attempts = 0\n")
+    code, _, err = validate(LOCAL + "[retry]\nmax_attempts = 0\n", ARCHIVER_RETRY_MAX_ATEMPTS="3")
+    assert "warning: ARCHIVER_RETRY_MAX_ATEMPTS is not a setting and is ignored; did you mean " \
+           "ARCHIVER_RETRY_MAX_ATTEMPTS?" in err  # listed with the problems: it may be why
     assert code == 2 and "archiver.toml: 1 problem:\n  retry.max_attempts: must be at least 1" in err
 
 
@@ -120,6 +122,8 @@ def test_a_template_that_makes_keys_collide_is_warned_about(validate, template: 
     code, out, _ = validate(f'[[destinations]]\nname = "d"\nurl = "file:///srv/a/{template}"\n')
     assert code == 0
     warning = "warning: destinations[0].url: every file with the same"
+    if template == "{yyyy}-{MM}":
+        assert f"{warning} {{yyyy}}, {{MM}} gets the same key '{{yyyy}}-{{MM}}'" in out
     assert (warning in out) is warned, out
     if warned:
         assert "end the template with '/'" in out

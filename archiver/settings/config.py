@@ -53,10 +53,14 @@ ENVIRONMENT = variables(_CLASSES)
 
 
 class ConfigError(ValueError):
-    def __init__(self, problems: list[str], origin: str) -> None:
+    """Every problem of a configuration, each located; `warnings` (e.g. a misspelt variable that may be
+    why a value is not what was meant) are listed after them."""
+
+    def __init__(self, problems: list[str], origin: str, warnings: list[str] | None = None) -> None:
         self.problems = problems
+        self.warnings = warnings or []
         super().__init__(f"{origin}: {len(problems)} problem{'s' if len(problems) > 1 else ''}:\n  "
-                         + "\n  ".join(problems))
+                         + "\n  ".join(problems) + "".join(f"\n  warning: {w}" for w in self.warnings))
 
 
 def config_path(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> Path | None:
@@ -92,7 +96,7 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         from_variables = any(p.startswith("ARCHIVER_") for p in problems)
         where = origin if not from_variables else ("ARCHIVER_* variables" if resolved is None
                                                    else f"{origin} and ARCHIVER_* variables")
-        raise ConfigError(problems, where)
+        raise ConfigError(problems, where, warnings)
     return dataclasses.replace(settings, origin=origin, warnings=tuple(warnings))
 
 

@@ -136,7 +136,8 @@ def colliding_keys(template: PathTemplate) -> str | None:
     """Why two different files would get the same key from `template`, or None."""
     if template.is_folder or template.variables & _PER_FILE:
         return None
-    named = ", ".join(f"{{{v}}}" for v in sorted(template.variables))
+    in_order = dict.fromkeys(p.name for p in template.parts if not isinstance(p, str))
+    named = ", ".join(f"{{{v}}}" for v in in_order)
     return (f"every file with the same {named} gets the same key {template.text!r} (a second copy fails with "
             f"`conflict`, or replaces the first with overwrite = true); end the template with '/' so the "
             f"file's name is appended, or add {{filename}}")

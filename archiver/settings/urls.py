@@ -17,7 +17,7 @@ DATABASE_EXAMPLES = "sqlite:///relative/ledger.db, sqlite:////absolute/ledger.db
 # Names people write for PostgreSQL that SQLAlchemy reads as another (or a missing) driver.
 _POSTGRES_SPELLINGS = ("postgres", "postgresql", "postgresql+psycopg2", "postgres+psycopg", "psql", "pgsql",
                        "postgresql+pg8000", "postgresql+asyncpg")
-BROKER_SCHEMES = ("redis", "rediss", "sentinel", "amqp", "amqps", "pyamqp")
+BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel", "amqp", "amqps", "pyamqp")
 BROKER_EXAMPLES = "redis://host:6379/0, rediss://..., amqp://user:password@host:5672//, or sqla+sqlite:///path.db"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -70,7 +70,7 @@ def broker_url_problem(url: str) -> str | None:
         if why := _port_problem(part, "the broker client"):
             return why
         parts = urlsplit(part)
-        if not parts.hostname and scheme != "sentinel":
+        if not parts.hostname and scheme not in ("sentinel", "redis+socket"):
             return f"names no host; write {BROKER_EXAMPLES}"
         if scheme in ("redis", "rediss") and parts.path.strip("/") and not parts.path.strip("/").isdigit():
             return "a Redis URL's path is the database number (e.g. redis://host:6379/0)"

@@ -239,8 +239,11 @@ def test_limits_are_settings_with_variables_and_validated() -> None:
     with pytest.raises(ConfigError) as refused:
         load_settings(None, environ={"ARCHIVER_RECEIVER_HEADER_TIMEOUT": "0", "ARCHIVER_RECEIVER_MAX_CONNECTIONS": "0",
                                      "ARCHIVER_RECEIVER_MIN_BODY_RATE": "-1"})
+    # A bad value from a variable names the variable (what to change), and the setting it sets.
     assert {p.split(":")[0] for p in refused.value.problems} == {
-        "receiver.header_timeout", "receiver.max_connections", "receiver.min_body_rate"}
+        "ARCHIVER_RECEIVER_HEADER_TIMEOUT", "ARCHIVER_RECEIVER_MAX_CONNECTIONS", "ARCHIVER_RECEIVER_MIN_BODY_RATE"}
+    assert all(p.endswith(("(receiver.header_timeout)", "(receiver.max_connections)", "(receiver.min_body_rate)"))
+               for p in refused.value.problems)
 
 
 @pytest.mark.parametrize(("hard", "warned"), [(4096, False), (256, True)])

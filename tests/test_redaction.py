@@ -78,9 +78,13 @@ def test_config_show_and_the_up_banner_mask_every_form(url: str, hidden: tuple[s
                                                        restore_root_logging: None) -> None:
     from archiver.cli.service import describe
 
-    monkeypatch.setenv("ARCHIVER_BROKER_URL", url)
-    monkeypatch.setenv("ARCHIVER_DATABASE_URL", url)
-    monkeypatch.setenv("ARCHIVER_VIDEOSDK_API_BASE", url if url.startswith("https") else "https://api.videosdk.live/v2")
+    # Each URL where it belongs: a broker URL as the ledger's (or the reverse) is refused at load now.
+    if url.startswith(("redis", "amqp", "sentinel")):
+        monkeypatch.setenv("ARCHIVER_BROKER_URL", url)
+    elif url.startswith("https"):
+        monkeypatch.setenv("ARCHIVER_VIDEOSDK_API_BASE", url)
+    else:
+        monkeypatch.setenv("ARCHIVER_DATABASE_URL", url)
     monkeypatch.chdir(tmp_path)
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -90,9 +94,12 @@ def test_config_show_and_the_up_banner_mask_every_form(url: str, hidden: tuple[s
         assert secret not in out.getvalue() + err.getvalue() and secret not in banner, (url, secret)
     assert mask_url(url) in banner
     if code == 0:
-        assert json.loads(out.getvalue())["broker_url"] == mask_url(url)
-    else:  # a broker URL kombu could not read is refused, without quoting it
-        assert code == 2 and "broker_url: not a URL the broker client can read" in err.getvalue()
+        shown = json.loads(out.getvalue())
+        assert mask_url(url) in (shown["broker_url"], shown["database_url"], shown["videosdk"]["api_base"])
+    else:  # a URL its client could not read is refused, naming the variable, without quoting it
+        variable = "ARCHIVER_BROKER_URL: not a URL the broker" if url.startswith(("redis", "amqp", "sentinel")) \
+            else "ARCHIVER_DATABASE_URL: not a URL the database"
+        assert code == 2 and f"{variable} client can read" in err.getvalue()
 
 
 def _sqlalchemy_reads(url: str) -> bool:
@@ -135,7 +142,7 @@ def test_celerys_banner_shows_the_broker_without_its_password(url: str) -> None:
     try:
         settings = load_settings(environ={"ARCHIVER_BROKER_URL": url})
     except ConfigError as exc:
-        assert "broker_url: not a URL the broker client can read" in str(exc)
+        assert "ARCHIVER_BROKER_URL: not a URL the broker client can read" in str(exc)
         assert all(secret not in str(exc) for secret in hidden)
         return
     if "?" in url:

@@ -9,6 +9,7 @@ from typing import Any
 
 from archiver.cli.common import OK, settings_of
 from archiver.observability.redaction import mask_url
+from archiver.private_files import sqlite_path
 from archiver.settings.config import Settings
 from archiver.settings.destinations import unavailable_secrets
 
@@ -25,6 +26,17 @@ def effective(settings: Settings) -> dict[str, Any]:
     return data
 
 
+def whereabouts(settings: Settings) -> list[str]:
+    """Which config file and which ledger this process uses: two lines for banners and validate."""
+    if settings.origin == "defaults":
+        config = "none found (built-in defaults; relative paths are relative to the current folder)"
+    else:
+        config = f"{settings.origin} (relative paths are relative to its folder)"
+    path = sqlite_path(settings.database_url)
+    ledger = f"SQLite file {path.resolve()}" if path else mask_url(settings.database_url)
+    return [f"config file: {config}", f"ledger: {ledger}"]
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     print(json.dumps(effective(settings_of(args)), indent=2, default=str))
     return OK
@@ -37,6 +49,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     warnings = unavailable_secrets(settings.destinations)
     print(f"{settings.origin}: valid; {len(settings.destinations)} destination(s): "
           f"{', '.join(d.name for d in settings.destinations)}")
+    print("\n".join(whereabouts(settings)))
+    for line in settings.warnings:
+        print(f"warning: {line}")
     for line in warnings:
         print(f"warning: {line}; every worker needs it (the receiver and beat do not)")
     return OK

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from archiver.cli.common import OK, settings_of
+from archiver.cli.configuration import whereabouts
 from archiver.ledger.database import create_ledger_engine, upgrade
 from archiver.preflight import StartupError, check_broker, check_ledger
 from archiver.private_files import private_dir
@@ -76,9 +77,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     preflight(settings)
     host, port = args.host or settings.receiver.host, args.port or settings.receiver.port
+    _warn(settings)
     print(f"archiver receiver: POST http://{host}:{port}{settings.receiver.path} "
           f"(signatures {'verified' if settings.videosdk.verify_signatures else 'NOT verified'}"
-          f"{f', {args.processes} processes' if args.processes > 1 else ''})", flush=True)
+          f"{f', {args.processes} processes' if args.processes > 1 else ''}); "
+          + "; ".join(whereabouts(settings)), flush=True)
     if warning := check_descriptors(settings.receiver.max_connections):
         print(warning, file=sys.stderr, flush=True)
     if args.processes > 1:
@@ -102,6 +105,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     require_secrets(settings.destinations)  # the worker opens every destination: refuse to start without them
     preflight(settings)
+    print("archiver worker: " + "; ".join(whereabouts(settings)), file=sys.stderr, flush=True)
+    _warn(settings)
     Runtime.create(settings)  # the allocator setting the pool processes inherit
     if args.metrics_port:
         # Must be set before prometheus_client is imported, so every pool process writes its own
@@ -129,6 +134,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_beat(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     preflight(settings)
+    print("archiver beat: " + "; ".join(whereabouts(settings)), file=sys.stderr, flush=True)
+    _warn(settings)
     schedule = Path(args.schedule or ".archiver/celerybeat-schedule")
     try:
         private_dir(schedule.parent)
@@ -143,6 +150,11 @@ def cmd_beat(args: argparse.Namespace) -> int:
     return OK
 
 
+def _warn(settings: Settings) -> None:
+    for line in settings.warnings:  # e.g. a misspelt ARCHIVER_* variable, which is otherwise ignored
+        print(f"warning: {line}", file=sys.stderr, flush=True)
+
+
 def _embedded(settings: Settings) -> bool:
     return settings.database_url.startswith("sqlite") and settings.broker_url.startswith("sqla+sqlite")
 
@@ -154,6 +166,7 @@ def describe(settings: Settings, host: str, port: int, stop_grace: float = STOP_
     return (f"archiver up ({mode})\n"
             f"  receiver  POST http://{host}:{port}{settings.receiver.path}  (/healthz /readyz /metrics)\n"
             f"  broker    {_hide(settings.broker_url)}\n  ledger    {_hide(settings.database_url)}\n"
+            f"  config    {settings.origin if settings.origin != 'defaults' else 'none (built-in defaults)'}\n"
             f"  copies go to:\n{dests}\n"
             f"  signatures {'verified' if settings.videosdk.verify_signatures else 'NOT verified'}; "
             f"Ctrl-C stops everything within {_up_bound(stop_grace):g} s; a copy still running after "
@@ -179,6 +192,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     private_dir(".archiver")
     host, port = args.host or settings.receiver.host, args.port or settings.receiver.port
     print(describe(settings, host, port, args.stop_grace), flush=True)
+    _warn(settings)
     me = [sys.executable, "-m", "archiver.cli"]
     grace = f"{args.stop_grace:g}"
     children = [_child([*me, "serve", "--host", host, "--port", str(port)]),

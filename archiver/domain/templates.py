@@ -16,6 +16,7 @@ Syntax decisions:
 
 from __future__ import annotations
 
+import difflib
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -134,13 +135,30 @@ def _placeholder(body: str, column: int) -> _Placeholder:
         raise TemplateError(f"empty placeholder at column {column}")
     if name not in VARIABLES:
         hint = next((v for v in sorted(VARIABLES) if v.lower() == name.lower()), None)
-        suffix = f" (names are case-sensitive: did you mean {{{hint}}}?)" if hint else ""
+        if hint:
+            suffix = f" (names are case-sensitive: did you mean {{{hint}}}?)"
+        else:
+            close = _close_variable(name)
+            suffix = f" (did you mean {{{close}}}?)" if close else f" (known: {', '.join(sorted(VARIABLES))})"
         raise TemplateError(f"unknown variable {{{name}}} at column {column}{suffix}")
     if sep:
         reason = _unsafe(default)
         if reason:
             raise TemplateError(f"default of {{{name}}} at column {column} {reason}")
     return _Placeholder(name, _ALIASES.get(name, name), default if sep else None)
+
+
+def _close_variable(name: str) -> str | None:
+    """The variable a misspelt name most likely means: `meeting_id` -> meetingId (same letters once case,
+    '_' and '-' are ignored), `sesionId` -> sessionId (a close spelling)."""
+    def squash(text: str) -> str:
+        return text.replace("_", "").replace("-", "").lower()
+
+    by_squash = {squash(v): v for v in sorted(VARIABLES)}
+    if squash(name) in by_squash:
+        return by_squash[squash(name)]
+    close = difflib.get_close_matches(squash(name), list(by_squash), n=1, cutoff=0.75)
+    return by_squash[close[0]] if close else None
 
 
 def parse_template(text: str) -> PathTemplate:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from archiver.domain.recordings import ANNOUNCED_BY
 from archiver.domain.templates import PathTemplate, TemplateError, parse_template
-from providers import ConfigurationError, MissingSecret, StorageProvider, open_provider, provider_class, split_url
-from providers.options import COMMON_OPTIONS
+from archiver.settings.provider_options import option_problems
+from archiver.settings.urls import absolute_file_url, location_problem
+from providers import ConfigurationError, MissingSecret, StorageProvider, open_provider, split_url
 
 # The webhook type each recording kind is planned as (archiver.domain.recordings.ANNOUNCED_BY): what a
 # destination's `events` may name.
@@ -66,7 +68,10 @@ def split_destination_url(url: str) -> tuple[str, str]:
     return prefix + folder, rest or "{filename}"
 
 
-def parse_destination(index: int, table: Any, problems: list[str]) -> Destination | None:
+def parse_destination(index: int, table: Any, problems: list[str], warnings: list[str] | None = None,
+                      base: Path | None = None) -> Destination | None:
+    """One [[destinations]] table; problems (and warnings) are appended, located as `destinations[i]`.
+    `base`: the config file's folder, against which a relative `file:` folder is made absolute."""
     where = f"destinations[{index}]"
     if not isinstance(table, dict):
         problems.append(f"{where}: must be a table")
@@ -92,34 +97,50 @@ def parse_destination(index: int, table: Any, problems: list[str]) -> Destinatio
             problems.append(f"{where}.{flag}: must be true or false")
     options = {k: v for k, v in table.items() if k not in _DESTINATION_KEYS}
     template: PathTemplate | None = None
+    if why := location_problem(url):
+        problems.append(f"{where}.url: {why}")
+        return None
     try:
         provider_url, template_text = split_destination_url(url)
     except ConfigurationError as exc:
         problems.append(f"{where}.url: {exc}")
         return None
+    if base is not None and provider_url != (absolute := absolute_file_url(provider_url, base)):
+        provider_url, url = absolute, f"{absolute}/{template_text}"
     try:
         if not template_text:
             raise TemplateError("empty template: add a key template after the bucket, e.g. /{meetingId}/")
         template = parse_template(template_text)
     except TemplateError as exc:
         problems.append(f"{where}.url: {exc}")
-    try:
-        spec = {**COMMON_OPTIONS, **provider_class(split_url(url)[0]).options_spec}
-        problems += [f"{where}.{k}: secrets are not read from the config file; set {k}_env = \"VARIABLE\" "
-                     "or use the SDK's credential chain" for k in options if k in spec and spec[k].secret]
-        # Validates every option and combination; reads no secret (an `_env` option is checked by its
-        # variable's name) and makes no request: the receiver and beat load this too.
-        open_provider(provider_url, **options)
-    except ConfigurationError as exc:
-        problems.append(f"{where}: {exc}")
+    problems += option_problems(where, provider_url, options, secret_hint=" or use the SDK's credential chain")
     if template is not None:
         accepted = frozenset(events) & ARCHIVABLE_TYPES if isinstance(events, list) else ARCHIVABLE_TYPES
         problems += _unrenderable(where, template, accepted)
-    if len(problems) > before or template is None:
+        if warnings is not None and (why := colliding_keys(template)):
+            warnings.append(f"{where}.url: {why}")
+    if len(problems) > before or template is None or not isinstance(name, str):
         return None
     return Destination(name=name, url=url, template=template, provider_url=provider_url, options=options,
                        events=frozenset(events) if events is not None else None,
                        manifest=bool(table.get("manifest", False)), overwrite=bool(table.get("overwrite", False)))
+
+
+# Variables that tell two files apart. A folder template (ending in '/') gets the file's own name
+# appended, and VideoSDK's file names are unique ids (shared/reference/videosdk.md), so only a
+# template that produces the whole key can make two files share one.
+_PER_FILE = frozenset({"filename", "stem"})
+
+
+def colliding_keys(template: PathTemplate) -> str | None:
+    """Why two different files would get the same key from `template`, or None."""
+    if template.is_folder or template.variables & _PER_FILE:
+        return None
+    in_order = dict.fromkeys(p.name for p in template.parts if not isinstance(p, str))
+    named = ", ".join(f"{{{v}}}" for v in in_order)
+    return (f"every file with the same {named} gets the same key {template.text!r} (a second copy fails with "
+            f"`conflict`, or replaces the first with overwrite = true); end the template with '/' so the "
+            f"file's name is appended, or add {{filename}}")
 
 
 def _unrenderable(where: str, template: PathTemplate, accepted: frozenset[str]) -> list[str]:

@@ -116,6 +116,10 @@ class ReceiverSettings:
     # rooms whose webhooks are accepted: exact ids or "prefix*"; empty: every room. Narrows who can use
     # the receiver when the worker cannot ask VideoSDK's API which recordings are ours (no api_key).
     allow_rooms: tuple[str, ...] = ()
+    # Where VideoSDK reaches this receiver from the Internet (https://archiver.example.com, or a full
+    # URL with a path): the webhookUrl `archiver recording start` and `room create` give VideoSDK.
+    # No path: `path` above is appended. Unset: those verbs need an explicit --webhook-url.
+    public_url: str | None = None
 
     def room_allowed(self, room: str | None) -> bool:
         if not self.allow_rooms or room is None:
@@ -189,6 +193,7 @@ ENVIRONMENT: dict[tuple[str | None, str], tuple[str, Callable[[str], Any]]] = {
     ("receiver", "path"): ("ARCHIVER_RECEIVER_PATH", str),
     ("receiver", "max_body_bytes"): ("ARCHIVER_RECEIVER_MAX_BODY_BYTES", int),
     ("receiver", "allow_rooms"): ("ARCHIVER_RECEIVER_ALLOW_ROOMS", _hosts),
+    ("receiver", "public_url"): ("ARCHIVER_RECEIVER_PUBLIC_URL", str),
     ("receiver", "header_timeout"): ("ARCHIVER_RECEIVER_HEADER_TIMEOUT", float),
     ("receiver", "keepalive_timeout"): ("ARCHIVER_RECEIVER_KEEPALIVE_TIMEOUT", float),
     ("receiver", "body_timeout"): ("ARCHIVER_RECEIVER_BODY_TIMEOUT", float),
@@ -280,7 +285,10 @@ def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
     receiver = _section(raw, "receiver", ReceiverSettings, {
         "host": str, "port": int, "path": str, "max_body_bytes": int, "header_timeout": (int, float),
         "keepalive_timeout": (int, float), "body_timeout": (int, float), "min_body_rate": int,
-        "max_connections": int, "allow_rooms": list}, problems)
+        "max_connections": int, "allow_rooms": list, "public_url": str}, problems)
+    if receiver.public_url is not None and not _absolute_http(receiver.public_url):
+        problems.append(f"receiver.public_url: must be an absolute URL such as "
+                        f"https://archiver.example.com (no query), got {receiver.public_url!r}")
     problems += [f"receiver.{key}: must be more than 0 seconds, got {getattr(receiver, key)}"
                  for key in ("header_timeout", "keepalive_timeout", "body_timeout") if not getattr(receiver, key) > 0]
     if receiver.min_body_rate < 0:
@@ -305,6 +313,11 @@ def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
     return Settings(**{k: v for k, v in top.items() if v is not None}, source=source, retry=retry,
                     reconcile=reconcile, retention=retention, videosdk=videosdk, receiver=receiver,
                     destinations=tuple(destinations), origin=origin)
+
+
+def _absolute_http(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query and not parts.fragment
 
 
 def broker_url_problem(url: str) -> str | None:

@@ -31,7 +31,7 @@ from archiver.domain.recording_options import (
 )
 from archiver.videosdk.api import VideoSDKClient
 
-__all__ = ["ROOM_EVENTS", "Target", "WebhookUnreachable", "create_room", "room_body", "start_body",
+__all__ = ["ROOMS", "ROOM_EVENTS", "Target", "WebhookUnreachable", "create_room", "room_body", "start_body",
            "start_recording", "stop_recording", "webhook_target"]
 
 _PATHS = {"room": "/v2/recordings", "participant": "/v2/recordings/participant",
@@ -41,6 +41,7 @@ _PATHS = {"room": "/v2/recordings", "participant": "/v2/recordings/participant",
 # participant and HLS chatter the receiver only acknowledges
 ROOM_EVENTS = ("recording-*", "participant-recording-*", "participant-track-recording-*", "merge-recording-*",
                "transcription-*", "composite-recording-*", "composite-merge-*")
+ROOMS = "/v2/rooms"
 _LOCAL_NAMES = ("localhost", ".localhost", ".local", ".internal", ".home.arpa")
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 
@@ -72,6 +73,11 @@ class Target:
     def level(self) -> str:
         """"room", "participant" or "track": the key of FILE_FORMATS and of the endpoint."""
         return "track" if self.kind else "participant" if self.participant_id else "room"
+
+    @property
+    def endpoint(self) -> str:
+        """The path whose /start and /end start and stop this target's recording."""
+        return _PATHS[self.level]
 
     def ids(self) -> dict[str, str]:
         found = {"roomId": self.room_id, "participantId": self.participant_id, "kind": self.kind}
@@ -161,12 +167,12 @@ def start_body(target: Target, *, webhook_url: str, dir_path: str | None = None,
 
 def start_recording(client: VideoSDKClient, target: Target, **options: Any) -> dict[str, Any]:
     """POST the start call (body from ``start_body(target, **options)``); VideoSDK's answer as it is."""
-    return client.post(f"{_PATHS[target.level]}/start", start_body(target, **options))
+    return client.post(f"{target.endpoint}/start", start_body(target, **options))
 
 
 def stop_recording(client: VideoSDKClient, target: Target) -> dict[str, Any]:
     """POST the end call for ``target``; VideoSDK's answer as it is."""
-    return client.post(f"{_PATHS[target.level]}/end", target.ids())
+    return client.post(f"{target.endpoint}/end", target.ids())
 
 
 def room_body(*, webhook_url: str, events: Sequence[str] = ROOM_EVENTS, auto_record: bool = False,
@@ -208,4 +214,4 @@ def room_body(*, webhook_url: str, events: Sequence[str] = ROOM_EVENTS, auto_rec
 
 def create_room(client: VideoSDKClient, **options: Any) -> dict[str, Any]:
     """POST /v2/rooms with ``room_body(**options)``; the room VideoSDK made (``roomId``, ...)."""
-    return client.post("/v2/rooms", room_body(**options))
+    return client.post(ROOMS, room_body(**options))

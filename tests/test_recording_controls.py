@@ -265,3 +265,16 @@ def test_public_url_is_checked_when_the_configuration_loads(tmp_path: Path, sdk:
     assert code == 2 and "receiver.public_url: must be an absolute URL" in err, err
     assert load_settings(config, environ={"ARCHIVER_RECEIVER_PUBLIC_URL": "https://a.example.com"}) \
         .receiver.public_url == "https://a.example.com"
+
+
+def test_a_start_is_not_sent_twice_after_a_5xx_but_is_after_a_429(tmp_path: Path, sdk: VideoSDKStandIn,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, sdk, 'public_url = "https://archiver.example.com"')
+    sdk.fail_next(503, path="/recordings/start")
+    code, _, err = run(capsys, config, "recording", "start", "--room", "r-1")
+    assert code == 1 and "HTTP 503" in err and "not retried: the call may have taken effect" in err, err
+    assert posts(sdk) == ["/v2/recordings/start"]  # once: it may have started
+    sdk.fail_next(429, retry_after=0, path="/recordings/start")
+    code, _, err = run(capsys, config, "recording", "start", "--room", "r-1")
+    assert code == 0, err
+    assert posts(sdk) == ["/v2/recordings/start"] * 3 and ("room", "r-1") in sdk.controls.active

@@ -96,6 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
         stand_in = self.server.stand_in
         url = urlsplit(self.path)
         query = dict(parse_qsl(url.query, keep_blank_values=True))
+        raw = self.rfile.read(int(self.headers.get("Content-Length", 0))) if self.command == "POST" else b""
         stand_in._log(Request(self.command, url.path, query, self.headers.get("Authorization")))
         if not url.path.startswith(ROOTS):
             return self._send(404, {"statusCode": 404, "error": "Not Found", "message": "no such route"})
@@ -112,8 +113,8 @@ class _Handler(BaseHTTPRequestHandler):
         if problem:
             return self._send(401, {"statusCode": 401, "error": "Unauthorized", "message": problem})
         with stand_in._lock:
-            status, body = (stand_in.controls.route(path, self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                            if self.command == "POST" else stand_in.catalog.route(self.command, path, query))
+            status, body = (stand_in.controls.route(path, raw) if self.command == "POST"
+                            else stand_in.catalog.route(self.command, path, query))
         self._send(status, body)
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:

@@ -72,7 +72,7 @@ def stand_in_videosdk(body: bytes, private: rsa.RSAPrivateKey) -> Iterator[str]:
 
         def do_POST(self) -> None:
             sent = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-            origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+            origin = f"http://127.0.0.1:{self.server.server_port}"  # type: ignore[attr-defined]
             room = sent.get("roomId")
             if not self.headers.get("Authorization") or room != MEETING or \
                     self.path not in ("/v2/recordings/start", "/v2/recordings/end") or \
@@ -100,7 +100,7 @@ def stand_in_videosdk(body: bytes, private: rsa.RSAPrivateKey) -> Iterator[str]:
     for thread in threads:
         thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
         outbox.put(None)
         server.shutdown()

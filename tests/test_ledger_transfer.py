@@ -75,3 +75,21 @@ def test_a_source_behind_this_version_is_refused_with_the_fix(tmp_path, postgres
     empty = f"sqlite:///{tmp_path / 'old.db'}"
     with pytest.raises(SchemaBehind, match="archiver db upgrade"):
         copy_ledger(empty, postgres_url)
+
+
+def test_the_cli_copies_the_configured_ledger_and_refuses_a_second_time(sqlite_ledger, postgres_url: str,
+                                                                        tmp_path) -> None:
+    import subprocess
+    import sys
+
+    url, _ = sqlite_ledger
+    config = tmp_path / "archiver.toml"
+    config.write_text(f'database_url = "{url}"\n')
+    archiver = [sys.executable, "-m", "archiver.cli", "--config", str(config), "db", "copy", "--to", postgres_url]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
+    first = subprocess.run(archiver, capture_output=True, text=True, timeout=120, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "copy_jobs: 3 rows" in first.stdout and "now set database_url (ARCHIVER_DATABASE_URL)" in first.stdout
+    second = subprocess.run(archiver, capture_output=True, text=True, timeout=120, env=env)
+    assert second.returncode == 2
+    assert "already holds rows" in second.stderr and len(second.stderr.strip().splitlines()) == 1

@@ -169,6 +169,10 @@ def test_the_demo_completes(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=240)
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-3000:]
     assert "matches the source" in demo.stdout and "succeeded" in demo.stdout
+    # the whole loop: started through the API, state webhooks in, stopped, archived, in the timeline
+    timeline = demo.stdout.split("Its recording timeline", 1)[1]
+    assert [line.split()[2] for line in timeline.splitlines()[2:6]] == [
+        "recording-starting", "recording-started", "recording-stopping", "recording-stopped"]
     assert list((tmp_path / ".archiver" / "demo" / "archive").rglob("*.mp4"))
 
 

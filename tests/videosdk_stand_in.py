@@ -11,6 +11,8 @@ documented shapes (see ``tests.videosdk_catalog``, which also picks the paging s
   GET  <list>/{id}; DELETE <list>/{id} for room, participant, track, composite
   GET  /v2/rooms (?page= or ?cursor=), /v2/sessions?roomId=
   GET  /v2/public/rsa-public-key                 {"publicKey": PEM}; no auth needed
+  POST /v2/recordings[/participant[/track]]/start|end, /v2/rooms: ``.controls`` (tests.videosdk_controls),
+       which sends the state and stopped webhooks signed with ``sign``; ``controls.deliveries(n)``
 
 Every other call needs ``Authorization: <JWT>`` (raw, no "Bearer"), HS256 with ``secret``, payload
 ``apikey`` equal to ``api_key``, unexpired; otherwise 401 with a JSON error.
@@ -56,6 +58,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.emulators import free_port
 from tests.videosdk_catalog import Catalog, file_id_of, file_object, files_entry, now_stamp
+from tests.videosdk_controls import Controls
 
 PREFIX = "/v2"
 ROOTS = (PREFIX + "/", "/ai/v1/")
@@ -89,16 +92,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # quiet: the request log is the record
         pass
 
-    def do_GET(self) -> None:
-        self._handle()
-
-    def do_DELETE(self) -> None:
-        self._handle()
-
     def _handle(self) -> None:
         stand_in = self.server.stand_in
         url = urlsplit(self.path)
         query = dict(parse_qsl(url.query, keep_blank_values=True))
+        raw = self.rfile.read(int(self.headers.get("Content-Length", 0))) if self.command == "POST" else b""
         stand_in._log(Request(self.command, url.path, query, self.headers.get("Authorization")))
         if not url.path.startswith(ROOTS):
             return self._send(404, {"statusCode": 404, "error": "Not Found", "message": "no such route"})
@@ -115,7 +113,8 @@ class _Handler(BaseHTTPRequestHandler):
         if problem:
             return self._send(401, {"statusCode": 401, "error": "Unauthorized", "message": problem})
         with stand_in._lock:
-            status, body = stand_in.catalog.route(self.command, path, query)
+            status, body = (stand_in.controls.route(path, raw) if self.command == "POST"
+                            else stand_in.catalog.route(self.command, path, query))
         self._send(status, body)
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
@@ -128,6 +127,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+    do_GET = do_DELETE = do_POST = _handle
 
 
 class _Server(ThreadingHTTPServer):
@@ -148,6 +149,7 @@ class VideoSDKStandIn:
         self._faults: list[_Fault] = []
         self._requests: list[Request] = []
         self.rotate_key()
+        self.controls = Controls(self.catalog, lambda body: self.sign(body))
         self._server = _Server(("127.0.0.1", self.port), _Handler)
         self._server.stand_in = self
         # a short poll interval: shutdown() waits for it, and every test starts and stops a stand-in

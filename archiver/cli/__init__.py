@@ -12,6 +12,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from archiver.cli.click_verbs import CLICK_VERBS
+from archiver.cli.click_verbs import run as run_click_verb
 from archiver.cli.common import USAGE
 from archiver.ledger.database import LedgerError
 from archiver.observability.logs import configure_logging
@@ -34,10 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
     for name in VERB_MODULES:
         importlib.import_module(f"archiver.cli.{name}").register(verbs)
+    for name, module in CLICK_VERBS.items():  # listed in --help; run by click_verbs.run
+        verbs.add_parser(name, add_help=False, help=f"(archiver {name} --help) "
+                         + (importlib.import_module(f"archiver.cli.{module}").__dict__[name].help or "").split(".")[0])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    clicked = run_click_verb(sys.argv[1:] if argv is None else argv)
+    if clicked is not None:
+        return clicked
     args = build_parser().parse_args(argv)
     if args.config:  # the worker pool, the Celery app and child processes read the same file
         os.environ["ARCHIVER_CONFIG"] = os.path.abspath(args.config)

@@ -16,10 +16,15 @@ from typing import Any
 import httpx
 
 from archiver.cli.common import FOUND_PROBLEMS, OK, format_table
-from archiver.cli.demo_stand_in import MEETING, demo_config, demo_key, media_bytes, signed_webhook, stand_in_cdn
+from archiver.cli.demo_stand_in import MEETING, demo_config, demo_key, media_bytes, stand_in_videosdk
+from archiver.cli.timeline import COLUMNS as TIMELINE_COLUMNS
+from archiver.cli.timeline import timeline_rows
+from archiver.ledger.timeline import recording_timeline
 from archiver.private_files import private_dir
 from archiver.runtime import Runtime
 from archiver.settings.config import load_settings
+from archiver.videosdk.api import VideoSDKClient, VideoSDKError
+from archiver.videosdk.recording_controls import Target, start_recording, stop_recording
 
 
 def _free_port() -> int:
@@ -46,6 +51,25 @@ def _ready(url: str) -> bool:
         return False
 
 
+def _record(runtime: Runtime, origin: str, webhook_url: str) -> Any:
+    """Start a room recording on the stand-in, wait for its state webhooks, stop it, wait for the copy."""
+    def states() -> set[str]:
+        return {e.webhook_type for e in recording_timeline(runtime.ledger, MEETING)}
+
+    with VideoSDKClient(origin + "/v2", api_key="demo-api-key", secret="demo-secret-0123456789abcdef0123") as client:
+        start_recording(client, Target(MEETING), webhook_url=webhook_url, config={"layout": {"type": "GRID"}})
+        print(f"3. A room recording was started, as `archiver recording start --room {MEETING} --layout GRID "
+              f"--webhook-url {webhook_url}` does.")
+        _wait(lambda: "recording-started" in states(), 30, "the recording-started webhook")
+        print("4. VideoSDK's signed state webhooks reached the receiver: recording-starting, recording-started.")
+        stop_recording(client, Target(MEETING))
+        print(f"5. It was stopped (`archiver recording stop --room {MEETING}`): recording-stopping, then "
+              "recording-stopped naming the file.")
+    [job] = _wait(lambda: [j for j in runtime.ledger.jobs(meeting_id=MEETING)
+                           if j.state in ("succeeded", "failed")], 90, "the copy finishing")
+    return job
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     folder = Path(".archiver/demo").resolve()
     shutil.rmtree(folder, ignore_errors=True)
@@ -54,28 +78,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     private, pem = demo_key(folder)
     config = demo_config(folder, port, pem)
     body = media_bytes()
-    print(f"1. A stand-in for VideoSDK's CDN serves a {len(body) >> 20} MiB recording on 127.0.0.1.")
+    print(f"1. A stand-in for VideoSDK (REST API and CDN) runs on 127.0.0.1 with a {len(body) >> 20} MiB recording.")
     print(f"2. A short-lived stack starts with its own config ({config}); a running `make run` is untouched.")
     stack = subprocess.Popen([sys.executable, "-m", "archiver.cli", "--config", str(config), "up",
                               "--concurrency", "1"], stdout=subprocess.DEVNULL, stderr=(folder / "stack.log").open("w"))
     try:
-        with stand_in_cdn(body) as file_url:
+        with stand_in_videosdk(body, private) as origin:
             _wait(lambda: _ready(f"http://127.0.0.1:{port}/readyz"), 60, "the demo stack becoming ready")
-            raw, signature = signed_webhook(file_url, private)
-            answer = httpx.post(f"http://127.0.0.1:{port}/webhooks/videosdk", content=raw, timeout=30,
-                                headers={"content-type": "application/json", "videosdk-signature": signature})
-            print(f"3. A signed recording-stopped webhook was POSTed: HTTP {answer.status_code} {answer.text}")
             runtime = Runtime.create(load_settings(config))
-            [job] = _wait(lambda: [j for j in runtime.ledger.jobs(meeting_id=MEETING)
-                                   if j.state in ("succeeded", "failed")], 90, "the copy finishing")
-    except TimeoutError as exc:
+            job = _record(runtime, origin, f"http://127.0.0.1:{port}/webhooks/videosdk")
+    except (TimeoutError, VideoSDKError) as exc:
         print(f"demo failed: {exc}; the stack's log is {folder / 'stack.log'}", file=sys.stderr)
         return FOUND_PROBLEMS
     finally:
         stack.send_signal(signal.SIGTERM)
         stack.wait(timeout=120)
     landed = folder / "archive" / job.object_key if job.object_key else None
-    print(f"4. The worker copied it: job {job.job_id} {job.state}.")
+    print(f"6. The worker copied it: job {job.job_id} {job.state}.")
     if job.state != "succeeded" or landed is None:
         print(f"   error: {job.error_code}: {job.error_message}")
         return FOUND_PROBLEMS
@@ -85,6 +104,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("Its ledger row (archiver --config " + str(config) + " status):")
     print(format_table([job.to_json()], ("job_id", "destination", "meeting_id", "state", "attempts", "bytes",
                                          "object_key", "error")))
+    print(f"\nIts recording timeline (archiver --config {config} status --meeting {MEETING}), in UTC:")
+    events = recording_timeline(Runtime.create(load_settings(config)).ledger, MEETING)
+    print(format_table(timeline_rows(events), TIMELINE_COLUMNS))
     print("\n" + json.dumps({k: v for k, v in job.to_json().items() if k in ("sha256", "source_url", "received_at")},
                             indent=2))
     return OK if same else FOUND_PROBLEMS

@@ -1,4 +1,5 @@
-"""Pieces of `archiver demo`: a loopback stand-in for VideoSDK's CDN and a demo signing key.
+"""Pieces of `archiver demo`: a loopback stand-in for VideoSDK (its CDN, and start/end of a room
+recording that sends the signed state webhooks and then recording-stopped) and a demo signing key.
 
 The demo runs its own short-lived stack with its own configuration (one that admits this loopback
 stand-in), so no running stack's SSRF guard is ever loosened.
@@ -6,8 +7,10 @@ stand-in), so no running stack's SSRF guard is ever loosened.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import queue
 import random
 import threading
 from collections.abc import Iterator
@@ -15,6 +18,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -31,8 +35,28 @@ def media_bytes(size: int = 3 << 20) -> bytes:
 
 
 @contextmanager
-def stand_in_cdn(body: bytes) -> Iterator[str]:
-    """Serve `body` as video/mp4 at FILE_PATH on 127.0.0.1; yields the file's URL."""
+def stand_in_videosdk(body: bytes, private: rsa.RSAPrivateKey) -> Iterator[str]:
+    """Serve `body` as video/mp4 at FILE_PATH, and POST /v2/recordings/start and /end for MEETING:
+    each answers 200, then sends recording-starting, -started (start) or recording-stopping, -stopped
+    with the file (end) to the start call's webhookUrl, signed with `private`, in order, from a
+    thread. Yields the origin (http://127.0.0.1:PORT); its API base is origin + "/v2"."""
+    outbox: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
+    webhook_url: dict[str, str] = {}  # roomId -> the webhookUrl its running recording was started with
+
+    def announce(room: str, states: tuple[str, ...], origin: str) -> None:
+        for state in states:
+            data = {"meetingId": room, "sessionId": SESSION}
+            if state == "stopped":
+                data.update(filePath=FILE_PATH, fileUrl=origin + FILE_PATH)
+            outbox.put((webhook_url[room], json.dumps({"webhookType": f"recording-{state}", "data": data}).encode()))
+
+    def deliver() -> None:
+        while (item := outbox.get()) is not None:
+            url, raw = item
+            # the receiver's answer is its business: the demo reads the ledger
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.post(url, content=raw, timeout=30, headers={"content-type": "application/json",
+                                                                  "videosdk-signature": sign_body(raw, private)})
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -46,15 +70,39 @@ def stand_in_cdn(body: bytes) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(body)
 
+        def do_POST(self) -> None:
+            sent = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            origin = f"http://127.0.0.1:{self.server.server_port}"  # type: ignore[attr-defined]
+            room = sent.get("roomId")
+            if not self.headers.get("Authorization") or room != MEETING or \
+                    self.path not in ("/v2/recordings/start", "/v2/recordings/end") or \
+                    (self.path.endswith("/end") and room not in webhook_url):
+                self.send_error(400 if self.headers.get("Authorization") else 401)
+                return
+            if self.path.endswith("/start"):
+                webhook_url[room] = sent.get("webhookUrl", "")
+                announce(room, ("starting", "started"), origin)
+            else:
+                announce(room, ("stopping", "stopped"), origin)
+            answer = json.dumps({"message": f"recording {self.path.rsplit('/', 1)[-1]}ed"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
         def log_message(self, *args: object) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threads = [threading.Thread(target=server.serve_forever, daemon=True), threading.Thread(target=deliver,
+                                                                                            daemon=True)]
+    for thread in threads:
+        thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}{FILE_PATH}"
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
+        outbox.put(None)
         server.shutdown()
         server.server_close()
 
@@ -91,10 +139,3 @@ url = "file://{folder}/archive/{{meetingId}}/{{sessionId}}/"
 manifest = true
 """)
     return path
-
-
-def signed_webhook(file_url: str, private: rsa.RSAPrivateKey) -> tuple[bytes, str]:
-    body = json.dumps({"webhookType": "recording-stopped",
-                       "data": {"meetingId": MEETING, "sessionId": SESSION, "filePath": FILE_PATH,
-                                "fileUrl": file_url}}).encode()
-    return body, sign_body(body, private)

@@ -23,6 +23,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
         print(format_table(rows, STATUS_COLUMNS) if rows else "no jobs")
+        if args.meeting:
+            from archiver.cli.timeline import render_timeline
+
+            print("\n" + render_timeline(runtime.ledger, args.meeting))
     return FOUND_PROBLEMS if any(r["state"] == "failed" for r in rows) else OK
 
 
@@ -148,7 +152,7 @@ def register(verbs: Any) -> None:
     status = verbs.add_parser("status", help="the copy jobs in the ledger, as a table or JSON",
                               description="List copy jobs. Exit 1 when any listed job has failed.")
     status.add_argument("--state", choices=("pending", "running", "succeeded", "failed", "held"))
-    status.add_argument("--meeting", help="only this meeting (room) id")
+    status.add_argument("--meeting", help="only this meeting (room) id; adds its recording timeline")
     status.add_argument("--since", type=since, help="only jobs changed since, e.g. 24h, 30m, 7d, 2026-11-01")
     status.add_argument("--json", action="store_true", help="print a JSON array")
     status.set_defaults(func=cmd_status)

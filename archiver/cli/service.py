@@ -64,6 +64,18 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_db_copy(args: argparse.Namespace) -> int:
+    from archiver.ledger.transfer import copy_ledger
+    from archiver.observability.redaction import mask_url
+
+    settings = settings_of(args)
+    source = args.source or settings.database_url
+    copied = copy_ledger(source, args.to, progress=lambda t: print(f"{t.table}: {t.rows} rows", flush=True))
+    print(f"copied {sum(t.rows for t in copied)} rows from {mask_url(source)} to {mask_url(args.to)}; "
+          "now set database_url (ARCHIVER_DATABASE_URL) to the new ledger")
+    return OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     if args.processes > 1:
         from archiver.intake.processes import prepare_metrics_folder
@@ -308,3 +320,7 @@ def register(verbs: Any) -> None:
     db_verbs = db.add_subparsers(dest="db_verb", required=True, metavar="DB_VERB")
     db_upgrade = db_verbs.add_parser("upgrade", help="create or migrate the ledger schema to this version")
     db_upgrade.set_defaults(func=cmd_db_upgrade)
+    db_copy = db_verbs.add_parser("copy", help="copy the whole ledger into a new, empty database (e.g. to PostgreSQL)")
+    db_copy.add_argument("--to", required=True, metavar="URL", help="the target ledger, e.g. postgresql+psycopg://...")
+    db_copy.add_argument("--from", dest="source", metavar="URL", help="the source ledger (default: database_url)")
+    db_copy.set_defaults(func=cmd_db_copy)

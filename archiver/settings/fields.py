@@ -20,6 +20,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 Check = Callable[[Any], "str | None"]  # a value -> why it is wrong ("must be ..."), None when right
 
@@ -170,6 +171,13 @@ def one_of(choices: tuple[str, ...]) -> Check:
     def check(value: Any) -> str | None:
         return None if value in choices else f"must be one of {', '.join(map(repr, choices))}, got {value!r}"
     return check
+
+
+def absolute_http_url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme in ("http", "https") and parts.hostname and not parts.query and not parts.fragment:
+        return None
+    return f"must be an absolute URL such as https://archiver.example.com (no query), got {value!r}"
 
 
 def optional(check: Check) -> Check:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archiver.settings.destinations import Destination
-from archiver.settings.fields import at_least, more_than, one_of, optional, setting, zero_or_more
+from archiver.settings.fields import absolute_http_url, at_least, more_than, one_of, optional, setting, zero_or_more
 from archiver.settings.urls import api_base_problem, broker_url_problem, database_url_problem
 from providers import StorageProvider, open_provider
 
@@ -122,6 +122,10 @@ class ReceiverSettings:
     # rooms whose webhooks are accepted: exact ids or "prefix*"; empty: every room. Narrows who can use
     # the receiver when the worker cannot ask VideoSDK's API which recordings are ours (no api_key).
     allow_rooms: tuple[str, ...] = setting(())
+    # Where VideoSDK reaches this receiver from the Internet (https://archiver.example.com, or a full
+    # URL with a path): the webhookUrl `archiver recording start` and `room create` give VideoSDK.
+    # No path: `path` above is appended. Unset: those verbs need an explicit --webhook-url.
+    public_url: str | None = setting(None, check=optional(absolute_http_url))
 
     def room_allowed(self, room: str | None) -> bool:
         if not self.allow_rooms or room is None:

@@ -165,6 +165,20 @@ class VideoSDKClient:
         if path is None:
             raise ValueError(f"VideoSDK documents no delete for {kind} recordings")
         self._send("DELETE", f"{path}/{_segment('id', resource_id)}", from_origin=True)
+
+    def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST ``body`` as JSON to ``path`` (below the API's origin, e.g. "/v2/recordings/start") and
+        return the answer's JSON object ({} for an empty answer). Not idempotent: only 429 is retried
+        (as VideoSDK's server SDK does), so a start that timed out is never sent twice by us."""
+        response = self._send("POST", path, json_body=dict(body), from_origin=True, idempotent=False)
+        if not response.content.strip():
+            return {}
+        try:
+            answer = response.json()
+        except ValueError:
+            raise VideoSDKError(f"POST {path}: response body is not JSON", "bad_response") from None
+        return answer if isinstance(answer, dict) else {"data": answer}
+
     @property
     def origin(self) -> str:
         """The API's origin: api_base without its "/v2" (transcripts live under /ai/v1, not /v2)."""
@@ -182,7 +196,8 @@ class VideoSDKClient:
         return body
 
     def _send(self, method: str, path: str, *, params: Mapping[str, str | int] | None = None,
-              auth: bool = True, from_origin: bool = False) -> httpx.Response:
+              auth: bool = True, from_origin: bool = False, json_body: dict[str, Any] | None = None,
+              idempotent: bool = True) -> httpx.Response:
         base = self.origin if from_origin else self.api_base
         where = f"{method} {path}"
         for attempt in range(1, self.max_attempts + 1):
@@ -190,7 +205,7 @@ class VideoSDKClient:
             retry_after: float | None = None
             try:
                 response = self._http.request(method, base + path, params=params, headers=headers,
-                                              timeout=self._timeout)
+                                              json=json_body, timeout=self._timeout)
             except httpx.TimeoutException as exc:
                 error = VideoSDKError(f"{where}: timed out ({type(exc).__name__})", "timeout", retryable=True)
             except httpx.TransportError as exc:
@@ -202,8 +217,14 @@ class VideoSDKClient:
                 if error is None:
                     return response
                 retry_after = _retry_after(response)
-            if not error.retryable or attempt == self.max_attempts:
-                if error.retryable and self.max_attempts > 1:
+                if not idempotent and (said := _message_of(response)):
+                    error.args = (f"{error}: {said}",)  # why a start was refused ("room not active", ...)
+            # a non-idempotent call may have taken effect before a 5xx or a dropped connection
+            once = not idempotent and error.code != "rate_limited"
+            if not error.retryable or attempt == self.max_attempts or once:
+                if once and error.retryable:
+                    error.args = (f"{error} (not retried: the call may have taken effect; check before repeating)",)
+                elif error.retryable and self.max_attempts > 1:
                     error.args = (f"{error} (gave up after {attempt} attempts)",)
                 raise error from None
             ceiling = min(MAX_DELAY, self.backoff * 2 ** (attempt - 1))
@@ -226,6 +247,16 @@ def _status_error(response: httpx.Response, where: str) -> VideoSDKError | None:
     if status == 429:
         return VideoSDKError(f"{where}: HTTP 429", "rate_limited", retryable=True)
     return VideoSDKError(f"{where}: HTTP {status}", "http_status", retryable=status >= 500)
+
+
+def _message_of(response: httpx.Response) -> str | None:
+    """VideoSDK's own explanation of a refusal (its JSON ``message`` or ``error``), cut to 200 characters."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    said = body.get("message") or body.get("error") if isinstance(body, dict) else None
+    return " ".join(said.split())[:200] if isinstance(said, str) and said.strip() else None
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -65,13 +65,19 @@ def key_cache(settings: Settings) -> KeyCache | None:
 
 def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
                     ledger_ping: Callable[[], None] | None = None) -> Starlette:
+    keys = key_cache(settings)
     intake = WebhookIntake(settings, ledger, publish_copies=publisher.copies, publish_lookups=publisher.lookups,
-                           keys=key_cache(settings))
+                           keys=keys)
     registry = CollectorRegistry()
     requests = Counter("archiver_webhook_requests", "Webhook requests by HTTP status and webhook type",
                        ["status", "webhook_type"], registry=registry)
     latency = Histogram("archiver_webhook_seconds", "Time to answer a webhook", registry=registry,
                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+    if keys is not None:  # absent when signatures are not verified: no key is needed then
+        key_available = Gauge("archiver_signature_key_available", "1 when the webhook public key is at hand, "
+                              "0 when it could not be fetched (every signed webhook is then refused)",
+                              registry=registry)
+        key_available.set_function(lambda: 1.0 if keys.available() else 0.0)
     limit = settings.receiver.max_body_bytes
     limiters: list[anyio.CapacityLimiter] = []
 
@@ -122,7 +128,8 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
         return JSONResponse({"status": "alive"})
 
     async def metrics(_: Request) -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        # In a thread: the key gauge may fetch the key (rarely; see KeyCache.available).
+        return Response(await run_in_threadpool(generate_latest, registry), media_type=CONTENT_TYPE_LATEST)
 
     document = openapi_document(settings.receiver.path, limit)
 

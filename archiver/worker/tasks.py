@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from celery.utils.log import get_task_logger
 
 from archiver.copy.job import run_copy_job
 from archiver.intake.record import accept_event
-from archiver.observability.metrics import IN_FLIGHT, observe_copy
+from archiver.ledger.store import JobRecord
+from archiver.domain.recordings import RecordingKind
+from archiver.observability.metrics import IN_FLIGHT, RECONCILE_FINDS, observe_copy, progress_counter
 from archiver.runtime import get_runtime
 from archiver.videosdk.api import VideoSDKClient
 from archiver.videosdk.lookup import run_lookup
@@ -18,13 +21,24 @@ from archiver.worker.app import app, publisher
 log = get_task_logger(__name__)
 # Intake publishes before its transaction commits; a worker can be faster than the commit.
 MISSING_RETRIES, MISSING_DELAY = 5, 2.0
+# Every kind's reconcile-finds series exists at 0 from the start: the alert's increase() cannot see the
+# first find of a series that is born at its first value.
+for _kind in RecordingKind:
+    RECONCILE_FINDS.labels(kind=_kind.value)
 
 
 @app.task(name="archiver.copy_file", acks_late=True, reject_on_worker_lost=True)
 def copy_file(job_id: int, missing_retries: int = 0) -> str:
     started = time.monotonic()
+    advance: list[Callable[[int], None]] = []  # made on the first progress report, when the destination is known
+
+    def progress(job: JobRecord, so_far: int, _total: int | None) -> None:
+        if not advance:
+            advance.append(progress_counter(job.destination))
+        advance[0](so_far)
+
     with IN_FLIGHT.track_inprogress():
-        outcome = run_copy_job(get_runtime(), job_id)
+        outcome = run_copy_job(get_runtime(), job_id, progress)
     if outcome.destination is not None:  # it ran (not skipped, busy or missing)
         observe_copy(outcome.destination, outcome.state, time.monotonic() - started, outcome.bytes,
                      (outcome.error or "").split(":")[0] or None)

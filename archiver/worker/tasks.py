@@ -9,9 +9,9 @@ from datetime import timedelta
 from celery.utils.log import get_task_logger
 
 from archiver.copy.job import run_copy_job
+from archiver.domain.recordings import RecordingKind
 from archiver.intake.record import accept_event
 from archiver.ledger.store import JobRecord
-from archiver.domain.recordings import RecordingKind
 from archiver.observability.metrics import IN_FLIGHT, RECONCILE_FINDS, observe_copy, progress_counter
 from archiver.runtime import get_runtime
 from archiver.videosdk.api import VideoSDKClient

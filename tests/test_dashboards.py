@@ -32,11 +32,15 @@ DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 TARGET_LABELS = {"job", "instance"}
 
 
+# Where `make test` unpacks promtool when it is not on PATH (see the Makefile's promtool target).
+UNPACKED_PROMTOOL = ROOT / ".make-stamps" / "promtool" / "promtool"
+
+
 def promtool() -> str:
-    path = shutil.which("promtool")
+    path = shutil.which("promtool") or (str(UNPACKED_PROMTOOL) if UNPACKED_PROMTOOL.is_file() else None)
     if path is None:
-        pytest.fail("promtool is not installed: `make test` installs it (apt-get install --no-install-recommends "
-                    "prometheus), or put the official release's promtool on PATH")
+        pytest.fail("promtool is not installed: `make promtool` (run by `make test`) fetches it from Debian's "
+                    "prometheus package; or put promtool from https://prometheus.io/download/ on PATH")
     return path
 
 

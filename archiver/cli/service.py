@@ -238,7 +238,8 @@ def register(verbs: Any) -> None:
                                           "you like, on as many machines as you like.")
     worker.add_argument("--concurrency", type=int, help="pool processes (default: number of CPUs)")
     worker.add_argument("--queues", default=QUEUES, help=f"comma-separated queues (default {QUEUES})")
-    worker.add_argument("--metrics-port", type=int, help="serve Prometheus metrics of all pool processes here")
+    worker.add_argument("--metrics-port", type=int,
+                        help="serve Prometheus metrics of all pool processes, and the ledger's backlog, here")
     worker.add_argument("--stop-grace", type=_seconds, default=STOP_GRACE, metavar="SECONDS",
                         help=f"after SIGTERM, copies in flight get this long to finish before they are "
                              f"interrupted and go back to the queue; the process is gone at most "

@@ -165,7 +165,7 @@ class KeyCache:
         self._clock = clock
         self._last_fetch: float | None = None
         self._fetch_failed = False  # the last fetch failed: a rotated key may be out of reach
-        self._lock = threading.Lock()  # guards _key and _last_fetch; never held during a fetch
+        self._lock = threading.Lock()  # guards _key, _last_fetch, _fetch_failed; never held during a fetch
         self._fetch_lock = threading.Lock()  # one fetch at a time; waiters reuse its result
 
     def verify(self, raw_body: bytes, signature_b64: str | None) -> str:
@@ -206,7 +206,8 @@ class KeyCache:
                 key = _load_pem(self._fetch())
             except Exception as exc:
                 log.warning("webhook public key fetch failed (%s)", type(exc).__name__)
-                self._fetch_failed = True
+                with self._lock:
+                    self._fetch_failed = True
                 return None
             with self._lock:
                 self._key, self._fetch_failed = key, False
@@ -223,4 +224,6 @@ class KeyCache:
             return True
         if self._fetch is None:
             return key is not None
-        return self._refresh(stale=key) is not None and not self._fetch_failed
+        fetched = self._refresh(stale=key)
+        with self._lock:
+            return fetched is not None and not self._fetch_failed

@@ -3,8 +3,9 @@ oldest pending job's age, pending lookups and undelivered notifications.
 
 Read at scrape time (archiver.observability.ledger_gauges), so the cost of one read is bounded: only
 the open states are counted (`succeeded` grows without end and is covered by the archiver_copies
-counter), every query is served by the (state, updated_at) indexes, and on PostgreSQL the whole read
-runs under a statement timeout.
+counter), so the rows read are the backlog itself, found through the (state, updated_at) indexes; and
+on PostgreSQL the whole read runs under a statement timeout. Measured: 0.1 s for 900,000 jobs of
+which 30,000 pending, connection included.
 """
 
 from __future__ import annotations

@@ -10,13 +10,26 @@ TEST_WORKERS ?= 2
 SOAK_SECONDS ?= 300
 SOAK_ARGS ?=
 
-.PHONY: run test lint lock bench soak clean
+.PHONY: run test lint lock bench soak clean promtool
 
 run: $(STAMPS)/venv
 	$(VENV)/bin/archiver up
 
-test: $(STAMPS)/venv $(STAMPS)/npm
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+test: $(STAMPS)/venv $(STAMPS)/npm promtool
+	PATH="$(CURDIR)/$(PROMTOOL_DIR):$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# tests/test_dashboards.py runs promtool on deploy/prometheus. When it is not on PATH, it is taken from
+# Debian's `prometheus` package: downloaded and unpacked here (one static binary), not installed, so no
+# Prometheus server gets set up on this machine. Elsewhere: promtool from https://prometheus.io/download/.
+PROMTOOL_DIR := $(STAMPS)/promtool
+promtool:
+	@command -v promtool >/dev/null || test -x $(PROMTOOL_DIR)/promtool || { \
+		rm -rf $(PROMTOOL_DIR).tmp && mkdir -p $(PROMTOOL_DIR).tmp && cd $(PROMTOOL_DIR).tmp && \
+		{ apt-get download prometheus 2>/dev/null || { apt-get update -qq && apt-get download prometheus; }; } && \
+		dpkg-deb -x prometheus_*.deb . && mkdir -p $(CURDIR)/$(PROMTOOL_DIR) && \
+		mv usr/bin/promtool $(CURDIR)/$(PROMTOOL_DIR)/ && cd $(CURDIR) && rm -rf $(PROMTOOL_DIR).tmp; } || \
+		{ echo "the tests need promtool: apt-get install prometheus, or put promtool from" \
+		       "https://prometheus.io/download/ on PATH"; exit 1; }
 
 # Not part of CI (too long, too noisy): prints tables side by side with rclone and the SDK ceilings
 # and writes JSON to bench/results/. Needs rclone and GNU time (installed here when missing).

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client import REGISTRY
 
-from archiver.ledger.records import JobRecord
+from archiver.ledger.store import JobRecord
 from archiver.observability.progress import ProgressMeter, human_bytes, human_seconds
 
 
@@ -62,7 +62,7 @@ def test_a_worker_copy_logs_progress_and_moves_the_byte_counter_while_it_runs(ca
     from archiver.worker import tasks
 
     def written() -> float:
-        return REGISTRY.get_sample_value("archiver_copied_bytes_total", {"destination": "progress-test"}) or 0.0
+        return REGISTRY.get_sample_value("archiver_copy_progress_bytes_total", {"destination": "progress-test"}) or 0.0
 
     clock = Clock()
     progress = tasks.CopyProgress()

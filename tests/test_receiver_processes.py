@@ -47,6 +47,10 @@ def test_two_processes_share_the_port_and_one_metrics_view(tmp_path: Path) -> No
         assert answers == [202] * 30
         # Every request counted once whichever process answered it, and whichever answers /metrics.
         assert {accepted_total(receiver) for _ in range(6)} == {30.0}
+        # Computed by the process that answers, once: not one series per process.
+        text = httpx.get(receiver.url + "/metrics", timeout=10).text
+        assert [line for line in text.splitlines() if line.startswith("archiver_signature_key_available")] == [
+            "archiver_signature_key_available 1.0"]
         with receiver.ledger.sessions() as db:
             assert db.scalar(select(func.count()).select_from(Event)) == 30
 

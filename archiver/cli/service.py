@@ -124,9 +124,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
         # Must be set before prometheus_client is imported, so every pool process writes its own
         # files and the main process serves their sum.
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="archiver-metrics-"))
+        from archiver.ledger.backlog import read_backlog
+        from archiver.observability.ledger_gauges import LedgerGauges
         from archiver.observability.metrics import serve_worker_metrics
 
-        serve_worker_metrics(args.metrics_port, args.metrics_host)
+        # Unpooled: the pool processes are forked after this, and must not inherit an open connection.
+        engine = create_ledger_engine(settings.database_url, pooled=False)
+        names = [d.name for d in settings.destinations]
+        serve_worker_metrics(args.metrics_port, args.metrics_host,
+                             LedgerGauges(lambda: read_backlog(engine, names)))
     from archiver.worker import lifecycle as worker_signals
     from archiver.worker.app import app
 
@@ -285,7 +291,8 @@ def register(verbs: Any) -> None:
                                           "you like, on as many machines as you like.")
     worker.add_argument("--concurrency", type=int, help="pool processes (default: number of CPUs)")
     worker.add_argument("--queues", default=QUEUES, help=f"comma-separated queues (default {QUEUES})")
-    worker.add_argument("--metrics-port", type=int, help="serve Prometheus metrics of all pool processes here")
+    worker.add_argument("--metrics-port", type=int,
+                        help="serve Prometheus metrics of all pool processes, and the ledger's backlog, here")
     worker.add_argument("--stop-grace", type=_seconds, default=STOP_GRACE, metavar="SECONDS",
                         help=f"after SIGTERM, copies in flight get this long to finish before they are "
                              f"interrupted and go back to the queue; the process is gone at most "

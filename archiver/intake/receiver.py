@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio.to_thread
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -63,17 +65,43 @@ def key_cache(settings: Settings) -> KeyCache | None:
     return KeyCache(fetch=fetch, min_refetch_seconds=settings.videosdk.key_refetch_seconds)
 
 
+class KeyAvailable(Collector):
+    """archiver_signature_key_available: 1 when the webhook public key is at hand, 0 when it could not
+    be fetched (every signed webhook is then refused)."""
+
+    def __init__(self, keys: KeyCache) -> None:
+        self.keys = keys
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily("archiver_signature_key_available", "1 when the webhook public key is at hand, "
+                                "0 when it could not be fetched (every signed webhook is then refused)",
+                                value=1.0 if self.keys.available() else 0.0)
+
+
 def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
                     ledger_ping: Callable[[], None] | None = None, shared_metrics: bool = False) -> Starlette:
     """The receiver's ASGI app. `shared_metrics`: one of several receiver processes (archiver.intake.
     processes), whose /metrics serves the sum over all of them (prometheus_client multiprocess files)."""
+    keys = key_cache(settings)
     intake = WebhookIntake(settings, ledger, publish_copies=publisher.copies, publish_lookups=publisher.lookups,
-                           keys=key_cache(settings))
+                           keys=keys)
     registry = CollectorRegistry()
     requests = Counter("archiver_webhook_requests", "Webhook requests by HTTP status and webhook type",
                        ["status", "webhook_type"], registry=registry)
     latency = Histogram("archiver_webhook_seconds", "Time to answer a webhook", registry=registry,
                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+    # Computed at scrape time by this process (a collector, not a Gauge: with several receiver
+    # processes a Gauge would also leave a file per process that the summed view would repeat).
+    local = registry if not shared_metrics else CollectorRegistry()
+    if keys is not None:  # absent when signatures are not verified: no key is needed then
+        local.register(KeyAvailable(keys))
+
+    def exposition() -> bytes:
+        if not shared_metrics:
+            return generate_latest(registry)
+        summed = CollectorRegistry()
+        multiprocess.MultiProcessCollector(summed)
+        return generate_latest(summed) + generate_latest(local)
     limit = settings.receiver.max_body_bytes
     limiters: list[anyio.CapacityLimiter] = []
 
@@ -124,11 +152,8 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
         return JSONResponse({"status": "alive"})
 
     async def metrics(_: Request) -> Response:
-        if shared_metrics:
-            summed = CollectorRegistry()
-            multiprocess.MultiProcessCollector(summed)
-            return Response(generate_latest(summed), media_type=CONTENT_TYPE_LATEST)
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        # In a thread: the key gauge may fetch the key (rarely; see KeyCache.available).
+        return Response(await run_in_threadpool(exposition), media_type=CONTENT_TYPE_LATEST)
 
     document = openapi_document(settings.receiver.path, limit)
 

@@ -164,7 +164,8 @@ class KeyCache:
         self._min_refetch = min_refetch_seconds
         self._clock = clock
         self._last_fetch: float | None = None
-        self._lock = threading.Lock()  # guards _key and _last_fetch; never held during a fetch
+        self._fetch_failed = False  # the last fetch failed: a rotated key may be out of reach
+        self._lock = threading.Lock()  # guards _key, _last_fetch, _fetch_failed; never held during a fetch
         self._fetch_lock = threading.Lock()  # one fetch at a time; waiters reuse its result
 
     def verify(self, raw_body: bytes, signature_b64: str | None) -> str:
@@ -205,7 +206,24 @@ class KeyCache:
                 key = _load_pem(self._fetch())
             except Exception as exc:
                 log.warning("webhook public key fetch failed (%s)", type(exc).__name__)
+                with self._lock:
+                    self._fetch_failed = True
                 return None
             with self._lock:
-                self._key = key
+                self._key, self._fetch_failed = key, False
             return key
+
+    def available(self) -> bool:
+        """Whether a key to verify with is at hand and the last fetch (if any) succeeded: False before
+        the first successful fetch and after a failed one. Asking tries a fetch when none is at hand
+        or the last one failed, within the same min_refetch_seconds budget as verification, so
+        calling this on every scrape never calls VideoSDK more often than webhooks could."""
+        with self._lock:
+            key, failed = self._key, self._fetch_failed
+        if key is not None and not failed:
+            return True
+        if self._fetch is None:
+            return key is not None
+        fetched = self._refresh(stale=key)
+        with self._lock:
+            return fetched is not None and not self._fetch_failed

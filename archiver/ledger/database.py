@@ -13,6 +13,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from archiver.observability.redaction import mask_url
 from archiver.private_files import private_sqlite_file
@@ -29,7 +30,9 @@ class SchemaBehind(LedgerError):
     pass
 
 
-def create_ledger_engine(url: str = DEFAULT_DATABASE_URL) -> Engine:
+def create_ledger_engine(url: str = DEFAULT_DATABASE_URL, *, pooled: bool = True) -> Engine:
+    """pooled=False: every connection is closed after use (NullPool), for a process that forks
+    children later and must not hand them an open connection (the worker's metrics server)."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -37,6 +40,8 @@ def create_ledger_engine(url: str = DEFAULT_DATABASE_URL) -> Engine:
                           "postgresql+psycopg://user@host/db)") from None
     # hide_parameters: error text would otherwise carry bound values (signed source URLs, bodies).
     kwargs: dict[str, Any] = {"pool_pre_ping": True, "future": True, "hide_parameters": True}
+    if not pooled:
+        kwargs["poolclass"] = NullPool
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
             private_sqlite_file(parsed.database)  # 0600, and so its -wal/-shm: it holds webhook bodies

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from celery.utils.log import get_task_logger
 
 from archiver.copy.job import run_copy_job
+from archiver.domain.recordings import RecordingKind
 from archiver.intake.record import accept_event
-from archiver.ledger.records import JobRecord
-from archiver.observability.metrics import BYTES, IN_FLIGHT, observe_copy
+from archiver.ledger.store import JobRecord
+from archiver.observability.metrics import IN_FLIGHT, RECONCILE_FINDS, observe_copy, progress_counter
 from archiver.observability.progress import ProgressMeter
 from archiver.runtime import get_runtime
 from archiver.videosdk.api import VideoSDKClient
@@ -20,23 +22,29 @@ from archiver.worker.app import app, publisher
 log = get_task_logger(__name__)
 # Intake publishes before its transaction commits; a worker can be faster than the commit.
 MISSING_RETRIES, MISSING_DELAY = 5, 2.0
-PROGRESS_SECONDS = 30.0  # a running copy's log line; the bytes counter moves with every write
+PROGRESS_SECONDS = 30.0  # how often a running copy logs a line
 
 
 class CopyProgress:
-    """A running copy seen from outside: a log line every PROGRESS_SECONDS (bytes, rate, ETA) and the
-    bytes counter moving as bytes are written, so a long copy is not silent until it ends."""
+    """A running copy seen from outside: a log line every PROGRESS_SECONDS (bytes, rate, ETA) and
+    archiver_copy_progress_bytes_total moving as bytes are written, so a long copy is not silent."""
 
     def __init__(self) -> None:
         self.meter = ProgressMeter(every_seconds=PROGRESS_SECONDS)
-        self.counted = 0
+        self.advance: Callable[[int], None] | None = None  # made when the destination is known
 
     def __call__(self, job: JobRecord, done: int, total: int | None) -> None:
-        if done > self.counted:  # a source restarted from byte 0 counts again only past where it was
-            BYTES.labels(job.destination).inc(done - self.counted)
-            self.counted = done
+        if self.advance is None:
+            self.advance = progress_counter(job.destination)
+        self.advance(done)
         if line := self.meter.update(done, total):
             log.info("job %s: copying %s to %s: %s", job.job_id, job.file_path, job.destination, line)
+
+
+# Every kind's reconcile-finds series exists at 0 from the start: the alert's increase() cannot see the
+# first find of a series that is born at its first value.
+for _kind in RecordingKind:
+    RECONCILE_FINDS.labels(kind=_kind.value)
 
 
 @app.task(name="archiver.copy_file", acks_late=True, reject_on_worker_lost=True)
@@ -46,8 +54,7 @@ def copy_file(job_id: int, missing_retries: int = 0) -> str:
     with IN_FLIGHT.track_inprogress():
         outcome = run_copy_job(get_runtime(), job_id, progress)
     if outcome.destination is not None:  # it ran (not skipped, busy or missing)
-        rest = max(0, (outcome.bytes or 0) - progress.counted) if outcome.state == "succeeded" else 0
-        observe_copy(outcome.destination, outcome.state, time.monotonic() - started, rest,
+        observe_copy(outcome.destination, outcome.state, time.monotonic() - started, outcome.bytes,
                      (outcome.error or "").split(":")[0] or None)
     summary = f", {progress.meter.summary(outcome.bytes)}" if outcome.state == "succeeded" and outcome.bytes else ""
     log.info("job %s: %s%s%s", job_id, outcome.state, f" ({outcome.error})" if outcome.error else "", summary)

@@ -15,6 +15,12 @@ DURATION = Histogram("archiver_copy_seconds", "Duration of a copy attempt", ["de
 RETRIES = Counter("archiver_copy_retries", "Copy attempts that will be retried", ["destination", "reason"])
 IN_FLIGHT = Gauge("archiver_copies_in_flight", "Copies running now", multiprocess_mode="livesum")
 RECONCILE_FINDS = Counter("archiver_reconcile_finds", "What reconcile found that webhooks missed", ["kind"])
+NOTIFICATIONS = Counter("archiver_notifications", "Notification delivery attempts by endpoint and outcome "
+                        "(delivered, retrying, failed: given up)", ["endpoint", "outcome"])
+# Read from the ledger by each delivery run; the most recent reading wins across pool processes.
+NOTIFICATION_BACKLOG = Gauge("archiver_notification_backlog", "Notifications not yet delivered, by state "
+                             "(pending: waiting or being sent; failed: given up)", ["state"],
+                             multiprocess_mode="mostrecent")
 
 
 def serve_worker_metrics(port: int, host: str = "127.0.0.1") -> Any:
@@ -35,3 +41,12 @@ def observe_copy(destination: str | None, outcome: str, seconds: float, size: in
         BYTES.labels(label).inc(size)
     if outcome == "pending":
         RETRIES.labels(label, reason or "-").inc()
+
+
+def observe_notification(endpoint: str, outcome: str) -> None:
+    NOTIFICATIONS.labels(endpoint, outcome).inc()
+
+
+def set_notification_backlog(pending: int, failed: int) -> None:
+    NOTIFICATION_BACKLOG.labels("pending").set(pending)
+    NOTIFICATION_BACKLOG.labels("failed").set(failed)

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from archiver.settings.destinations import Destination, parse_destination
+from archiver.settings.notifications import Notification, parse_notifications
 from providers import ConfigurationError, StorageProvider, open_provider, provider_class, split_url
 from providers.options import COMMON_OPTIONS
 
@@ -136,6 +137,7 @@ class Settings:
     videosdk: VideoSDKSettings = VideoSDKSettings()
     receiver: ReceiverSettings = ReceiverSettings()
     destinations: tuple[Destination, ...] = ()
+    notifications: tuple[Notification, ...] = ()  # [[notifications]]: see archiver.settings.notifications
     origin: str = "defaults"
 
     def destination(self, name: str) -> Destination:
@@ -237,7 +239,7 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
 
 def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
     known = {"broker_url", "database_url", "visibility_timeout", "lease_seconds", "source", "retry", "videosdk",
-             "receiver", "destinations", "reconcile", "retention"}
+             "receiver", "destinations", "reconcile", "retention", "notifications"}
     problems += [f"{key}: unknown setting (known: {', '.join(sorted(known))})" for key in raw if key not in known]
     top = {k: _typed(raw, k, t, k, problems) for k, t in
            (("broker_url", str), ("database_url", str), ("visibility_timeout", int), ("lease_seconds", int))}
@@ -302,9 +304,10 @@ def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
     names = [t.get("name") for t in dest_tables if isinstance(t, dict) and isinstance(t.get("name"), str)]
     problems += [f"destinations: name {n!r} is used more than once" for n in sorted({n for n in names
                                                                                     if names.count(n) > 1})]
+    notifications = parse_notifications(raw.get("notifications"), problems)
     return Settings(**{k: v for k, v in top.items() if v is not None}, source=source, retry=retry,
                     reconcile=reconcile, retention=retention, videosdk=videosdk, receiver=receiver,
-                    destinations=tuple(destinations), origin=origin)
+                    destinations=tuple(destinations), notifications=notifications, origin=origin)
 
 
 def broker_url_problem(url: str) -> str | None:

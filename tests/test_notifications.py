@@ -83,8 +83,8 @@ def status(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
 
 def test_archived_is_sent_once_when_the_last_destination_holds_a_verified_copy(
         tmp_path: Path, receiver: NotifyReceiver, cdn: HttpSource, capsys: pytest.CaptureFixture[str],
-        restore_root_logging: None) -> None:
-    runtime = runtime_for(tmp_path, two_destinations(tmp_path), endpoint(receiver.url))
+        restore_root_logging: None, database_url: str) -> None:
+    runtime = runtime_for(tmp_path, two_destinations(tmp_path), endpoint(receiver.url), database_url=database_url)
     size = 300_000
     _, accepted = accept_event(runtime.ledger, runtime.settings, event("m1", cdn.file_url("r.mp4", size=size)),
                                verified=False)
@@ -116,9 +116,9 @@ def test_archived_is_sent_once_when_the_last_destination_holds_a_verified_copy(
 
 def test_a_receiver_outage_is_retried_with_the_same_webhook_id_and_processed_once(
         tmp_path: Path, receiver: NotifyReceiver, cdn: HttpSource, capsys: pytest.CaptureFixture[str],
-        restore_root_logging: None) -> None:
+        restore_root_logging: None, database_url: str) -> None:
     receiver.answers = [503, 503, 503]
-    runtime = runtime_for(tmp_path, local_destination(tmp_path), endpoint(receiver.url))
+    runtime = runtime_for(tmp_path, local_destination(tmp_path), endpoint(receiver.url), database_url=database_url)
     _, accepted = accept_event(runtime.ledger, runtime.settings, event("m2", cdn.file_url("r.mp4", size=1000)),
                                verified=False)
     # The copy does not wait for, or depend on, the endpoint.

@@ -246,3 +246,14 @@ def test_bad_notification_settings_are_named_with_the_fix(tmp_path: Path, table:
     with pytest.raises(ConfigError, match="notifications\\[0\\]") as caught:
         load_settings(path, environ={})
     assert problem in str(caught.value)
+
+
+def test_config_show_names_the_endpoint_and_never_its_secret(tmp_path: Path, receiver: NotifyReceiver,
+                                                             capsys: pytest.CaptureFixture[str],
+                                                             restore_root_logging: None) -> None:
+    runtime_for(tmp_path, local_destination(tmp_path), endpoint(receiver.url + "?token=abc"))
+    assert main(["--config", str(tmp_path / "archiver.toml"), "config", "show"]) == 0
+    shown = json.loads(capsys.readouterr().out)["notifications"]
+    assert shown[0]["secret_env"] == SECRET_VARIABLE and shown[0]["events"] == sorted(
+        ["copy.failed", "recording.archived", "recording.discovered"])
+    assert "abc" not in json.dumps(shown) and receiver.secret not in json.dumps(shown)

@@ -257,3 +257,14 @@ def test_config_show_names_the_endpoint_and_never_its_secret(tmp_path: Path, rec
     assert shown[0]["secret_env"] == SECRET_VARIABLE and shown[0]["events"] == sorted(
         ["copy.failed", "recording.archived", "recording.discovered"])
     assert "abc" not in json.dumps(shown) and receiver.secret not in json.dumps(shown)
+
+
+def test_beat_sends_due_notifications_only_when_endpoints_are_configured(tmp_path: Path) -> None:
+    import celeryconfig
+
+    plain = runtime_for(tmp_path, local_destination(tmp_path)).settings
+    assert "deliver-notifications" not in celeryconfig.build(plain)["beat_schedule"]
+    configured = runtime_for(tmp_path, local_destination(tmp_path), endpoint("https://app.example.com/h")).settings
+    entry = celeryconfig.build(configured)["beat_schedule"]["deliver-notifications"]
+    assert entry["task"] == "archiver.deliver_notifications" and entry["schedule"] <= 10
+    assert celeryconfig.build(configured)["task_routes"]["archiver.deliver_notifications"]["queue"] == "maintenance"

@@ -45,6 +45,11 @@ def notify_stack(stack_env: dict[str, Any], tmp_path: Path, moto_url: str, azuri
             stack.stop()
 
 
+def messages_of(stack: Stack, meeting: str) -> list[Any]:
+    """This test's outbox messages (the ledger is shared by the module's tests)."""
+    return [m for m in stack.ledger().deliveries.messages() if f'"meetingId":"{meeting}"' in m.payload]
+
+
 def test_kill_9_during_the_post_then_the_receiver_processes_the_outcome_once(
         notify_stack: tuple[Stack, NotifyReceiver]) -> None:
     stack, receiver = notify_stack
@@ -58,7 +63,7 @@ def test_kill_9_during_the_post_then_the_receiver_processes_the_outcome_once(
     assert receiver.arrived.wait(60), "no notification was sent"
     first.kill9()  # the POST is in flight: the endpoint has it, the sender never hears the answer
     receiver.release()
-    [message] = stack.ledger().deliveries.messages()
+    [message] = messages_of(stack, mid)
     assert (message.state, message.attempts) == ("delivering", 1)
 
     stack.start_worker(concurrency=2)
@@ -72,5 +77,33 @@ def test_kill_9_during_the_post_then_the_receiver_processes_the_outcome_once(
     [payload] = receiver.processed.values()
     assert payload["type"] == "recording.archived" and payload["data"]["recording"]["meetingId"] == mid
     assert payload["data"]["destinations"][0]["sha256"] == job.sha256
-    [message] = stack.ledger().deliveries.messages()
+    [message] = messages_of(stack, mid)
     assert (message.state, message.attempts) == ("delivered", 2)
+
+
+def test_kill_9_mid_copy_then_one_archived_notification_for_the_one_copy(
+        notify_stack: tuple[Stack, NotifyReceiver], moto_url: str) -> None:
+    from tests.test_crash import s3, wait_for_parts
+
+    stack, receiver = notify_stack
+    receiver.hold = False
+    mid = f"notify-copy-{secrets.token_hex(4)}"
+    first = stack.start_worker(concurrency=2)
+    stack.send_event({"webhookType": "recording-stopped", "data": {
+        "meetingId": mid, "sessionId": "s1", "filePath": f"/encoded/videos/{mid}.mp4",
+        "fileUrl": stack.source.file_url(f"{mid}.mp4", size=48 << 20, trickle=f"{1 << 20}:0.15")}})  # ~7 s
+    wait_for_parts(s3(moto_url), stack.buckets["s3"], minimum=1)
+    first.kill9()
+    assert stack.jobs(mid)[0].state == "running"
+    assert messages_of(stack, mid) == []  # no outcome yet: nothing to tell
+
+    stack.start_worker(concurrency=2)
+    [job] = stack.wait_for_jobs(mid, 1, timeout=120)
+    assert (job.state, job.attempts) == ("succeeded", 2)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not receiver.processed:
+        time.sleep(0.2)
+    time.sleep(2)
+    [payload] = receiver.processed.values()
+    assert len(receiver.requests) == 1 and payload["type"] == "recording.archived"
+    assert payload["data"]["destinations"][0]["sha256"] == job.sha256

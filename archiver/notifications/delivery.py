@@ -52,7 +52,9 @@ def deliver_due(ledger: Ledger, settings: Settings, worker: str, *, client: http
     client = client or httpx.Client(trust_env=False)  # no proxy from the environment: the guard checked the address
     try:
         while time.monotonic() - started < budget_seconds:
-            batch = ledger.deliveries.claim_due(worker, lease_for(settings))
+            # One at a time: a message claimed in a batch would sit leased behind slow endpoints and could
+            # be taken over (and sent twice) before its turn came.
+            batch = ledger.deliveries.claim_due(worker, lease_for(settings), limit=1)
             if not batch:
                 break
             for message in batch:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
 from archiver.cli import main
 from archiver.copy.job import run_copy_job
@@ -124,6 +125,7 @@ def test_a_receiver_outage_is_retried_with_the_same_webhook_id_and_processed_onc
     # The copy does not wait for, or depend on, the endpoint.
     assert run_copy_job(runtime, accepted.created[0]).state == "succeeded"
     deliver_due(runtime.ledger, runtime.settings, runtime.worker_id)
+    assert 'archiver_notification_backlog{state="pending"} 1.0' in generate_latest().decode()
     code, out = status(tmp_path / "archiver.toml", capsys)
     assert "notifications: 1 pending" in out and "http_status:" in out and "answered 503" in out
     assert code == 0  # still being retried: not a failure yet
@@ -134,6 +136,9 @@ def test_a_receiver_outage_is_retried_with_the_same_webhook_id_and_processed_onc
     assert len(receiver.processed) == 1 and receiver.duplicates == 0
     [message] = runtime.ledger.deliveries.messages()
     assert (message.state, message.attempts, message.last_status) == ("delivered", 4, 204)
+    metrics = generate_latest().decode()
+    assert 'archiver_notification_backlog{state="pending"} 0.0' in metrics
+    assert 'archiver_notifications_total{endpoint="app",outcome="delivered"}' in metrics
 
 
 def test_a_delivery_that_never_succeeds_fails_for_good_and_status_says_so(

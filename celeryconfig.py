@@ -14,6 +14,7 @@ from archiver.settings.config import Settings, load_settings
 from archiver.worker.time_limits import ceiling
 
 QUEUES = ("events", "archive", "maintenance")
+NOTIFICATION_SWEEP_SECONDS = 10.0
 
 
 def transport_options(broker_url: str, vt: int) -> dict[str, Any]:
@@ -72,6 +73,7 @@ def build(settings: Settings) -> dict[str, Any]:
             "archiver.reconcile": {"queue": "maintenance", "routing_key": "maintenance"},
             "archiver.prune": {"queue": "maintenance", "routing_key": "maintenance"},
             "archiver.verify": {"queue": "maintenance", "routing_key": "maintenance"},
+            "archiver.deliver_notifications": {"queue": "maintenance", "routing_key": "maintenance"},
         },
         # Redis redelivers unacknowledged tasks after visibility_timeout; every place Celery reads it
         # agrees, and no task may run longer (see archiver.worker.time_limits).
@@ -97,7 +99,8 @@ def build(settings: Settings) -> dict[str, Any]:
 
 
 def sync_schedule(settings: Settings) -> dict[str, Any]:
-    """Reconcile every [reconcile] interval_minutes (0: never); prune hourly, only when retention is on."""
+    """Reconcile every [reconcile] interval_minutes (0: never); prune hourly, only when retention is on;
+    notifications every NOTIFICATION_SWEEP_SECONDS when [[notifications]] are configured."""
     schedule: dict[str, Any] = {}
     if settings.reconcile.interval_minutes > 0:
         schedule["reconcile-videosdk"] = {"task": "archiver.reconcile",
@@ -106,6 +109,11 @@ def sync_schedule(settings: Settings) -> dict[str, Any]:
         # Retention deletes only copies that verify confirmed, so verification runs on a schedule too.
         schedule["verify-copies"] = {"task": "archiver.verify", "schedule": 3600.0}
         schedule["prune-videosdk"] = {"task": "archiver.prune", "schedule": 3600.0}
+    if settings.notifications:
+        # Copies and reconcile send new notifications at once; this run sends the retries that came
+        # due and anything a dead sender left behind (archiver.notifications.delivery).
+        schedule["deliver-notifications"] = {"task": "archiver.deliver_notifications",
+                                             "schedule": NOTIFICATION_SWEEP_SECONDS}
     return schedule
 
 

@@ -15,6 +15,7 @@ from datetime import timedelta
 from archiver.copy.source.opener import SourcePolicy
 from archiver.ledger.database import create_ledger_engine, require_current_schema
 from archiver.ledger.store import Ledger
+from archiver.notifications.routing import outbox_for
 from archiver.settings.config import Destination, Settings, load_settings
 from archiver.worker.memory_tuning import map_large_buffers
 from providers import StorageProvider
@@ -35,7 +36,7 @@ class Runtime:
         engine = create_ledger_engine(settings.database_url)
         if check_schema:
             require_current_schema(engine)
-        return cls(settings=settings, ledger=Ledger(engine))
+        return cls(settings=settings, ledger=Ledger(engine, outbox=outbox_for(settings)))
 
     @property
     def lease(self) -> timedelta:

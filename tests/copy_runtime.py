@@ -9,6 +9,7 @@ from pathlib import Path
 
 from archiver.ledger.database import create_ledger_engine, upgrade
 from archiver.ledger.store import Ledger
+from archiver.notifications.routing import outbox_for
 from archiver.runtime import Runtime
 from archiver.settings.config import load_settings
 from providers import StorageProvider
@@ -47,7 +48,7 @@ def runtime_for(root: Path, destinations: str, extra: str = "", environ: dict[st
     settings = load_settings(path, environ=environ or {})
     engine = create_ledger_engine(settings.database_url)
     upgrade(engine)
-    return Runtime(settings=settings, ledger=Ledger(engine))
+    return Runtime(settings=settings, ledger=Ledger(engine, outbox=outbox_for(settings)))  # as Runtime.create
 
 
 def local_destination(root: Path, name: str = "local", template: str = "{meetingId}/{participantId|room}/",

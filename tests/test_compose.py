@@ -679,7 +679,7 @@ def test_readme_documents_every_setting_and_its_variable() -> None:
     variables = {key: variable for key, (variable, _) in ENVIRONMENT.items()}
     missing = []
     for field in dataclasses.fields(Settings):
-        if field.name in ("destinations", "origin", "warnings"):
+        if field.name in ("destinations", "notifications", "origin", "warnings"):
             continue
         section = field.default if dataclasses.is_dataclass(field.default) else None
         keys = [(field.name, f.name) for f in dataclasses.fields(section)] if section else [(None, field.name)]
@@ -691,6 +691,10 @@ def test_readme_documents_every_setting_and_its_variable() -> None:
                 missing.append(f"{section_name or 'top level'}.{key} ({variable or 'no variable'})")
     destinations = _readme_section("### Destinations")
     missing += [f"destinations.{k}" for k in sorted(_DESTINATION_KEYS) if f"| `{k}` |" not in destinations]
+    from archiver.settings.notifications import _KEYS as NOTIFICATION_KEYS
+
+    notifications = _readme_section("## Notifications")
+    missing += [f"notifications.{k}" for k in sorted(NOTIFICATION_KEYS) if k not in notifications]
     templates = _readme_section("### Key templates")
     missing += [f"{{{v}}}" for v in sorted(VARIABLES) if f"`{v}`" not in templates]
     assert missing == []

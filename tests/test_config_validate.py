@@ -102,6 +102,17 @@ def test_a_misspelt_variable_is_warned_about_with_a_suggestion(validate) -> None
     ]
 
 
+def test_variables_the_file_names_for_secrets_are_not_called_unknown(validate) -> None:
+    toml = LOCAL + ('[[notifications]]\nname = "app"\nurl = "https://app.example.com/hooks"\n'
+                    'secret_env = "ARCHIVER_NOTIFY_APP_SECRET"\n')
+    code, out, err = validate(toml, ARCHIVER_NOTIFY_APP_SECRET="whsec_" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB",
+                              ARCHIVER_NOTIFY_APP_SECRT="x")
+    assert code == 0, err
+    warnings = [line for line in out.splitlines() if line.startswith("warning: ")]
+    assert warnings == ["warning: ARCHIVER_NOTIFY_APP_SECRT is not a setting and is ignored; did you mean "
+                        "ARCHIVER_NOTIFY_APP_SECRET?"]
+
+
 def test_a_misspelt_file_key_gets_a_suggestion(validate) -> None:
     code, _, err = validate(LOCAL + "[retry]\nmax_atempts = 3\n")
     assert code == 2 and "retry.max_atempts: unknown setting, did you mean 'max_attempts'?" in err

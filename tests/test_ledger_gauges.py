@@ -4,16 +4,16 @@ signature-key gauge."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from sqlalchemy import text
 
 from archiver.intake.signature import KeyCache
 from archiver.ledger.backlog import Backlog, read_backlog
-from archiver.ledger.database import create_ledger_engine, session_factory
-from archiver.ledger.models import CopyJob, Event, Lookup, RecordingFile
+from archiver.ledger.database import create_ledger_engine, session_factory, upgrade
+from archiver.ledger.models import CopyJob, Event, Lookup, OutboxMessage, RecordingFile
 from archiver.ledger.records import utcnow
 from archiver.observability.ledger_gauges import LedgerGauges
 from tests.receiver_harness import new_key
@@ -58,12 +58,24 @@ def test_the_backlog_counts_open_jobs_by_state_and_destination_and_ages_the_olde
     assert backlog.lookups_pending == 2 and backlog.notifications_pending == 0
 
 
+_OUTBOX_IDS = itertools.count(1)
+
+
+def outbox_row(state: str) -> dict:
+    n, now = next(_OUTBOX_IDS), utcnow()
+    return {"webhook_id": f"msg_{n}", "endpoint": "app", "event_type": "recording.archived", "subject": f"s{n}",
+            "payload": "{}", "state": state, "next_attempt_at": now, "created_at": now, "updated_at": now}
+
+
 def test_undelivered_notifications_are_counted_from_the_outbox_when_there_is_one(database_url: str) -> None:
     engine = create_ledger_engine(database_url, pooled=False)
+    upgrade(engine)
+    table = OutboxMessage.__table__
     with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE notification_outbox (id integer PRIMARY KEY, state varchar(20))"))
-        conn.execute(text("INSERT INTO notification_outbox VALUES (1, 'pending'), (2, 'delivered'), (3, 'pending')"))
-    assert read_backlog(engine, DESTINATIONS).notifications_pending == 2
+        for state in ("pending", "delivered", "pending", "delivering", "failed"):
+            conn.execute(table.insert().values(**outbox_row(state)))
+    reading = read_backlog(engine, DESTINATIONS)
+    assert (reading.notifications_pending, reading.notifications_failed) == (3, 1)
 
 
 class Clock:

@@ -27,10 +27,12 @@ def test_every_migration_upgrades_downgrades_and_matches_the_models(database_url
     config = _alembic_config(engine)
     command.downgrade(config, "0001")
     assert "deletions" not in inspect(engine).get_table_names()
+    assert "notification_outbox" not in inspect(engine).get_table_names()
     assert "deleted_from_videosdk_at" not in columns(engine, "recording_files")
     command.upgrade(config, "head")
+    assert "notification_outbox" in inspect(engine).get_table_names()
     with engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == head_revision() == "0004"
+        assert MigrationContext.configure(conn).get_current_revision() == head_revision() == "0005"
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []  # autogenerate: no diff
     engine.dispose()
 

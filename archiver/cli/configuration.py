@@ -23,6 +23,8 @@ def effective(settings: Settings) -> dict[str, Any]:
                              "manifest": d.manifest, "overwrite": d.overwrite,
                              "provider": repr(d.open())}  # the provider's repr redacts every secret
                             for d in settings.destinations]
+    data["notifications"] = [{**asdict(n), "url": mask_url(n.url), "events": sorted(n.events)}
+                             for n in settings.notifications]  # the secret itself is only named (secret_env)
     return data
 
 

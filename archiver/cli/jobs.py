@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from archiver.cli.common import FOUND_PROBLEMS, OK, USAGE, format_table, settings_of, since
+from archiver.notifications.status import describe_backlog, notification_backlog
 from archiver.runtime import Runtime
 from archiver.settings.destinations import require_secrets
 
@@ -27,7 +28,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             from archiver.cli.timeline import render_timeline
 
             print("\n" + render_timeline(runtime.ledger, args.meeting))
-    return FOUND_PROBLEMS if any(r["state"] == "failed" for r in rows) else OK
+    backlog = notification_backlog(runtime.ledger)
+    for line in describe_backlog(backlog):  # stderr with --json: stdout stays one JSON document
+        print(line, file=sys.stderr if args.json else sys.stdout)
+    return FOUND_PROBLEMS if any(r["state"] == "failed" for r in rows) or backlog.failed else OK
 
 
 def cmd_retry(args: argparse.Namespace) -> int:

@@ -94,19 +94,23 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
     except Exception as exc:  # every failure is recorded; classify decides retry vs final
         return _failed(runtime, job, worker, exc)
     info, proof = copied.info, copied.proof
-    if not runtime.ledger.succeed(job_id, worker, size=info.size, sha256=info.checksums["sha256"], etag=info.etag):
-        return JobOutcome(job_id, "lost")  # our lease ran out and another worker owns the job now
+    flag: tuple[str, str] | None = None
     if proof[0] is False:
         # Every byte the source sent is in place, but nothing proved that it sent the whole file:
         # visible in `status` and `verify`, never verified, so retention keeps the recording until
         # reconcile learns VideoSDK's size and it agrees.
-        runtime.ledger.flag_copy(job_id, SIZE_UNPROVEN, f"{info.size} bytes copied, but the source's length was "
-                                 f"not proven: {proof[1]}; reconcile compares it with VideoSDK's size")
+        flag = (SIZE_UNPROVEN, f"{info.size} bytes copied, but the source's length was "
+                f"not proven: {proof[1]}; reconcile compares it with VideoSDK's size")
     elif info.unverified:
         # Committed and accounted for, but the destination would not let us read it back (write-only
         # credentials): `archiver verify` with read access confirms it later; until then it is not
         # verified, so retention keeps the recording.
-        runtime.ledger.flag_copy(job_id, UNVERIFIED, "committed, not read back: " + "; ".join(info.unverified))
+        flag = (UNVERIFIED, "committed, not read back: " + "; ".join(info.unverified))
+    # The flag goes in with the success: the outbox, written in the same transaction, must not take a
+    # flagged copy for a verified one (recording.archived).
+    if not runtime.ledger.succeed(job_id, worker, size=info.size, sha256=info.checksums["sha256"], etag=info.etag,
+                                  flag=flag):
+        return JobOutcome(job_id, "lost")  # our lease ran out and another worker owns the job now
     return JobOutcome(job_id, "succeeded", uploaded=copied.uploaded, destination=job.destination,
                       bytes=task.uploaded_bytes or None, size_proven=proof[0], size_note=proof[1])
 

@@ -13,17 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, Engine, func, inspect, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 
 from archiver.ledger.database import read_only
-from archiver.ledger.models import CopyJob, Lookup
+from archiver.ledger.models import CopyJob, Lookup, OutboxMessage
 from archiver.ledger.records import _aware, utcnow
 
 # States counted in archiver_jobs; `succeeded` is left out on purpose (see the module docstring).
 OPEN_STATES = ("pending", "running", "held", "failed")
-# The outbox of outbound notifications, when the ledger has one: a row per delivery, `state` pending
-# until delivered (the first of these tables found is read).
-OUTBOX_TABLES = ("notification_outbox", "notifications", "outbox")
 STATEMENT_TIMEOUT_MS = 2000
 
 
@@ -31,12 +28,14 @@ STATEMENT_TIMEOUT_MS = 2000
 class Backlog:
     """jobs: (state, destination) -> count, a zero for every configured destination and open state;
     oldest_pending_seconds: destination -> age in seconds of its oldest pending job (created_at), 0 when
-    none; lookups_pending and notifications_pending: counts."""
+    none; lookups_pending, notifications_pending (not delivered yet) and notifications_failed (given
+    up): counts."""
 
     jobs: dict[tuple[str, str], int] = field(default_factory=dict)
     oldest_pending_seconds: dict[str, float] = field(default_factory=dict)
     lookups_pending: int = 0
     notifications_pending: int = 0
+    notifications_failed: int = 0
 
 
 def read_backlog(engine: Engine, destinations: Sequence[str]) -> Backlog:
@@ -58,21 +57,13 @@ def read_backlog(engine: Engine, destinations: Sequence[str]) -> Backlog:
             if created is not None:
                 oldest[destination] = max(0.0, (now - _aware(created)).total_seconds())  # type: ignore[operator]
         lookups = conn.scalar(select(func.count()).select_from(Lookup).where(Lookup.state == "pending")) or 0
-        notifications = _outbox_pending(conn)
-    return Backlog(jobs, oldest, int(lookups), notifications)
+        notifications, failed = _outbox_counts(conn)
+    return Backlog(jobs, oldest, int(lookups), notifications, failed)
 
 
-def _outbox_pending(conn: Connection) -> int:
-    """Undelivered rows of the notification outbox; 0 when the ledger has no outbox table."""
-    inspector = inspect(conn)
-    for table in OUTBOX_TABLES:
-        if inspector.has_table(table):
-            columns = {c["name"] for c in inspector.get_columns(table)}
-            if "state" in columns:
-                where = "WHERE state = 'pending'"
-            elif "delivered_at" in columns:
-                where = "WHERE delivered_at IS NULL"
-            else:
-                return 0
-            return int(conn.execute(text(f"SELECT count(*) FROM {table} {where}")).scalar() or 0)
-    return 0
+def _outbox_counts(conn: Connection) -> tuple[int, int]:
+    """(not delivered yet: pending or being sent, failed for good) in the notification outbox."""
+    counted = select(OutboxMessage.state, func.count()).where(
+        OutboxMessage.state.in_(("pending", "delivering", "failed"))).group_by(OutboxMessage.state)
+    counts = {state: int(n) for state, n in conn.execute(counted)}
+    return counts.get("pending", 0) + counts.get("delivering", 0), counts.get("failed", 0)

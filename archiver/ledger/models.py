@@ -153,3 +153,29 @@ class Deletion(Base):
     attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     outcome: Mapped[str] = mapped_column(String(20))  # deleted | already_gone | failed
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class OutboxMessage(Base):
+    """One notification to one configured endpoint (archiver.ledger.outbox): written in the transaction
+    that decided the outcome, delivered later, at least once, always with the same `webhook_id`."""
+
+    __tablename__ = "notification_outbox"
+    __table_args__ = (UniqueConstraint("webhook_id", name="uq_outbox_webhook_id"),
+                      Index("ix_outbox_state_due", "state", "next_attempt_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(String(64))  # "msg_" + a digest of endpoint, type and subject
+    endpoint: Mapped[str] = mapped_column(String(100))  # [[notifications]] name
+    event_type: Mapped[str] = mapped_column(String(50))  # recording.archived | copy.failed | recording.discovered
+    subject: Mapped[str] = mapped_column(String(200))  # which outcome: e.g. "file:12:attempt:40"
+    payload: Mapped[str] = mapped_column(Text)  # the exact JSON body sent, signed as is
+    state: Mapped[str] = mapped_column(String(20), default="pending")  # pending | delivering | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_status: Mapped[int | None] = mapped_column(Integer)  # the endpoint's HTTP status, if it answered
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -13,8 +13,10 @@ from archiver.domain.recordings import RecordingFile as NewFile
 from archiver.ledger import lookups as lookups_module
 from archiver.ledger import pieces as pieces_module
 from archiver.ledger.database import read_only, session_factory
+from archiver.ledger.deliveries import Deliveries
 from archiver.ledger.files import collision_message, insert_or_get, key_taken, record_file, record_job
 from archiver.ledger.models import CopyJob, Deletion, Event, JobAttempt, RecordingFile
+from archiver.ledger.outbox import Outbox
 from archiver.ledger.records import (
     CLEARED_BY_VERIFY,
     Accepted,
@@ -38,12 +40,15 @@ __all__ = ["Accepted", "CopyState", "FileRecord", "JobRecord", "Ledger", "Lookup
 
 
 class Ledger:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, outbox: Outbox | None = None) -> None:
         self.engine = engine
+        # Outcomes the customer's applications want to hear about, written with the outcome itself.
+        self.outbox = outbox or Outbox()
         self.sessions = session_factory(engine)
         self.reads = session_factory(read_only(engine))  # no write lock on SQLite
         self.lookups = lookups_module.Lookups(self.sessions, self.reads)
         self.pieces = pieces_module.Pieces(self.sessions, self.reads)  # an HLS copy's committed pieces
+        self.deliveries = Deliveries(self.sessions, self.reads)  # the outbox's sending side
 
     # ---- intake ---------------------------------------------------------------------------------
     def accept(self, *, body: str, dedupe_key: str, webhook_type: str, meeting_id: str | None,
@@ -72,10 +77,14 @@ class Ledger:
                 file_id = record_file(db, new_file, event_id, received_at, confirmed=source in API_ORIGINS)
                 file_ids.append(file_id)
                 for job in jobs:
-                    job_id, _, publish_it = record_job(db, file_id, job)
+                    job_id, new, publish_it = record_job(db, file_id, job)
                     job_ids.append(job_id)
                     if publish_it:
                         created.append(job_id)
+                    elif new:  # failed at once (its key cannot be made): a copy failed for good
+                        self.outbox.after_copy(db, job_id)
+            if source == "reconcile":
+                self.outbox.after_discovery(db, file_ids, event_id)
             new_lookups = []
             for kind, resource in lookups:
                 lookup_id, new = lookups_module.add(db, event_id, kind, resource)
@@ -139,9 +148,13 @@ class Ledger:
                                                          CopyJob.state == "running")
                                    .values(bytes=size, sha256=sha256, updated_at=utcnow())).rowcount)
 
-    def succeed(self, job_id: int, worker: str, *, size: int, sha256: str, etag: str | None) -> bool:
+    def succeed(self, job_id: int, worker: str, *, size: int, sha256: str, etag: str | None,
+                flag: tuple[str, str] | None = None) -> bool:
+        """``flag``: (code, message) of a copy that is in place but not verified (see flag_copy), set in
+        the same transaction, so nothing ever sees it succeeded and unflagged for a moment."""
+        code, message = flag or (None, None)
         return self._finish(job_id, worker, "succeeded", dict(bytes=size, sha256=sha256, etag=etag,
-                                                              error_code=None, error_message=None), size)
+                                                              error_code=code, error_message=message), size)
 
     def fail(self, job_id: int, worker: str, *, code: str, message: str, retrying: bool,
              refund: bool = False) -> bool:
@@ -167,6 +180,8 @@ class Ledger:
                                                     JobAttempt.finished_at.is_(None))
                            .values(finished_at=now, outcome=outcome or state, bytes=size,
                                    error_code=values.get("error_code"), error_message=values.get("error_message")))
+                if state != "pending":
+                    self.outbox.after_copy(db, job_id)
             return bool(done)
 
     def requeue(self, job_ids: Iterable[int] | None = None, *, failed: bool = False,
@@ -277,8 +292,11 @@ class Ledger:
         with self.sessions.begin() as db:
             db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.error_code.in_(CLEARED_BY_VERIFY))
                        .values(error_code=None, error_message=None))
-            return bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.state == "succeeded")
+            done = bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.state == "succeeded")
                                    .values(verified_at=utcnow())).rowcount)
+            if done:
+                self.outbox.after_copy(db, job_id)  # its flag cleared: the recording may be archived now
+            return done
 
     def flag_copy(self, job_id: int, code: str, message: str) -> bool:
         """A succeeded copy turned out wrong: unverify it and show why. The state stays succeeded
@@ -290,8 +308,11 @@ class Ledger:
 
     def clear_flag(self, job_id: int, code: str) -> bool:
         with self.sessions.begin() as db:
-            return bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.error_code == code)
+            done = bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.error_code == code)
                                    .values(error_code=None, error_message=None)).rowcount)
+            if done:
+                self.outbox.after_copy(db, job_id)
+            return done
 
     def record_deletion(self, file_id: int, recording_id: str, outcome: str, detail: str | None = None) -> None:
         """outcome: deleted | already_gone (both final: the file is not considered again) | failed."""

@@ -9,7 +9,7 @@ Exported (all gauges):
 - archiver_jobs{state, destination}: copy jobs in each open state (pending, running, held, failed);
 - archiver_oldest_pending_job_age_seconds{destination}: how long the oldest pending job has waited;
 - archiver_lookups_pending: recordings named only by id whose files are still being looked up;
-- archiver_notifications_pending: outbound notifications not delivered yet (0 without an outbox);
+- archiver_notifications_pending / _failed: outbound notifications not delivered yet / given up;
 - archiver_ledger_metrics_up: 1 when the last read succeeded, 0 when it failed (the other gauges are
   then absent rather than stale).
 """
@@ -80,6 +80,8 @@ class LedgerGauges(Collector):
                                 value=reading.lookups_pending)
         yield GaugeMetricFamily("archiver_notifications_pending", "Outbound notifications not delivered yet",
                                 value=reading.notifications_pending)
+        yield GaugeMetricFamily("archiver_notifications_failed", "Outbound notifications given up after "
+                                "max_attempts (archiver status lists them)", value=reading.notifications_failed)
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())  # names vary with the reading; no read at registration time

@@ -21,6 +21,9 @@ DURATION = Histogram("archiver_copy_seconds", "Duration of a copy attempt", ["de
 RETRIES = Counter("archiver_copy_retries", "Copy attempts that will be retried", ["destination", "reason"])
 IN_FLIGHT = Gauge("archiver_copies_in_flight", "Copies running now", multiprocess_mode="livesum")
 RECONCILE_FINDS = Counter("archiver_reconcile_finds", "What reconcile found that webhooks missed", ["kind"])
+NOTIFICATIONS = Counter("archiver_notifications", "Notification delivery attempts by endpoint and outcome "
+                        "(delivered, retrying, failed: given up)", ["endpoint", "outcome"])
+# Read from the ledger by each delivery run; the most recent reading wins across pool processes.
 
 
 def serve_worker_metrics(port: int, host: str = "127.0.0.1", *collectors: Collector) -> Any:
@@ -59,3 +62,8 @@ def progress_counter(destination: str) -> Callable[[int], None]:
             seen = so_far
 
     return advance
+
+
+def observe_notification(endpoint: str, outcome: str) -> None:
+    NOTIFICATIONS.labels(endpoint, outcome).inc()
+

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from archiver.settings.model import (
     StorageSource,
     VideoSDKSettings,
 )
+from archiver.settings.notifications import parse_notifications
 from archiver.settings.provider_options import option_problems
 from archiver.settings.sections import read_settings, unknown_keys, unknown_variables, variables
 from archiver.settings.urls import absolute_file_url, absolute_path, absolute_sqlite, broker_url_problem
@@ -90,7 +91,9 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"not valid TOML: {exc}"], origin) from None
     problems: list[str] = []
-    warnings = unknown_variables(environ, (variable for variable, _ in ENVIRONMENT.values()))
+    # Variables the file names for secrets (`*_env` keys of destinations, storage, notifications) are read too.
+    named = {v for k, v in _walk(raw) if k.endswith("_env") and isinstance(v, str)}
+    warnings = unknown_variables(environ, [*(variable for variable, _ in ENVIRONMENT.values()), *named])
     settings = _build(raw, environ, problems, warnings, resolved.parent if resolved else None)
     if problems:
         from_variables = any(p.startswith("ARCHIVER_") for p in problems)
@@ -98,6 +101,17 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
                                                    else f"{origin} and ARCHIVER_* variables")
         raise ConfigError(problems, where, warnings)
     return dataclasses.replace(settings, origin=origin, warnings=tuple(warnings))
+
+
+def _walk(value: Any) -> Iterator[tuple[str, Any]]:
+    """Every (key, value) pair in a TOML document, at any depth."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield key, inner
+            yield from _walk(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _walk(inner)
 
 
 def _build(raw: dict[str, Any], environ: Mapping[str, str], problems: list[str], warnings: list[str],
@@ -123,7 +137,8 @@ def _build(raw: dict[str, Any], environ: Mapping[str, str], problems: list[str],
     names = [str(t["name"]) for t in dest_tables if isinstance(t, dict) and isinstance(t.get("name"), str)]
     problems += [f"destinations: name {n!r} is used more than once" for n in sorted({n for n in names
                                                                                     if names.count(n) > 1})]
-    settings = dataclasses.replace(settings, destinations=tuple(destinations))
+    notifications = parse_notifications(raw.get("notifications"), problems)
+    settings = dataclasses.replace(settings, destinations=tuple(destinations), notifications=notifications)
     return _absolute(settings, base) if base is not None else settings
 
 

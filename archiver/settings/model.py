@@ -13,6 +13,7 @@ from typing import Any
 
 from archiver.settings.destinations import Destination
 from archiver.settings.fields import absolute_http_url, at_least, more_than, one_of, optional, setting, zero_or_more
+from archiver.settings.notifications import Notification
 from archiver.settings.urls import api_base_problem, broker_url_problem, database_url_problem
 from providers import StorageProvider, open_provider
 
@@ -147,6 +148,7 @@ class Settings:
     videosdk: VideoSDKSettings = VideoSDKSettings()
     receiver: ReceiverSettings = ReceiverSettings()
     destinations: tuple[Destination, ...] = ()
+    notifications: tuple[Notification, ...] = ()  # [[notifications]]: see archiver.settings.notifications
     origin: str = "defaults"  # the config file's absolute path, or "defaults" when none was found
     # Things that work but are probably not meant (an unknown ARCHIVER_* variable, keys that collide):
     # `config validate` and the services print them as `warning:` lines.

@@ -55,6 +55,12 @@ class Publisher:
             self.app.send_task("archiver.run_lookup", (lookup_id,), countdown=countdown, queue="events",
                                routing_key="events")
 
+    def notifications(self, *, countdown: float | None = None) -> None:
+        """Ask a worker to send the notifications due now (archiver.notifications.delivery)."""
+        self._broker_folder()
+        self.app.send_task("archiver.deliver_notifications", countdown=countdown, queue="maintenance",
+                           routing_key="maintenance")
+
     def ping(self, timeout: float = 2.0) -> None:
         """Raise if the broker cannot be reached within `timeout` seconds."""
         self._broker_folder()

@@ -62,7 +62,30 @@ def copy_file(job_id: int, missing_retries: int = 0) -> str:
         publisher.copies([job_id], countdown=outcome.retry_in)
     elif outcome.state == "missing" and missing_retries < MISSING_RETRIES:
         copy_file.apply_async((job_id, missing_retries + 1), countdown=MISSING_DELAY)
+    if outcome.state in ("succeeded", "failed"):
+        _kick_notifications()
     return outcome.state
+
+
+def _kick_notifications() -> None:
+    """An outcome may have queued notifications: send them now rather than at the next beat run.
+    Best effort: a broker hiccup here must not fail the copy (beat's run sends them anyway)."""
+    if not get_runtime().settings.notifications:
+        return
+    try:
+        publisher.notifications()
+    except Exception as exc:  # the copy is recorded; only the nudge is lost
+        log.warning("could not ask for notifications to be sent now (beat sends them): %s", type(exc).__name__)
+
+
+@app.task(name="archiver.deliver_notifications", acks_late=True, reject_on_worker_lost=True)
+def deliver_notifications_task() -> dict[str, int]:
+    """POST the notifications due now; retries come due by backoff and beat's run sends them."""
+    from archiver.notifications.delivery import deliver_due
+
+    runtime = get_runtime()
+    report = deliver_due(runtime.ledger, runtime.settings, runtime.worker_id)
+    return {"delivered": len(report.delivered), "retrying": len(report.retrying), "failed": len(report.failed)}
 
 
 @app.task(name="archiver.accept_event", acks_late=True, reject_on_worker_lost=True)
@@ -117,6 +140,8 @@ def reconcile_task() -> dict[str, object]:
     errors = {f"{r.room} {kind}": error for r in report.rooms for kind, error in r.errors.items()}
     (log.error if report.error else log.warning if report.found_anything else log.info)(
         "reconcile: %s%s", report.summary(), f"; failed listings: {errors}" if errors else "")
+    if report.found_anything:
+        _kick_notifications()  # recording.discovered, and flags it cleared (recording.archived)
     return summary
 
 

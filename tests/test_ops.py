@@ -85,7 +85,7 @@ def test_a_failed_job_is_shown_and_retried(stack: Stack, cli: Any) -> None:
     [failed] = json.loads(out)
     assert code == 1 and failed["destination"] == "s3" and failed["error"].startswith("conflict:")
     squatter.delete(key)  # the operator removes the stray object, then retries
-    code, out, _ = cli("retry", "--failed")
+    code, out, _ = cli("retry", "--failed", "--yes")
     assert code == 0 and str(failed["job_id"]) in out
     [job] = [j for j in stack.wait_for_jobs(mid, 3) if j.destination == "s3"]
     assert (job.state, job.attempts) == ("succeeded", 1)

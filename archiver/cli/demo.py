@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import shutil
@@ -13,9 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import click
 import httpx
 
-from archiver.cli.common import FOUND_PROBLEMS, OK, format_table
+from archiver.cli.app import FOUND_PROBLEMS, OK, state, verb
+from archiver.cli.common import format_table
 from archiver.cli.demo_stand_in import MEETING, demo_config, demo_key, media_bytes, signed_webhook, stand_in_cdn
 from archiver.private_files import private_dir
 from archiver.runtime import Runtime
@@ -46,7 +47,14 @@ def _ready(url: str) -> bool:
         return False
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+@verb("demo", short_help="see the whole loop once: webhook in, verified copy out",
+      help="see the whole loop once: start a stand-in for VideoSDK (a loopback CDN and a demo signing "
+                   "key) and a short-lived stack with its own config under .archiver/demo/, send one signed "
+                   "webhook, and print where the copy landed and its ledger row. Works whether or not `make run` "
+                   "is running.")
+def demo() -> int:
+    as_json = state().json
+    say = (lambda *_a, **_k: None) if as_json else print
     folder = Path(".archiver/demo").resolve()
     shutil.rmtree(folder, ignore_errors=True)
     private_dir(folder)
@@ -54,8 +62,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     private, pem = demo_key(folder)
     config = demo_config(folder, port, pem)
     body = media_bytes()
-    print(f"1. A stand-in for VideoSDK's CDN serves a {len(body) >> 20} MiB recording on 127.0.0.1.")
-    print(f"2. A short-lived stack starts with its own config ({config}); a running `make run` is untouched.")
+    say(f"1. A stand-in for VideoSDK's CDN serves a {len(body) >> 20} MiB recording on 127.0.0.1.")
+    say(f"2. A short-lived stack starts with its own config ({config}); a running `make run` is untouched.")
     stack = subprocess.Popen([sys.executable, "-m", "archiver.cli", "--config", str(config), "up",
                               "--concurrency", "1"], stdout=subprocess.DEVNULL, stderr=(folder / "stack.log").open("w"))
     try:
@@ -64,7 +72,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             raw, signature = signed_webhook(file_url, private)
             answer = httpx.post(f"http://127.0.0.1:{port}/webhooks/videosdk", content=raw, timeout=30,
                                 headers={"content-type": "application/json", "videosdk-signature": signature})
-            print(f"3. A signed recording-stopped webhook was POSTed: HTTP {answer.status_code} {answer.text}")
+            say(f"3. A signed recording-stopped webhook was POSTed: HTTP {answer.status_code} {answer.text}")
             runtime = Runtime.create(load_settings(config))
             [job] = _wait(lambda: [j for j in runtime.ledger.jobs(meeting_id=MEETING)
                                    if j.state in ("succeeded", "failed")], 90, "the copy finishing")
@@ -75,13 +83,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
         stack.send_signal(signal.SIGTERM)
         stack.wait(timeout=120)
     landed = folder / "archive" / job.object_key if job.object_key else None
-    print(f"4. The worker copied it: job {job.job_id} {job.state}.")
+    say(f"4. The worker copied it: job {job.job_id} {job.state}.")
     if job.state != "succeeded" or landed is None:
-        print(f"   error: {job.error_code}: {job.error_message}")
+        say(f"   error: {job.error_code}: {job.error_message}")
+        if as_json:
+            print(json.dumps({"job": job.to_json(), "matches": False}, indent=2, default=str))
         return FOUND_PROBLEMS
-    same = hashlib.sha256(landed.read_bytes()).hexdigest() == hashlib.sha256(body).hexdigest() == job.sha256
-    print(f"\nThe copy landed at {landed}\n  {job.bytes} bytes, sha256 {job.sha256} "
-          f"({'matches the source' if same else 'DIFFERS from the source'})\n  manifest {landed}.json\n")
+    source_sha = hashlib.sha256(body).hexdigest()
+    copy_sha = hashlib.sha256(landed.read_bytes()).hexdigest()
+    same = source_sha == copy_sha == job.sha256
+    if as_json:
+        print(json.dumps({"copy": str(landed), "bytes": job.bytes, "source_sha256": source_sha,
+                          "copy_sha256": copy_sha, "ledger_sha256": job.sha256, "matches": same,
+                          "job": job.to_json()}, indent=2, default=str))
+        return OK if same else FOUND_PROBLEMS
+    print(f"\nThe copy landed at {landed}\n  {job.bytes} bytes\n"
+          f"  sha256 of the source {source_sha}\n  sha256 of the copy   {copy_sha}\n"
+          f"  ({'matches the source' if same else 'DIFFERS from the source'}; the ledger records {job.sha256})\n"
+          f"  manifest {landed}.json\n")
     print("Its ledger row (archiver --config " + str(config) + " status):")
     print(format_table([job.to_json()], ("job_id", "destination", "meeting_id", "state", "attempts", "bytes",
                                          "object_key", "error")))
@@ -90,10 +109,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return OK if same else FOUND_PROBLEMS
 
 
-def register(verbs: Any) -> None:
-    demo = verbs.add_parser("demo", help="see the whole loop once: webhook in, verified copy out",
-                            description="Start a stand-in for VideoSDK (a loopback CDN and a demo signing key) "
-                                        "and a short-lived stack with its own config under .archiver/demo/, "
-                                        "send one signed webhook, and print where the copy landed and its "
-                                        "ledger row. Works whether or not `make run` is running.")
-    demo.set_defaults(func=cmd_demo)
+def register(group: click.Group) -> None:
+    group.add_command(demo)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,7 +130,7 @@ def parse(group: click.Group, argv: list[str]) -> tuple[list[str], dict[str, Any
     ctx = group.make_context("archiver", list(argv), obj=State())
     path: list[str] = []
     command: click.Command = group
-    args = [*ctx.protected_args, *ctx.args] if hasattr(ctx, "protected_args") else list(ctx.args)
+    args = _rest(ctx)
     while isinstance(command, click.Group):
         if not args:
             raise click.UsageError(f"{' '.join(['archiver', *path])} needs a verb", ctx)
@@ -140,5 +141,13 @@ def parse(group: click.Group, argv: list[str]) -> tuple[list[str], dict[str, Any
             ctx = sub.make_context(name, args, parent=ctx)
         except click.exceptions.NoArgsIsHelpError:
             raise click.UsageError(f"{' '.join(['archiver', *path])} needs a verb", ctx) from None
-        command, args = sub, [*getattr(ctx, "protected_args", []), *ctx.args]
+        command, args = sub, _rest(ctx)
     return path, dict(ctx.params)
+
+
+def _rest(ctx: click.Context) -> list[str]:
+    """The tokens a group left for its verb: click 8 splits them (protected_args, deprecated in 8.2 and
+    gone in 9, where args holds them all)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return [*getattr(ctx, "protected_args", ()), *ctx.args]

@@ -119,16 +119,19 @@ def interactive() -> bool:
     return sys.stdin.isatty() and sys.stderr.isatty()
 
 
-def confirm(question: str, *, yes: bool, flag: str = "--yes") -> bool:
-    """Ask before a destructive step. True with --yes; without a terminal, refuse (one line, saying to
-    pass --yes or --dry-run) rather than hang or guess. False when the person says no."""
+def confirm(question: str, *, yes: bool, flag: str = "--yes") -> int | None:
+    """Ask before a destructive step: None to go ahead (--yes, or the person said yes), else the exit
+    code to stop with. Without a terminal it refuses (USAGE, one line saying to pass --yes or --dry-run)
+    rather than hang or guess; a person who says no gets FOUND_PROBLEMS (nothing was done)."""
     if yes:
-        return True
+        return None
     if not interactive():
-        fail(f"{question.rstrip('?')}: refusing without a terminal to confirm on; pass {flag} to go ahead "
-             "or --dry-run to see what would happen")
-        return False
-    return click.confirm(question, default=False, err=True)
+        return fail(f"{question.rstrip('?')}: refusing without a terminal to confirm on; pass {flag} to go "
+                    "ahead or --dry-run to see what would happen")
+    if click.confirm(question, default=False, err=True):
+        return None
+    click.echo("nothing done", err=True)
+    return FOUND_PROBLEMS
 
 
 def open_runtime(current: Settings | None = None) -> Any:

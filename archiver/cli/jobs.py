@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from archiver.cli.app import FOUND_PROBLEMS, OK, USAGE, settings, verb
-from archiver.cli.common import confirm, emit, fail, interactive, open_publisher, open_runtime, state
+from archiver.cli.common import confirm, emit, fail, open_publisher, open_runtime, state
 
 
 @verb("retry", short_help="re-enqueue failed, held or given jobs, or failed lookups",
@@ -33,9 +33,8 @@ def retry(job_ids: tuple[int, ...], failed: bool, held: bool, lookups: bool, dry
                     "first (see the README, Configuration reference)")
     if failed and not dry_run:
         count = len(ledger.requeue(failed=True, dry_run=True))
-        if count and not confirm(f"re-run {count} failed job(s)?", yes=yes):
-            # no terminal: refused with a line saying to pass --yes (a usage error); a person said no
-            return FOUND_PROBLEMS if interactive() else USAGE
+        if count and (stop := confirm(f"re-run {count} failed job(s)?", yes=yes)) is not None:
+            return stop
     publisher = None if dry_run else open_publisher(current)
     ids: list[int] = []
     if failed or job_ids:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from archiver.cli.app import FOUND_PROBLEMS, OK, USAGE, settings, verb
-from archiver.cli.common import confirm, emit, fail, interactive, open_runtime
+from archiver.cli.app import FOUND_PROBLEMS, OK, settings, verb
+from archiver.cli.common import confirm, emit, fail, open_runtime
 from archiver.cli.sync import missing_credentials
 
 
@@ -35,8 +35,8 @@ def prune(dry_run: bool, yes: bool) -> int:
             plan = [d for d in run_prune(runtime.ledger, current, None, dry_run=True) if d.action == DELETE]
             if plan and (why := missing_credentials(current)):
                 return fail(why)
-            if plan and not confirm(f"delete {len(plan)} recording(s) from VideoSDK?", yes=yes):
-                return FOUND_PROBLEMS if interactive() else USAGE
+            if plan and (stop := confirm(f"delete {len(plan)} recording(s) from VideoSDK?", yes=yes)) is not None:
+                return stop
             with VideoSDKClient.from_settings(current) as client:
                 decisions = run_prune(runtime.ledger, current, client)
     except RetentionOff as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -169,6 +170,10 @@ def test_the_demo_completes(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=240)
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-3000:]
     assert "matches the source" in demo.stdout and "succeeded" in demo.stdout
+    # the source's digest beside the copy's, not one number for both (issue 13 item 16)
+    source_sha = re.search(r"sha256 of the source ([0-9a-f]{64})", demo.stdout)
+    copy_sha = re.search(r"sha256 of the copy +([0-9a-f]{64})", demo.stdout)
+    assert source_sha and copy_sha and source_sha.group(1) == copy_sha.group(1), demo.stdout
     assert list((tmp_path / ".archiver" / "demo" / "archive").rglob("*.mp4"))
 
 

@@ -61,8 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = cli.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="archiver",
                           standalone_mode=False, obj=current)
-    except click.exceptions.Abort:
-        print("archiver: cancelled", file=sys.stderr)
+    except click.exceptions.Abort as exc:  # click turns Ctrl-C (and EOF at a prompt) into Abort
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            return 130
+        print(f"archiver {current.verb}: cancelled, nothing done", file=sys.stderr)
         return 1
     except click.ClickException as exc:
         exc.show()
@@ -78,7 +80,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if not _broker_failure(exc):
+            raise
+        from archiver.preflight import BROKER, unusable
+
+        url = current.settings.broker_url if current.settings else "the broker"
+        print(f"archiver {current.verb}: {unusable(BROKER, url, exc)}; nothing new was recorded", file=sys.stderr)
+        return USAGE
     return int(result or 0)
+
+
+def _broker_failure(exc: BaseException) -> bool:
+    """kombu's OperationalError: the broker went away after the verb's first probe. Looked up, not
+    imported: only archiver.worker imports kombu, and it is loaded whenever a verb published."""
+    errors = sys.modules.get("kombu.exceptions")
+    return errors is not None and isinstance(exc, errors.OperationalError)
 
 
 if __name__ == "__main__":

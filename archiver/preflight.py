@@ -24,7 +24,6 @@ from archiver.ledger.database import (
     require_current_schema,
     upgrade,
 )
-from archiver.observability.redaction import mask_url
 from archiver.private_files import private_sqlite_file, sqlite_path
 from archiver.settings.config import Settings
 
@@ -141,7 +140,9 @@ def reason(exc: BaseException, url: str = "") -> str:
 
 
 def _line(kind: tuple[str, str, str], url: str, why: str, fix: str) -> str:
-    return f"{kind[0]} {mask_url(url)} cannot be used: {why}; {fix}"
+    # redact(), not mask_url(): it keeps a user name without a password (postgres@host, which names
+    # the role to fix) and drops the whole query string; passwords are hidden by both.
+    return f"{kind[0]} {redact(url)} cannot be used: {why}; {fix}"
 
 
 def unusable(kind: tuple[str, str, str], url: str, exc: BaseException) -> StartupError:

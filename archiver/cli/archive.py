@@ -92,7 +92,7 @@ def _not_a_recording(webhook_type: str) -> str:
 
 @verb("archive", short_help="archive saved webhook bodies now, in this process",
       help="record each saved webhook body and run its pending copy jobs here, with progress "
-                      "(a bar on a terminal, a line with rate and ETA otherwise); exit 1 if any copy failed")
+           "(a bar on a terminal, a line with rate and ETA otherwise); exit 1 if any copy failed")
 @click.argument("events", nargs=-1, required=True, metavar="EVENT.json...")
 @click.option("--dest", multiple=True, metavar="NAME", help="only these destinations (repeatable; default all)")
 def archive(events: tuple[str, ...], dest: tuple[str, ...]) -> int:

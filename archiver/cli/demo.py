@@ -49,9 +49,9 @@ def _ready(url: str) -> bool:
 
 @verb("demo", short_help="see the whole loop once: webhook in, verified copy out",
       help="see the whole loop once: start a stand-in for VideoSDK (a loopback CDN and a demo signing "
-                   "key) and a short-lived stack with its own config under .archiver/demo/, send one signed "
-                   "webhook, and print where the copy landed and its ledger row. Works whether or not `make run` "
-                   "is running.")
+           "key) and a short-lived stack with its own config under .archiver/demo/, send one signed "
+           "webhook, and print where the copy landed and its ledger row. Works whether or not `make run` "
+           "is running.")
 def demo() -> int:
     as_json = state().json
     say = (lambda *_a, **_k: None) if as_json else print

@@ -12,8 +12,8 @@ from archiver.cli.common import confirm, emit, fail, open_publisher, open_runtim
 
 @verb("retry", short_help="re-enqueue failed, held or given jobs, or failed lookups",
       help="put jobs back to pending with a fresh attempt budget and enqueue them: failed ones "
-                    "(--failed, asks first unless --yes), held ones, failed lookups, or the JOB_IDs given. "
-                    "Succeeded and running jobs are never re-run.")
+           "(--failed, asks first unless --yes), held ones, failed lookups, or the JOB_IDs given. "
+           "Succeeded and running jobs are never re-run.")
 @click.argument("job_ids", nargs=-1, type=int, metavar="[JOB_ID]...")
 @click.option("--failed", is_flag=True, help="every failed job")
 @click.option("--held", is_flag=True, help="every copy held for the customer's storage (once [videosdk] storage "
@@ -81,7 +81,7 @@ def read_bodies(paths: tuple[str, ...]) -> list[tuple[str, str]] | None:
 
 @verb("replay", short_help="enqueue saved webhook bodies as if they had just arrived",
       help="validate each saved webhook body and put it on the events queue, as if it had just "
-                     "arrived; a worker records it (duplicates add nothing) and enqueues its copies")
+           "arrived; a worker records it (duplicates add nothing) and enqueues its copies")
 @click.argument("events", nargs=-1, required=True, metavar="EVENT.json...")
 def replay(events: tuple[str, ...]) -> int:
     bodies = read_bodies(events)

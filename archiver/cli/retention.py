@@ -11,10 +11,10 @@ from archiver.cli.sync import missing_credentials
 
 @verb("prune", short_help="delete recordings from VideoSDK once every copy is verified",
       help="delete a room, participant, track or composite recording from VideoSDK only when every file "
-                    "of it has, in every destination, a succeeded, verified, unflagged copy of the right size, and "
-                    "VideoSDK lists no file of it the ledger lacks; records every deletion. Needs [retention] "
-                    "delete_from_videosdk = \"after-verified\" (exit 2 otherwise) except for --dry-run. Asks "
-                    "before deleting unless --yes. Exit 1 if a deletion failed.")
+           "of it has, in every destination, a succeeded, verified, unflagged copy of the right size, and "
+           "VideoSDK lists no file of it the ledger lacks; records every deletion. Needs [retention] "
+           "delete_from_videosdk = \"after-verified\" (exit 2 otherwise) except for --dry-run. Asks "
+           "before deleting unless --yes. Exit 1 if a deletion failed.")
 @click.option("--dry-run", is_flag=True, help="print what would be deleted, judged on the ledger alone; call and "
                                               "delete nothing (works while retention is off)")
 @click.option("--yes", "-y", is_flag=True, help="do not ask before deleting")

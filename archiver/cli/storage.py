@@ -15,8 +15,8 @@ from providers import open_provider
 
 @verb("check", short_help="probe destinations: write, read back, compare, delete",
       help="probe destinations: for each configured destination (or the one named, or a storage URL), "
-                    "write a small probe object under its prefix, read it back, compare and delete it; exit 1 if "
-                    "any step fails")
+           "write a small probe object under its prefix, read it back, compare and delete it; exit 1 if "
+           "any step fails")
 @click.argument("target", required=False)
 @click.option("-o", "--option", "options", type=ProviderOption(), multiple=True, metavar="KEY=VALUE",
               help="a provider option when TARGET is a URL, e.g. -o region=eu-west-1 (repeatable)")
@@ -42,7 +42,7 @@ def check(target: str | None, options: tuple[tuple[str, Any], ...]) -> int:
 
 @verb("render-path", short_help="print the object key each file of a saved webhook would get",
       help="render a destination's key template for every file of EVENT.json, using the current "
-                          "time for the date parts; exit 1 if a key cannot be made")
+           "time for the date parts; exit 1 if a key cannot be made")
 @click.option("--dest", metavar="NAME", help="destination name from the config (needed when there are several)")
 @click.argument("event", metavar="EVENT.json")
 def render_path(dest: str | None, event: str) -> int:

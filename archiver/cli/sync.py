@@ -20,9 +20,9 @@ KINDS = tuple(RecordingKind)
 
 @verb("verify", short_help="check that succeeded copies still exist with the recorded size and checksum",
       help="for each succeeded copy changed in the window, look at the object in its destination and "
-                     "compare size (and sha256 when the object carries one) with the ledger; --deep reads it back "
-                     "and hashes it. Records verified_at, or a flag (verify_missing, verify_mismatch). Exit 1 if "
-                     "any copy is missing, different or could not be checked.")
+           "compare size (and sha256 when the object carries one) with the ledger; --deep reads it back "
+           "and hashes it. Records verified_at, or a flag (verify_missing, verify_mismatch). Exit 1 if "
+           "any copy is missing, different or could not be checked.")
 @click.option("--since", type=Since(), default="24h", show_default=True,
               help="copies that finished since, e.g. 24h, 7d, 2026-11-01")
 @click.option("--deep", is_flag=True, help="read every object back and hash it (slow, costs egress)")
@@ -54,10 +54,10 @@ def missing_credentials(current: Settings) -> str | None:
 
 @verb("reconcile", short_help="archive recordings of every kind that VideoSDK has and no webhook announced",
       help="archive recordings of every kind that VideoSDK has and no webhook announced: list every "
-                        "recording kind of every room seen in the ledger in the window, of the rooms VideoSDK lists, "
-                        "of [videosdk] rooms and of --room; archive files the ledger lacks, fill in sizes and "
-                        "recording ids, flag copies whose size differs from VideoSDK's. Exit 1 if anything new or "
-                        "mismatched was found or anything failed; missing credentials stop it at once (exit 2).")
+           "recording kind of every room seen in the ledger in the window, of the rooms VideoSDK lists, "
+           "of [videosdk] rooms and of --room; archive files the ledger lacks, fill in sizes and "
+           "recording ids, flag copies whose size differs from VideoSDK's. Exit 1 if anything new or "
+           "mismatched was found or anything failed; missing credentials stop it at once (exit 2).")
 @click.option("--since", type=Since(), default=None, help="the window, e.g. 48h, 7d (default: [reconcile] "
                                                           "window_hours)")
 @click.option("--room", multiple=True, metavar="ID", help="also this room (repeatable)")

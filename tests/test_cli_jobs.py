@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -154,19 +155,21 @@ def test_running_jobs_show_size_and_age_and_the_summary_counts_everything(
         accept_event(env["ledger"], load_settings(), body.read_text(), verified=False, source="cli")
     [job] = env["ledger"].jobs(meeting_id=running[1])
     assert env["ledger"].claim(job.job_id, "host:1:1", timedelta(minutes=5)) is not None
+    # the worker's lease renewal reports how far the copy is
+    assert env["ledger"].renew(job.job_id, "host:1:1", timedelta(minutes=5), done=3 << 19)
     code, out, _ = run(capsys, "status", "--state", "running", "--json")
     [row] = json.loads(out)
-    assert code == 0 and row["job_id"] == job.job_id and 0 <= row["age_seconds"] < 60
+    assert code == 0 and row["job_id"] == job.job_id and 0 <= row["age_seconds"] < 60 and row["done"] == 3 << 19
     code, out, _ = run(capsys, "status", "--state", "running")
-    assert out.split()[:8] == ["JOB_ID", "DESTINATION", "MEETING_ID", "ATTEMPTS", "SIZE", "AGE", "LEASE_OWNER",
-                               "OBJECT_KEY"] and re.search(r"\s\d+s\s+host:1:1", out)
+    assert out.split()[:8] == ["JOB_ID", "DESTINATION", "MEETING_ID", "ATTEMPTS", "COPIED", "AGE", "LEASE_OWNER",
+                               "OBJECT_KEY"] and re.search(r"\s1\.5 MiB\s+\d+s\s+host:1:1", out), out
     code, out, _ = run(capsys, "status", "--summary", "--json")
     summary = json.loads(out)
     assert code == 1  # a failure is listed
     assert summary["counts"] == {"disk": {"failed": 1, "succeeded": 1, "pending": 1, "running": 1}}
     assert summary["failures"] == {"conflict": 1}
     assert summary["oldest_pending"]["meeting_id"] == pending[1]
-    assert [r["job_id"] for r in summary["running"]] == [job.job_id]
+    assert [(r["job_id"], r["done"]) for r in summary["running"]] == [(job.job_id, 3 << 19)]
     code, out, _ = run(capsys, "status", "--summary")
     assert "Copies by state" in out and re.search(r"disk\s+1\s+1\s+1\s+1\s+0\s+0", out), out
     assert "oldest pending: job " in out and "Failures by code" in out and re.search(r"conflict\s+1", out)
@@ -178,3 +181,32 @@ def test_prune_dry_run_works_while_retention_is_off(env: dict[str, Any], capsys:
     assert "retention is off" in out
     code, _, err = run(capsys, "prune")
     assert code == 2 and 'delete_from_videosdk = "after-verified"' in err
+
+
+def test_a_worker_copy_reports_its_progress_to_status(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import threading
+
+    from archiver.copy.job import run_copy_job
+    from archiver.intake.record import accept_event
+    from archiver.runtime import Runtime
+    from archiver.settings.config import load_settings
+
+    monkeypatch.setenv("ARCHIVER_LEASE_SECONDS", "3")  # renewed (and progress recorded) every second
+    settings = load_settings()
+    runtime = Runtime.create(settings)
+    with HttpSource() as slow:  # 2 MiB at 256 KiB per 0.6 s: about 5 s of copying
+        body = json.dumps({"webhookType": "recording-stopped", "data": {
+            "meetingId": "slow", "sessionId": "s1", "filePath": "/encoded/videos/slow.mp4",
+            "fileUrl": slow.file_url("slow.mp4", size=2 << 20, trickle=f"{256 << 10}:0.6")}})
+        _, accepted = accept_event(runtime.ledger, settings, body, verified=False, source="cli")
+        worker = threading.Thread(target=run_copy_job, args=(runtime, accepted.job_ids[0]))
+        worker.start()
+        seen: list[int] = []
+        while worker.is_alive():
+            _, out, _ = run(capsys, "status", "--state", "running", "--json")
+            seen += [r["done"] for r in json.loads(out) if r["done"]]
+            time.sleep(0.5)
+        worker.join()
+    assert len(seen) >= 2 and seen == sorted(seen) and 0 < seen[0] < 2 << 20, seen
+    assert runtime.ledger.job(accepted.job_ids[0]).state == "succeeded"  # type: ignore[union-attr]

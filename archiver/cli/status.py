@@ -42,6 +42,15 @@ def human_age(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
+def copied(done: int | None, size: int | None) -> str:
+    """`64.0 MiB of 200.0 MiB (32%)`; `-` before the worker's first report."""
+    if done is None:
+        return "-" if size is None else f"- of {human_bytes(size)}"
+    if not size:
+        return human_bytes(done)
+    return f"{human_bytes(done)} of {human_bytes(size)} ({done * 100 // size}%)"
+
+
 def _age(moment: datetime | None) -> float | None:
     return None if moment is None else round((utcnow() - moment).total_seconds(), 1)
 
@@ -55,7 +64,7 @@ def _age(moment: datetime | None) -> float | None:
 @click.option("--summary", is_flag=True, help="counts per state x destination, running jobs, the oldest "
               "pending job and failures by code")
 def status(state_: str | None, meeting: str | None, since: datetime | None, summary: bool) -> int:
-    from archiver.ledger.summary import flagged_job_ids, started_at
+    from archiver.ledger.summary import flagged_job_ids, progress, started_at
 
     runtime = open_runtime()
     if summary:
@@ -65,19 +74,21 @@ def status(state_: str | None, meeting: str | None, since: datetime | None, summ
     if state_ == "failed":
         flagged = flagged_job_ids(ledger, meeting_id=meeting, since=since)
         jobs = sorted([*jobs, *ledger.jobs(job_ids=flagged)], key=lambda j: j.job_id) if flagged else jobs
-    starts = started_at(ledger, [j.job_id for j in jobs if j.state == "running"])
+    running = [j.job_id for j in jobs if j.state == "running"]
+    starts, done = started_at(ledger, running), progress(ledger, running)
     rows = []
     for job in jobs:
         row = job.to_json()
         row["flag"] = job.error_code if job.state == "succeeded" and job.error_code else None
-        if job.state == "running":  # how long this attempt has run, and how big the file is when known
+        if job.state == "running":  # how far and how long this attempt has run (as of its last renewal)
             row["age_seconds"] = _age(starts.get(job.job_id) or job.updated_at)
+            row["done"] = done.get(job.job_id)
         rows.append(row)
     columns: tuple[str, ...] = STATUS_COLUMNS
     if state_ == "running":
-        columns = ("job_id", "destination", "meeting_id", "attempts", "size", "age", "lease_owner", "object_key")
+        columns = ("job_id", "destination", "meeting_id", "attempts", "copied", "age", "lease_owner", "object_key")
         for row in rows:
-            row["size"], row["age"] = human_bytes(row["size"]), human_age(row["age_seconds"])
+            row["copied"], row["age"] = copied(row["done"], row["size"]), human_age(row["age_seconds"])
     elif any(r["flag"] for r in rows):
         columns = (*STATUS_COLUMNS[:5], "flag", *STATUS_COLUMNS[5:])
     if state().json:
@@ -105,9 +116,9 @@ def _summary(runtime: Any) -> int:
               for d, by_state in sorted(report.counts.items())]
     show_table(counts, ("destination", *STATES, "flagged"), title="Copies by state")
     if report.running:
-        show_table([{**r, "size": human_bytes(r["size"]), "age": human_age(r["age_seconds"])}
+        show_table([{**r, "copied": copied(r["done"], r["size"]), "age": human_age(r["age_seconds"])}
                     for r in report.running],
-                   ("job_id", "destination", "meeting_id", "attempts", "size", "age", "lease_owner"),
+                   ("job_id", "destination", "meeting_id", "attempts", "copied", "age", "lease_owner"),
                    title="Running")
     oldest = report.oldest_pending
     print("oldest pending: " + (f"job {oldest['job_id']} -> {oldest['destination']} (meeting {oldest['meeting_id']})"

@@ -111,12 +111,18 @@ class Ledger:
             db.add(JobAttempt(job_id=job_id, number=attempts, worker=worker, started_at=now))
         return self.job(job_id)
 
-    def renew(self, job_id: int, worker: str, lease: timedelta) -> bool:
+    def renew(self, job_id: int, worker: str, lease: timedelta, *, done: int | None = None) -> bool:
+        """Extend the lease; `done` (bytes copied so far) goes on the open attempt, so `archiver status`
+        shows how far a running copy is (as of the last renewal)."""
         now = utcnow()
         with self.sessions.begin() as db:
-            return bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
-                                                         CopyJob.state == "running")
-                                   .values(lease_expires_at=now + lease)).rowcount)
+            renewed = bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
+                                                            CopyJob.state == "running")
+                                      .values(lease_expires_at=now + lease)).rowcount)
+            if renewed and done is not None:
+                db.execute(update(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.worker == worker,
+                                                    JobAttempt.finished_at.is_(None)).values(bytes=done))
+            return renewed
 
     def set_key(self, job_id: int, worker: str, key: str, *, manifest: bool = False) -> str | None:
         """Record the key a job rendered at claim time (it had none: its template failed at intake).

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from archiver.ledger.models import CopyJob, RecordingFile
+from archiver.ledger.models import CopyJob, JobAttempt, RecordingFile
 from archiver.ledger.records import VERIFY_CODES, _aware, utcnow
 from archiver.ledger.store import Ledger
 
@@ -21,7 +21,8 @@ class Summary:
     """counts: {destination: {state: n}}; flagged: {destination: n} (succeeded copies verify found wrong);
     failures: {error_code: n} over failed jobs; oldest_pending: the pending job waiting longest (job_id,
     destination, meeting_id, age_seconds) or None; running: one dict per running job (job_id,
-    destination, meeting_id, file_path, attempts, size in bytes or None, age_seconds, lease_owner)."""
+    destination, meeting_id, file_path, attempts, size in bytes or None, done: bytes copied as of the
+    worker's last lease renewal or None, age_seconds, lease_owner)."""
 
     counts: dict[str, dict[str, int]]
     flagged: dict[str, int]
@@ -55,12 +56,13 @@ def summarize(ledger: Ledger) -> Summary:
                              .join(RecordingFile, CopyJob.file_id == RecordingFile.id)
                              .where(CopyJob.state == "pending").order_by(CopyJob.created_at, CopyJob.id)
                              .limit(1)).first()
-        running = [{"job_id": j.id, "destination": j.destination, "meeting_id": f.meeting_id,
-                    "file_path": f.file_path, "attempts": j.attempts, "size": f.size,
-                    "age_seconds": _age(j.started_at or j.updated_at, now), "lease_owner": j.lease_owner}
-                   for j, f in db.execute(select(CopyJob, RecordingFile)
-                                          .join(RecordingFile, CopyJob.file_id == RecordingFile.id)
-                                          .where(CopyJob.state == "running").order_by(CopyJob.id))]
+        rows = list(db.execute(select(CopyJob, RecordingFile).join(RecordingFile, CopyJob.file_id == RecordingFile.id)
+                               .where(CopyJob.state == "running").order_by(CopyJob.id)))
+    done = progress(ledger, [j.id for j, _ in rows])
+    running = [{"job_id": j.id, "destination": j.destination, "meeting_id": f.meeting_id, "file_path": f.file_path,
+                "attempts": j.attempts, "size": f.size, "done": done.get(j.id),
+                "age_seconds": _age(j.started_at or j.updated_at, now), "lease_owner": j.lease_owner}
+               for j, f in rows]
     oldest = None if pending is None else {"job_id": pending[0], "destination": pending[1],
                                            "meeting_id": pending[2], "age_seconds": _age(pending[3], now)}
     return Summary(counts, flagged, failures, oldest, running)
@@ -85,3 +87,14 @@ def started_at(ledger: Ledger, job_ids: list[int]) -> dict[int, datetime | None]
     with ledger.reads() as db:
         return {i: _aware(s) for i, s in db.execute(select(CopyJob.id, CopyJob.started_at)
                                                     .where(CopyJob.id.in_(job_ids)))}
+
+
+def progress(ledger: Ledger, job_ids: list[int]) -> dict[int, int]:
+    """Bytes each running job's open attempt had copied at its worker's last lease renewal (absent: none
+    reported yet)."""
+    if not job_ids:
+        return {}
+    with ledger.reads() as db:
+        return {i: b for i, b in db.execute(select(JobAttempt.job_id, JobAttempt.bytes)
+                                            .where(JobAttempt.job_id.in_(job_ids), JobAttempt.finished_at.is_(None),
+                                                   JobAttempt.bytes.is_not(None)))}

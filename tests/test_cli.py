@@ -4,6 +4,7 @@ one destination, and `make run` installing the product alone (issue 12 item 3, i
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -165,3 +166,28 @@ def test_make_run_installs_the_product_without_the_test_extra(tmp_path: Path) ->
     assert "pip install --quiet -e ." in run_recipe and "[test]" not in run_recipe
     assert "archiver up" in run_recipe
     assert "-e '.[test]'" in test_recipe
+
+
+def test_a_verb_another_module_adds_sees_the_config_and_its_errors_are_named(
+        config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    @click.command("probe-config")
+    def probe() -> int:
+        click.echo(os.environ["ARCHIVER_CONFIG"])
+        return 0
+
+    @click.command("probe-error")
+    def broken() -> int:
+        from archiver.settings.config import load_settings
+
+        load_settings(str(config.parent / "missing.toml"))
+        return 0
+
+    cli.add_command(probe)
+    cli.add_command(broken)
+    try:
+        code, out, _ = run(capsys, "--config", str(config), "probe-config")
+        assert (code, out.strip()) == (0, str(config))
+        code, _, err = run(capsys, "probe-error")
+        assert code == 2 and err.startswith("archiver probe-error: ") and "missing.toml does not exist" in err
+    finally:
+        del cli.commands["probe-config"], cli.commands["probe-error"]

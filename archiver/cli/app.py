@@ -113,7 +113,16 @@ class VerbGroup(click.Group):
             close = difflib.get_close_matches(name, self.list_commands(ctx), n=2, cutoff=0.6)
             hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise click.UsageError(f"no verb {name!r}{hint} (see {ctx.command_path} --help)", ctx)
-        return super().resolve_command(ctx, args)
+        resolved = super().resolve_command(ctx, args)
+        if ctx.parent is None and resolved[0] and isinstance(ctx.obj, State):  # "archiver VERB: ..." lines,
+            ctx.obj.verb = resolved[0]  # whatever the verb's class
+        return resolved
+
+    def invoke(self, ctx: click.Context) -> Any:
+        current = state()
+        if current.config:  # before the verb: verbs added by other modules read ARCHIVER_CONFIG too
+            os.environ["ARCHIVER_CONFIG"] = current.config
+        return super().invoke(ctx)
 
 
 VerbGroup.group_class = VerbGroup

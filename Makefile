@@ -12,7 +12,7 @@ SOAK_ARGS ?=
 
 .PHONY: run test lint lock bench soak clean promtool
 
-run: $(STAMPS)/venv
+run: $(STAMPS)/venv-run
 	$(VENV)/bin/archiver up
 
 test: $(STAMPS)/venv $(STAMPS)/npm promtool
@@ -57,13 +57,22 @@ lock: $(STAMPS)/venv
 	$(VENV)/bin/uv pip compile pyproject.toml $(LOCK_ARGS) -o requirements.lock
 	$(VENV)/bin/uv pip compile pyproject.toml --extra azure-identity $(LOCK_ARGS) -o requirements.azure-identity.lock
 
-# Reinstall only when the dependency lists change, so re-running `make test` is fast.
-$(STAMPS)/venv: pyproject.toml
+# Reinstall only when the dependency lists change, so re-running `make test` is fast. `make run`
+# installs the product alone; the test extra (pytest, emulators, linters) only for the targets that
+# need it. Each has its own stamp: after `make run`, `make test` still installs the test extra.
+$(STAMPS)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
 	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/venv-run: pyproject.toml $(STAMPS)/python
+	$(PY) -m pip install --quiet -e .
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/venv: pyproject.toml $(STAMPS)/python
+	$(PY) -m pip install --quiet -e '.[test]'
+	@mkdir -p $(STAMPS) && touch $@ $(STAMPS)/venv-run
 
 $(STAMPS)/npm: package.json package-lock.json
 	@command -v npm >/dev/null || { echo "Node.js with npm is needed for the Azure emulator (apt-get install nodejs npm)"; exit 1; }

@@ -90,13 +90,20 @@ def within(seconds: float, call: Callable[[], T]) -> T:
     return outcome["value"]  # type: ignore[return-value]
 
 
-def check_ledger(settings: Settings, *, create_embedded: bool = True, require_current: bool = True) -> None:
-    """Open the ledger once: the folder of a SQLite file is created, an empty SQLite ledger gets its
-    schema (create_embedded), and a schema behind the code is refused (require_current).
+def check_ledger(settings: Settings, *, create_embedded: bool = True, require_current: bool = True,
+                 create_folder: bool = True) -> None:
+    """Open the ledger once: the folder of a SQLite file is created (create_folder; a verb that only
+    reads the ledger passes False and must not leave an empty file behind), an empty SQLite ledger gets
+    its schema (create_embedded), and a schema behind the code is refused (require_current).
 
     Raises StartupError (cannot connect, refused, database missing; one line) or SchemaBehind."""
     url = settings.database_url
-    ensure_sqlite_folder(url, LEDGER)
+    if create_folder:
+        ensure_sqlite_folder(url, LEDGER)
+    elif (path := sqlite_file(url)) is not None and not path.is_file():
+        why = f"{path} does not exist"
+        raise StartupError(_line(LEDGER, url, why, f"run `archiver db upgrade` to create it, or set "
+                                                   f"{LEDGER[1]} ({LEDGER[2]}) to the ledger the service uses"))
     engine = create_ledger_engine(url)  # LedgerError for a string that is no database URL
     try:
         revision = within(PROBE_SECONDS, lambda: current_revision(engine))
@@ -133,7 +140,15 @@ def reason(exc: BaseException, url: str = "") -> str:
 
 
 def _line(kind: tuple[str, str, str], url: str, why: str, fix: str) -> str:
+    # redact(), not mask_url(): it keeps a user name without a password (postgres@host, which names
+    # the role to fix) and drops the whole query string; passwords are hidden by both.
     return f"{kind[0]} {redact(url)} cannot be used: {why}; {fix}"
+
+
+def unusable(kind: tuple[str, str, str], url: str, exc: BaseException) -> StartupError:
+    """The one-line StartupError for a broker (BROKER) or ledger (LEDGER) that failed in mid-run."""
+    why = reason(exc, url)
+    return StartupError(_line(kind, url, why, _fix(kind, url, why)))
 
 
 # What to change, by what the error says (drivers differ: psycopg, redis-py, py-amqp, sqlite3).

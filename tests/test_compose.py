@@ -27,14 +27,17 @@ import shlex
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 from urllib.parse import urlsplit
 
+import click
 import pytest
 import yaml
 
-from archiver.cli import build_parser
+from archiver.cli import cli
+from archiver.cli.app import parse as parse_command
 from archiver.settings.config import ENVIRONMENT
 from tests.emulators import ROOT
 
@@ -228,47 +231,15 @@ def process_environment(env: dict[str, str]) -> Iterator[None]:
 
 # ---- the checks: each returns a list of problems ------------------------------------------------------
 
-def _parse_click_verb(argv: list[str]) -> tuple[Any, str | None] | None:
-    """Like parse_archiver for the verbs on click (archiver.cli.click_verbs) until the CLI is all click:
-    parsed down to the command, never run. None for an argparse verb."""
-    import importlib
-
-    import click
-
-    from archiver.cli.click_verbs import CLICK_VERBS, _split
-
-    _, rest = _split(argv)
-    if not rest or rest[0] not in CLICK_VERBS:
-        return None
-    command: Any = click.Group("archiver")
-    importlib.import_module(f"archiver.cli.{CLICK_VERBS[rest[0]]}").register(command)
-    try:
-        while isinstance(command, click.Group):  # these groups take no options: a word names the next one
-            if not rest or (command := command.get_command(click.Context(command), rest[0])) is None:
-                return None, "names no runnable verb"
-            rest = rest[1:]
-        ctx = command.make_context(command.name, list(rest))
-    except click.ClickException as exc:
-        return None, exc.format_message()
-    return ctx, None
-
-
 def parse_archiver(argv: list[str]) -> tuple[Any, str | None]:
-    """(namespace, None) if `archiver argv...` is a real command, else (None, why)."""
+    """(namespace with .verb/.db_verb, None) if `archiver argv...` is a real command, else (None, why)."""
     if any(a in ("-h", "--help") for a in argv):
-        return None, "asks for --help: argparse would print it and exit"
-    if (clicked := _parse_click_verb(argv)) is not None:
-        return clicked
-    out, err = io.StringIO(), io.StringIO()
+        return None, "asks for --help: click would print it and exit"
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            args = build_parser().parse_args(argv)
-    except SystemExit:
-        lines = (err.getvalue() or out.getvalue()).strip().splitlines()
-        return None, lines[-1] if lines else "argparse exited"
-    if not callable(getattr(args, "func", None)):
-        return None, "names no runnable verb"
-    return args, None
+        path, params = parse_command(cli, argv)
+    except click.ClickException as exc:
+        return None, exc.format_message().strip().splitlines()[-1] if exc.format_message().strip() else "click exited"
+    return SimpleNamespace(verb=path[0], db_verb=path[1] if len(path) > 1 else None, **params), None
 
 
 def command_problems(compose: dict[str, Any]) -> list[str]:

@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.exc import OperationalError
@@ -93,11 +94,11 @@ def test_a_failed_lease_renewal_does_not_stop_the_heartbeat(tmp_path: Path) -> N
     runtime = local_runtime(tmp_path, lease=3)
     real_renew, calls = runtime.ledger.renew, {"n": 0}
 
-    def flaky_renew(job_id: int, worker: str, lease: object) -> bool:
+    def flaky_renew(job_id: int, worker: str, lease: object, **progress: Any) -> bool:
         calls["n"] += 1
         if calls["n"] == 1:
             raise OperationalError("UPDATE copy_jobs", {}, Exception("database is locked"))
-        return real_renew(job_id, worker, lease)  # type: ignore[arg-type]
+        return real_renew(job_id, worker, lease, **progress)  # type: ignore[arg-type]
 
     runtime.ledger.renew = flaky_renew  # type: ignore[method-assign]
     with HttpSource() as source:  # about 7 s of copying against a 3 s lease, renewed every second

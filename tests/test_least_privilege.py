@@ -201,13 +201,14 @@ def test_config_validate_reports_missing_secrets_as_warnings(
 # ---- exposure: worker metrics listen on loopback unless told otherwise -------------------------------
 
 def test_worker_metrics_listen_on_loopback_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from archiver.cli import build_parser
+    from archiver.cli import cli
+    from archiver.cli.app import parse
     from archiver.observability.metrics import serve_worker_metrics
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    args = build_parser().parse_args(["worker", "--metrics-port", "9100"])
-    assert args.metrics_host == "127.0.0.1"
-    assert build_parser().parse_args(["worker", "--metrics-host", "0.0.0.0"]).metrics_host == "0.0.0.0"
+    _, params = parse(cli, ["worker", "--metrics-port", "9100"])
+    assert params["metrics_host"] == "127.0.0.1"
+    assert parse(cli, ["worker", "--metrics-host", "0.0.0.0"])[1]["metrics_host"] == "0.0.0.0"
     for host in ("127.0.0.1", None):
         port = free_port()
         server = serve_worker_metrics(port, host) if host else serve_worker_metrics(port)

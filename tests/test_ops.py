@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -85,7 +86,7 @@ def test_a_failed_job_is_shown_and_retried(stack: Stack, cli: Any) -> None:
     [failed] = json.loads(out)
     assert code == 1 and failed["destination"] == "s3" and failed["error"].startswith("conflict:")
     squatter.delete(key)  # the operator removes the stray object, then retries
-    code, out, _ = cli("retry", "--failed")
+    code, out, _ = cli("retry", "--failed", "--yes")
     assert code == 0 and str(failed["job_id"]) in out
     [job] = [j for j in stack.wait_for_jobs(mid, 3) if j.destination == "s3"]
     assert (job.state, job.attempts) == ("succeeded", 1)
@@ -173,6 +174,10 @@ def test_the_demo_completes(tmp_path: Path) -> None:
     timeline = demo.stdout.split("Its recording timeline", 1)[1]
     assert [line.split()[2] for line in timeline.splitlines()[2:6]] == [
         "recording-starting", "recording-started", "recording-stopping", "recording-stopped"]
+    # the source's digest beside the copy's, not one number for both (issue 13 item 16)
+    source_sha = re.search(r"sha256 of the source ([0-9a-f]{64})", demo.stdout)
+    copy_sha = re.search(r"sha256 of the copy +([0-9a-f]{64})", demo.stdout)
+    assert source_sha and copy_sha and source_sha.group(1) == copy_sha.group(1), demo.stdout
     assert list((tmp_path / ".archiver" / "demo" / "archive").rglob("*.mp4"))
 
 

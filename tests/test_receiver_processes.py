@@ -80,4 +80,4 @@ def test_a_bad_process_count_is_refused_with_the_range(tmp_path: Path) -> None:
     done = subprocess.run([str(Path(sys.executable).parent / "archiver"), "serve", "--processes", "0"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert "--processes must be a whole number from 1 to 64" in done.stderr
+    assert "Invalid value for '--processes': must be a whole number from 1 to 64, not 0" in done.stderr

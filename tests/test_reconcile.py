@@ -217,9 +217,13 @@ def test_bad_credentials_stop_the_run_with_one_error_and_without_the_secret(
     code = main(["reconcile", "--room", "room-a", "--room", "room-b"])
     out, err = capsys.readouterr()
     code_name = "unauthorized" if secret else "missing_credentials"
-    assert code == 1
+    # Missing credentials are a configuration error: one line, exit 2, before any call (issue 13 item 7).
+    assert code == (1 if secret else 2)
     assert err.count(code_name) == 1 and "api_key" in err and "VIDEOSDK_SECRET_KEY" in err
-    assert f"stopped: {code_name}" in out
+    if secret:
+        assert f"stopped: {code_name}" in out
+    else:
+        assert out == "" and len(err.strip().splitlines()) == 1
     assert len(env["sdk"].requests()) == (1 if secret else 0)  # the room list's first page, then nothing
     for text in (out, err):
         assert (secret or SECRET) not in text and "eyJ" not in text  # neither the secret nor a token

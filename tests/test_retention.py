@@ -80,7 +80,7 @@ def copy(runtime: Runtime, room: str, *recording_ids: str) -> None:
 
 def prune(capsys: pytest.CaptureFixture[str], *options: str) -> tuple[int, dict[str, dict[str, Any]]]:
     capsys.readouterr()
-    code = main(["prune", "--json", *options])
+    code = main(["prune", "--json", "--yes", *options])  # --yes: no terminal to confirm on
     return code, {d["recording_id"]: d for d in json.loads(capsys.readouterr().out)}
 
 
@@ -175,9 +175,10 @@ def test_retention_is_off_unless_enabled(tmp_path: Path, database_url: str, sdk:
     import celeryconfig
 
     configure(tmp_path, database_url, sdk, monkeypatch, retention=None)
-    for options in ([], ["--dry-run"]):
-        assert main(["prune", *options]) == 2
-        assert 'delete_from_videosdk = "after-verified"' in capsys.readouterr().err
+    assert main(["prune", "--yes"]) == 2
+    assert 'delete_from_videosdk = "after-verified"' in capsys.readouterr().err
+    assert main(["prune", "--dry-run"]) == 0  # a preview works while retention is off (issue 13 item 14)
+    assert "retention is off" in capsys.readouterr().out
     assert "prune-videosdk" not in celeryconfig.build(load_settings())["beat_schedule"]
     import archiver.worker.tasks
 

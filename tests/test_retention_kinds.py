@@ -41,7 +41,7 @@ def deletions(runtime: Runtime) -> list[tuple[int, str, str]]:
 
 
 def prune(capsys: pytest.CaptureFixture[str], *options: str) -> tuple[int, dict[str, dict]]:
-    code, decisions, _ = cli(capsys, "prune", "--json", *options)
+    code, decisions, _ = cli(capsys, "prune", "--json", "--yes", *options)
     return code, {d["recording_id"]: d for d in decisions}
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict
 from typing import Any
 
-from archiver.cli.common import OK, settings_of
+import click
+
+from archiver.cli.app import OK, settings, state, verb
 from archiver.observability.redaction import mask_url
 from archiver.private_files import sqlite_path
 from archiver.settings.config import Settings
@@ -39,30 +40,39 @@ def whereabouts(settings: Settings) -> list[str]:
     return [f"config file: {config}", f"ledger: {ledger}"]
 
 
-def cmd_show(args: argparse.Namespace) -> int:
-    print(json.dumps(effective(settings_of(args)), indent=2, default=str))
+@verb("show", help="print the effective settings (file + ARCHIVER_* variables) as JSON, secrets redacted")
+def show() -> int:
+    print(json.dumps(effective(settings()), indent=2, default=str))
     return OK
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    settings = settings_of(args)  # raises ConfigError listing every problem: exit 2
+@verb("validate", help="check the configuration; exit 2 listing every problem")
+def validate() -> int:
+    current = settings()  # raises ConfigError listing every problem: exit 2
     # The machine running validate may not be a worker: a secret it lacks is reported, not fatal.
     # One that is present but malformed is a ConfigurationError (exit 2).
-    warnings = unavailable_secrets(settings.destinations)
-    print(f"{settings.origin}: valid; {len(settings.destinations)} destination(s): "
-          f"{', '.join(d.name for d in settings.destinations)}")
-    print("\n".join(whereabouts(settings)))
-    for line in settings.warnings:
+    warnings = unavailable_secrets(current.destinations)
+    if state().json:
+        config, ledger = (line.split(": ", 1)[1] for line in whereabouts(current))
+        print(json.dumps({"origin": current.origin, "valid": True, "config_file": config, "ledger": ledger,
+                          "destinations": [d.name for d in current.destinations],
+                          "warnings": [*current.warnings, *(f"{w}; every worker needs it" for w in warnings)]},
+                         indent=2))
+        return OK
+    print(f"{current.origin}: valid; {len(current.destinations)} destination(s): "
+          f"{', '.join(d.name for d in current.destinations)}")
+    print("\n".join(whereabouts(current)))
+    for line in current.warnings:
         print(f"warning: {line}")
     for line in warnings:
         print(f"warning: {line}; every worker needs it (the receiver and beat do not)")
     return OK
 
 
-def register(verbs: Any) -> None:
-    config = verbs.add_parser("config", help="show or validate the configuration")
-    sub = config.add_subparsers(dest="config_verb", required=True, metavar="CONFIG_VERB")
-    show = sub.add_parser("show", help="print the effective settings (file + ARCHIVER_* variables), secrets redacted")
-    show.set_defaults(func=cmd_show)
-    validate = sub.add_parser("validate", help="check the configuration; exit 2 listing every problem")
-    validate.set_defaults(func=cmd_validate)
+def register(group: click.Group) -> None:
+    @group.group("config", help="show or validate the configuration")
+    def config() -> None:
+        pass
+
+    config.add_command(show)
+    config.add_command(validate)

@@ -1,70 +1,70 @@
-"""Verbs about copy jobs: status, retry, replay, archive."""
+"""Verbs that put work back on the queue: retry (jobs, held copies, lookups) and replay (saved bodies)."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
-from typing import Any
 
-from archiver.cli.common import FOUND_PROBLEMS, OK, USAGE, format_table, settings_of, since
-from archiver.notifications.status import describe_backlog, notification_backlog
-from archiver.runtime import Runtime
-from archiver.settings.destinations import require_secrets
+import click
 
-STATUS_COLUMNS = ("job_id", "destination", "meeting_id", "participant_id", "state", "attempts", "bytes",
-                  "object_key", "error")
+from archiver.cli.app import FOUND_PROBLEMS, OK, USAGE, settings, verb
+from archiver.cli.common import confirm, emit, fail, open_publisher, open_runtime, state
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    runtime = Runtime.create(settings_of(args))
-    rows = [r.to_json() for r in runtime.ledger.jobs(state=args.state, meeting_id=args.meeting, since=args.since)]
-    if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
-    else:
-        print(format_table(rows, STATUS_COLUMNS) if rows else "no jobs")
-        if args.meeting:
-            from archiver.cli.timeline import render_timeline
-
-            print("\n" + render_timeline(runtime.ledger, args.meeting))
-    backlog = notification_backlog(runtime.ledger)
-    for line in describe_backlog(backlog):  # stderr with --json: stdout stays one JSON document
-        print(line, file=sys.stderr if args.json else sys.stdout)
-    return FOUND_PROBLEMS if any(r["state"] == "failed" for r in rows) or backlog.failed else OK
-
-
-def cmd_retry(args: argparse.Namespace) -> int:
-    from archiver.worker.app import Publisher, create_app
-
-    if not (args.failed or args.held or args.lookups) and not args.job_ids:
-        print("archiver retry: give --failed, --held, --lookups or one or more JOB_IDs", file=sys.stderr)
-        return USAGE
-    runtime = Runtime.create(settings_of(args))
-    publisher = Publisher(create_app(runtime.settings))
+@verb("retry", short_help="re-enqueue failed, held or given jobs, or failed lookups",
+      help="put jobs back to pending with a fresh attempt budget and enqueue them: failed ones "
+           "(--failed, asks first unless --yes), held ones, failed lookups, or the JOB_IDs given. "
+           "Succeeded and running jobs are never re-run.")
+@click.argument("job_ids", nargs=-1, type=int, metavar="[JOB_ID]...")
+@click.option("--failed", is_flag=True, help="every failed job")
+@click.option("--held", is_flag=True, help="every copy held for the customer's storage (once [videosdk] storage "
+                                           "is set)")
+@click.option("--lookups", is_flag=True, help="every failed lookup (merge, transcript, composite recordings "
+                                              "fetched by id)")
+@click.option("--dry-run", is_flag=True, help="list what would be re-enqueued; change and enqueue nothing")
+@click.option("--yes", "-y", is_flag=True, help="do not ask before re-running every failed job")
+def retry(job_ids: tuple[int, ...], failed: bool, held: bool, lookups: bool, dry_run: bool, yes: bool) -> int:
+    if not (failed or held or lookups) and not job_ids:
+        return fail("give --failed, --held, --lookups or one or more JOB_IDs")
+    current = settings()
+    runtime = open_runtime(current)
+    ledger = runtime.ledger
+    if held and current.videosdk.storage is None:
+        return fail("--held: held copies wait for the customer's storage as a source; set [videosdk] storage "
+                    "first (see the README, Configuration reference)")
+    if failed and not dry_run:
+        count = len(ledger.requeue(failed=True, dry_run=True))
+        if count and (stop := confirm(f"re-run {count} failed job(s)?", yes=yes)) is not None:
+            return stop
+    publisher = None if dry_run else open_publisher(current)
     ids: list[int] = []
-    if args.failed or args.job_ids:
-        ids += runtime.ledger.requeue(None if args.failed else args.job_ids, failed=args.failed)
-    if args.held:
-        if runtime.settings.videosdk.storage is None:
-            print("archiver retry --held: held copies wait for the customer's storage as a source; set "
-                  "[videosdk] storage first (see the README, Configuration reference)", file=sys.stderr)
-            return USAGE
-        ids += runtime.ledger.requeue(held=True)
-    if ids:
+    if failed or job_ids:
+        ids += ledger.requeue(None if failed else list(job_ids), failed=failed, dry_run=dry_run)
+    if held:
+        ids += ledger.requeue(held=True, dry_run=dry_run)
+    if ids and publisher is not None:
         publisher.copies(ids)
-    if args.lookups:
-        lookups = runtime.ledger.lookups.retry()
-        publisher.lookups(lookups)
-        print(f"re-enqueued {len(lookups)} lookup(s): {', '.join(map(str, lookups)) or '-'}")
-    skipped = sorted(set(args.job_ids or []) - set(ids))
-    print(f"re-enqueued {len(ids)} job(s): {', '.join(map(str, ids)) or '-'}")
-    if skipped:
-        print(f"not re-enqueued (unknown, running or already succeeded): {', '.join(map(str, skipped))}")
+    retried_lookups: list[int] = []
+    if lookups:
+        retried_lookups = ([x.lookup_id for x in ledger.lookups.list(state="failed")] if dry_run
+                           else ledger.lookups.retry())
+        if publisher is not None:
+            publisher.lookups(retried_lookups)
+    skipped = sorted(set(job_ids) - set(ids))
+    verb_ = "would re-enqueue" if dry_run else "re-enqueued"
+    if state().json:
+        emit({"dry_run": dry_run, "jobs": ids, "lookups": retried_lookups, "not_requeued": skipped})
+    else:
+        if lookups:
+            print(f"{verb_} {len(retried_lookups)} lookup(s): {', '.join(map(str, retried_lookups)) or '-'}")
+        print(f"{verb_} {len(ids)} job(s): {', '.join(map(str, ids)) or '-'}"
+              + (" (dry run: nothing changed)" if dry_run else ""))
+        if skipped:
+            print(f"not re-enqueued (unknown, running or already succeeded): {', '.join(map(str, skipped))}")
     return FOUND_PROBLEMS if skipped else OK
 
 
-def _read_bodies(paths: list[str]) -> list[tuple[str, str]] | None:
+def read_bodies(paths: tuple[str, ...]) -> list[tuple[str, str]] | None:
+    """Each saved webhook body, validated; None (every problem printed, one line each) if any is bad."""
     from archiver.intake.events import EventValidationError, parse_event
 
     bodies, bad = [], False
@@ -74,114 +74,29 @@ def _read_bodies(paths: list[str]) -> list[tuple[str, str]] | None:
             parse_event(text)
             bodies.append((path, text))
         except (OSError, UnicodeDecodeError, EventValidationError) as exc:
-            print(f"{path}: {exc}", file=sys.stderr)
+            click.echo(f"{path}: {exc}", err=True)
             bad = True
     return None if bad else bodies
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
-    from archiver.worker.app import Publisher, create_app
-
-    bodies = _read_bodies(args.events)
+@verb("replay", short_help="enqueue saved webhook bodies as if they had just arrived",
+      help="validate each saved webhook body and put it on the events queue, as if it had just "
+           "arrived; a worker records it (duplicates add nothing) and enqueues its copies")
+@click.argument("events", nargs=-1, required=True, metavar="EVENT.json...")
+def replay(events: tuple[str, ...]) -> int:
+    bodies = read_bodies(events)
     if bodies is None:
         return USAGE
-    settings = settings_of(args)
-    publisher = Publisher(create_app(settings))
+    publisher = open_publisher()
     for path, text in bodies:
         publisher.event(text, source="replay")
-        print(f"{path}: enqueued")
+        if not state().json:
+            print(f"{path}: enqueued")
+    if state().json:
+        emit([{"event": path, "enqueued": True} for path, _ in bodies])
     return OK
 
 
-def cmd_archive(args: argparse.Namespace) -> int:
-    from archiver.copy.job import run_copy_job
-    from archiver.intake.record import accept_event
-
-    bodies = _read_bodies(args.events)
-    if bodies is None:
-        return USAGE
-    settings = settings_of(args)
-    unknown = sorted(set(args.dest) - {d.name for d in settings.destinations})
-    if unknown:
-        print(f"archiver archive: no destination {', '.join(unknown)}", file=sys.stderr)
-        return USAGE
-    require_secrets(d for d in settings.destinations if not args.dest or d.name in args.dest)
-    runtime = Runtime.create(settings)
-    failed = 0
-    for path, text in bodies:
-        _, accepted = accept_event(runtime.ledger, settings, text, verified=False, source="cli")
-        for job in runtime.ledger.jobs(job_ids=list(accepted.job_ids)):
-            if args.dest and job.destination not in args.dest:
-                continue
-            if job.state != "pending":
-                print(f"{path}: job {job.job_id} -> {job.destination}: already {job.state}")
-                failed += job.state == "failed"
-                continue
-            with _progress(job.destination, job.file_path) as progress:
-                outcome = run_copy_job(runtime, job.job_id, progress)
-            print(f"{path}: job {job.job_id} -> {job.destination}: {outcome.state}"
-                  f"{' (' + outcome.error + ')' if outcome.error else ''}")
-            failed += outcome.state != "succeeded"
-    return FOUND_PROBLEMS if failed else OK
-
-
-class _progress:
-    """A progress bar (bytes, rate, ETA) on a terminal; a log line every 64 MiB otherwise."""
-
-    def __init__(self, destination: str, file_path: str) -> None:
-        self.label = f"{destination}: {Path(file_path).name}"
-        self.bar: Any = None
-        self.logged = 0
-
-    def __enter__(self) -> _progress:
-        return self
-
-    def __call__(self, _job: Any, done: int, total: int | None) -> None:
-        if sys.stderr.isatty():
-            if self.bar is None:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=self.label)
-            self.bar.update(done - self.bar.n)
-        elif done - self.logged >= 64 << 20:
-            self.logged = done
-            print(f"{self.label}: {done >> 20} MiB" + (f" of {total >> 20} MiB" if total else ""), flush=True)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def register(verbs: Any) -> None:
-    status = verbs.add_parser("status", help="the copy jobs in the ledger, as a table or JSON",
-                              description="List copy jobs. Exit 1 when any listed job has failed.")
-    status.add_argument("--state", choices=("pending", "running", "succeeded", "failed", "held"))
-    status.add_argument("--meeting", help="only this meeting (room) id; adds its recording timeline")
-    status.add_argument("--since", type=since, help="only jobs changed since, e.g. 24h, 30m, 7d, 2026-11-01")
-    status.add_argument("--json", action="store_true", help="print a JSON array")
-    status.set_defaults(func=cmd_status)
-
-    retry = verbs.add_parser("retry", help="re-enqueue failed jobs, or the given ones",
-                             description="Put jobs back to pending with a fresh attempt budget and enqueue them. "
-                                         "Succeeded and running jobs are never re-run.")
-    retry.add_argument("job_ids", nargs="*", type=int, metavar="JOB_ID")
-    retry.add_argument("--failed", action="store_true", help="every failed job")
-    retry.add_argument("--held", action="store_true",
-                       help="every copy held for the customer's storage (once [videosdk] storage is set)")
-    retry.add_argument("--lookups", action="store_true",
-                       help="every failed lookup (merge, transcript, composite recordings fetched by id)")
-    retry.set_defaults(func=cmd_retry)
-
-    replay = verbs.add_parser("replay", help="enqueue saved webhook bodies as if they had just arrived",
-                              description="Validate each EVENT.json and put it on the events queue; a worker "
-                                          "records it (duplicates add nothing) and enqueues its copies.")
-    replay.add_argument("events", nargs="+", metavar="EVENT.json")
-    replay.set_defaults(func=cmd_replay)
-
-    archive = verbs.add_parser("archive", help="archive saved webhook bodies now, in this process",
-                               description="Record each EVENT.json and run its copy jobs here, with a progress "
-                                           "bar on a terminal. Exit 1 if any copy failed.")
-    archive.add_argument("events", nargs="+", metavar="EVENT.json")
-    archive.add_argument("--dest", action="append", default=[], metavar="NAME",
-                         help="only these destinations (repeatable; default all)")
-    archive.set_defaults(func=cmd_archive)
+def register(group: click.Group) -> None:
+    group.add_command(retry)
+    group.add_command(replay)

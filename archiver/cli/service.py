@@ -1,4 +1,4 @@
-"""Verbs that run the service: serve (receiver), worker, beat, up (all three), db upgrade.
+"""Verbs that run the service: serve (receiver), worker, beat (`up` is in archiver.cli.up, db in archiver.cli.db).
 
 Every process either works or exits. At start each one creates what the defaults need (the folder of
 a SQLite broker or ledger, an empty embedded ledger's schema) and checks its broker and ledger; one
@@ -9,20 +9,19 @@ bounded: SIGTERM ends serve and beat at once, the worker within --stop-grace + 2
 
 from __future__ import annotations
 
-import argparse
-import contextlib
+import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from archiver.cli.common import OK, settings_of
+import click
+
+from archiver.cli.app import OK, settings, state, verb
+from archiver.cli.common import Seconds
 from archiver.cli.configuration import whereabouts
-from archiver.ledger.database import create_ledger_engine, upgrade
+from archiver.ledger.database import create_ledger_engine
 from archiver.preflight import StartupError, check_broker, check_ledger
 from archiver.private_files import private_dir
 from archiver.runtime import Runtime
@@ -46,38 +45,31 @@ def preflight(settings: Settings) -> None:
     check_broker(settings.broker_url, Publisher(create_app(settings)).probe)
 
 
-def _processes(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
+def _banner(data: dict[str, object], text: str) -> None:
+    """What a service prints once it is about to serve: a JSON object under --json, else the text."""
+    print(json.dumps(data) if state().json else text, flush=True)
+
+
+def warn(settings: Settings) -> None:
+    """The configuration's warnings (e.g. a misspelt ARCHIVER_* variable, which is otherwise ignored)."""
+    for line in settings.warnings:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
+
+
+def _processes(_ctx: object, _param: object, value: int) -> int:
     if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"--processes must be a whole number from 1 to 64, not {text!r}")
+        raise click.BadParameter(f"must be a whole number from 1 to 64, not {value}")
     return value
 
 
-def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    settings = settings_of(args)
-    check_ledger(settings, create_embedded=False, require_current=False)  # one line if it cannot be opened
-    before, after = upgrade(create_ledger_engine(settings.database_url))
-    print(f"ledger schema: {before or 'empty'} -> {after}")
-    return OK
-
-
-def cmd_db_copy(args: argparse.Namespace) -> int:
-    from archiver.ledger.transfer import copy_ledger
-    from archiver.observability.redaction import mask_url
-
-    settings = settings_of(args)
-    source = args.source or settings.database_url
-    copied = copy_ledger(source, args.to, progress=lambda t: print(f"{t.table}: {t.rows} rows", flush=True))
-    print(f"copied {sum(t.rows for t in copied)} rows from {mask_url(source)} to {mask_url(args.to)}; "
-          "now set database_url (ARCHIVER_DATABASE_URL) to the new ledger")
-    return OK
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    if args.processes > 1:
+@verb("serve", help="run the webhook receiver (HTTP): POST [receiver] path for VideoSDK webhooks, "
+                             "plus /healthz, /readyz, /metrics and /openapi.json")
+@click.option("--host", help="address to listen on (default: [receiver] host, 127.0.0.1)")
+@click.option("--port", type=int, help="port (default: [receiver] port, 8000)")
+@click.option("--processes", type=int, default=1, show_default=True, callback=_processes, metavar="N",
+              help="receiver processes sharing the port (about one per core)")
+def serve(host: str | None, port: int | None, processes: int) -> int:
+    if processes > 1:
         from archiver.intake.processes import prepare_metrics_folder
 
         prepare_metrics_folder()  # before prometheus_client is imported below
@@ -86,41 +78,59 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from archiver.intake.server import serve_receiver
     from archiver.worker.app import Publisher, create_app
 
-    settings = settings_of(args)
-    preflight(settings)
-    host, port = args.host or settings.receiver.host, args.port or settings.receiver.port
-    _warn(settings)
-    print(f"archiver receiver: POST http://{host}:{port}{settings.receiver.path} "
-          f"(signatures {'verified' if settings.videosdk.verify_signatures else 'NOT verified'}"
-          f"{f', {args.processes} processes' if args.processes > 1 else ''}); "
-          + "; ".join(whereabouts(settings)), flush=True)
-    if warning := check_descriptors(settings.receiver.max_connections):
+    current = settings()
+    preflight(current)
+    host, port = host or current.receiver.host, port or current.receiver.port
+    verified = current.videosdk.verify_signatures
+    warn(current)
+    where = whereabouts(current)
+    _banner({"receiver": f"http://{host}:{port}{current.receiver.path}", "signatures_verified": verified,
+             "processes": processes, "config_file": current.origin, "ledger": where[1].split(": ", 1)[1]},
+            f"archiver receiver: POST http://{host}:{port}{current.receiver.path} "
+            f"(signatures {'verified' if verified else 'NOT verified'}"
+            f"{f', {processes} processes' if processes > 1 else ''}); " + "; ".join(where))
+    if warning := check_descriptors(current.receiver.max_connections):
         print(warning, file=sys.stderr, flush=True)
-    if args.processes > 1:
+    if processes > 1:
         from archiver.intake.processes import serve_processes
 
         def make_app() -> Any:  # in each child, after the fork: its own ledger pool and broker connection
-            runtime = Runtime.create(settings)
-            return create_receiver(settings, runtime.ledger, publisher=Publisher(create_app(settings)),
+            runtime = Runtime.create(current)
+            return create_receiver(current, runtime.ledger, publisher=Publisher(create_app(current)),
                                    shared_metrics=True)
 
-        return serve_processes(make_app, settings.receiver, host, port, processes=args.processes,
+        return serve_processes(make_app, current.receiver, host, port, processes=processes,
                                stop_seconds=SERVE_STOP_SECONDS)
-    runtime = Runtime.create(settings)
-    app = create_receiver(settings, runtime.ledger, publisher=Publisher(create_app(settings)))
+    runtime = Runtime.create(current)
+    app = create_receiver(current, runtime.ledger, publisher=Publisher(create_app(current)))
     # uvicorn stops on SIGTERM/SIGINT; without a timeout it would wait for every open request.
-    serve_receiver(app, settings.receiver, host, port, stop_seconds=SERVE_STOP_SECONDS)
+    serve_receiver(app, current.receiver, host, port, stop_seconds=SERVE_STOP_SECONDS)
     return OK
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    settings = settings_of(args)
-    require_secrets(settings.destinations)  # the worker opens every destination: refuse to start without them
-    preflight(settings)
-    print("archiver worker: " + "; ".join(whereabouts(settings)), file=sys.stderr, flush=True)
-    _warn(settings)
-    Runtime.create(settings)  # the allocator setting the pool processes inherit
-    if args.metrics_port:
+@verb("worker", help="run a Celery worker that copies recordings: consume the events, archive and "
+                              "maintenance queues; run as many as you like, on as many machines as you like")
+@click.option("--concurrency", type=int, help="pool processes (default: number of CPUs)")
+@click.option("--queues", default=QUEUES, show_default=True, help="comma-separated queues")
+@click.option("--metrics-port", type=int,
+              help="serve Prometheus metrics of all pool processes, and the ledger's backlog, here")
+@click.option("--stop-grace", type=Seconds(), default=STOP_GRACE, show_default=True,
+              help=f"after SIGTERM, copies in flight get this long to finish before they are interrupted and go "
+                   f"back to the queue; the process is gone at most {ABORT_SECONDS:g} s later")
+@click.option("--broker-timeout", type=Seconds(), default=BROKER_TIMEOUT, show_default=True,
+              help="exit 1 when the broker has been unreachable this long, so a supervisor restarts the worker")
+@click.option("--name", help="Celery node name, unique per worker (default archiver-<pid>@<host>)")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="address the metrics listen on (0.0.0.0 for a scraper on another host or container)")
+def worker(concurrency: int | None, queues: str, metrics_port: int | None, stop_grace: float,
+           broker_timeout: float, name: str | None, metrics_host: str) -> int:
+    current = settings()
+    require_secrets(current.destinations)  # the worker opens every destination: refuse to start without them
+    preflight(current)
+    print("archiver worker: " + "; ".join(whereabouts(current)), file=sys.stderr, flush=True)
+    warn(current)
+    Runtime.create(current)  # the allocator setting the pool processes inherit
+    if metrics_port:
         # Must be set before prometheus_client is imported, so every pool process writes its own
         # files and the main process serves their sum.
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="archiver-metrics-"))
@@ -129,48 +139,45 @@ def cmd_worker(args: argparse.Namespace) -> int:
         from archiver.observability.metrics import serve_worker_metrics
 
         # Unpooled: the pool processes are forked after this, and must not inherit an open connection.
-        engine = create_ledger_engine(settings.database_url, pooled=False)
-        names = [d.name for d in settings.destinations]
-        serve_worker_metrics(args.metrics_port, args.metrics_host,
-                             LedgerGauges(lambda: read_backlog(engine, names)))
+        engine = create_ledger_engine(current.database_url, pooled=False)
+        names = [d.name for d in current.destinations]
+        serve_worker_metrics(metrics_port, metrics_host, LedgerGauges(lambda: read_backlog(engine, names)))
     from archiver.worker import lifecycle as worker_signals
     from archiver.worker.app import app
 
-    worker_signals.configure(stop_grace=args.stop_grace, broker_timeout=args.broker_timeout)
+    worker_signals.configure(stop_grace=stop_grace, broker_timeout=broker_timeout)
     # Celery's own cold path (SIGQUIT, a second Ctrl-C) waits this long before it cancels tasks.
-    app.conf.worker_soft_shutdown_timeout = args.stop_grace
+    app.conf.worker_soft_shutdown_timeout = stop_grace
     # A node name of its own: two workers named celery@<host> (Celery's default) collide on RabbitMQ's
     # exclusive control queue, and the second dies at start with ResourceLocked.
-    name = args.name or f"archiver-{os.getpid()}@%h"
-    argv = ["worker", "-Q", args.queues, "-l", "INFO", "--without-gossip", "--without-mingle", "-n", name]
-    if args.concurrency:
-        argv += ["--concurrency", str(args.concurrency)]
+    node = name or f"archiver-{os.getpid()}@%h"
+    argv = ["worker", "-Q", queues, "-l", "INFO", "--without-gossip", "--without-mingle", "-n", node]
+    if concurrency:
+        argv += ["--concurrency", str(concurrency)]
     app.worker_main(argv)
     return worker_signals.exit_code()  # worker_main drops it: 1 after a lost broker
 
 
-def cmd_beat(args: argparse.Namespace) -> int:
-    settings = settings_of(args)
-    preflight(settings)
-    print("archiver beat: " + "; ".join(whereabouts(settings)), file=sys.stderr, flush=True)
-    _warn(settings)
-    schedule = Path(args.schedule or ".archiver/celerybeat-schedule")
+@verb("beat", help="run the scheduler (reconcile, retention, stale-job sweep); exactly one per "
+                            "deployment")
+@click.option("--schedule", metavar="FILE", help="schedule state file (default .archiver/celerybeat-schedule)")
+def beat(schedule: str | None) -> int:
+    current = settings()
+    preflight(current)
+    print("archiver beat: " + "; ".join(whereabouts(current)), file=sys.stderr, flush=True)
+    warn(current)
+    path = Path(schedule or ".archiver/celerybeat-schedule")
     try:
-        private_dir(schedule.parent)
+        private_dir(path.parent)
     except OSError as exc:
-        raise StartupError(f"beat schedule {schedule}: cannot create the folder {schedule.parent}: "
+        raise StartupError(f"beat schedule {path}: cannot create the folder {path.parent}: "
                            f"{exc.strerror or exc}; pass --schedule FILE in a writable folder") from None
     from archiver.worker.app import app
 
     os.umask(0o077)  # the schedule (shelve files, names chosen by dbm) is created owner-only
     # Celery beat turns SIGTERM/SIGINT into SystemExit at once (celery/apps/beat.py install_sync_handler).
-    app.Beat(schedule=str(schedule), loglevel="INFO").run()
+    app.Beat(schedule=str(path), loglevel="INFO").run()
     return OK
-
-
-def _warn(settings: Settings) -> None:
-    for line in settings.warnings:  # e.g. a misspelt ARCHIVER_* variable, which is otherwise ignored
-        print(f"warning: {line}", file=sys.stderr, flush=True)
 
 
 def _embedded(settings: Settings) -> bool:
@@ -178,156 +185,26 @@ def _embedded(settings: Settings) -> bool:
 
 
 def describe(settings: Settings, host: str, port: int, stop_grace: float = STOP_GRACE) -> str:
+    """The `archiver up` banner: receiver URL, broker and ledger (passwords hidden), destinations."""
+    from archiver.observability.redaction import mask_url
+
     dests = "\n".join(f"    {d.name}: {d.url}" for d in settings.destinations)
     mode = ("embedded (SQLite broker and ledger: one machine only)" if _embedded(settings)
             else "external broker/ledger")
     return (f"archiver up ({mode})\n"
             f"  receiver  POST http://{host}:{port}{settings.receiver.path}  (/healthz /readyz /metrics)\n"
-            f"  broker    {_hide(settings.broker_url)}\n  ledger    {_hide(settings.database_url)}\n"
+            f"  broker    {mask_url(settings.broker_url)}\n  ledger    {mask_url(settings.database_url)}\n"
             f"  config    {settings.origin if settings.origin != 'defaults' else 'none (built-in defaults)'}\n"
             f"  copies go to:\n{dests}\n"
             f"  signatures {'verified' if settings.videosdk.verify_signatures else 'NOT verified'}; "
-            f"Ctrl-C stops everything within {_up_bound(stop_grace):g} s; a copy still running after "
+            f"Ctrl-C stops everything within {up_bound(stop_grace):g} s; a copy still running after "
             f"{stop_grace:g} s goes back to the queue")
 
 
-def _hide(url: str) -> str:
-    from archiver.observability.redaction import mask_url
-
-    return mask_url(url)
-
-
-def _up_bound(stop_grace: float) -> float:
+def up_bound(stop_grace: float) -> float:
     return stop_grace + ABORT_SECONDS + UP_MARGIN
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    settings = settings_of(args)
-    if settings.database_url.startswith("sqlite"):
-        check_ledger(settings, require_current=False)  # one line if the file cannot be opened
-        upgrade(create_ledger_engine(settings.database_url))  # embedded ledger: created/upgraded on first run
-    preflight(settings)
-    private_dir(".archiver")
-    host, port = args.host or settings.receiver.host, args.port or settings.receiver.port
-    print(describe(settings, host, port, args.stop_grace), flush=True)
-    _warn(settings)
-    me = [sys.executable, "-m", "archiver.cli"]
-    grace = f"{args.stop_grace:g}"
-    children = [_child([*me, "serve", "--host", host, "--port", str(port)]),
-                _child([*me, "worker", "--concurrency", str(args.concurrency), "--stop-grace", grace]),
-                _child([*me, "beat"])]
-    return _supervise(children, _up_bound(args.stop_grace))
-
-
-def _child(argv: list[str]) -> subprocess.Popen[bytes]:
-    # Its own process group: a terminal's Ctrl-C reaches only `up`, which forwards one SIGTERM, and
-    # at the deadline the whole group (the worker's pool too) can be killed.
-    return subprocess.Popen(argv, process_group=0, preexec_fn=_die_with_parent)
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM it when `up` dies, even by SIGKILL (Linux prctl)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _supervise(children: list[subprocess.Popen[bytes]], bound: float) -> int:
-    """Run until a signal or a child's exit; then SIGTERM every child and wait `bound` seconds at
-    most, SIGKILLing what is left. 0 after a requested stop, 1 if a child stopped on its own or had
-    to be killed."""
-    asked: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, _: asked.append(signum))
-    signal.signal(signal.SIGTERM, lambda signum, _: asked.append(signum))
-    while not asked and all(c.poll() is None for c in children):
-        time.sleep(0.2)
-    died = [c for c in children if c.poll() is not None]
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + bound
-    while any(c.poll() is None for c in children) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    killed = [c for c in children if c.poll() is None]
-    for child in killed:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
-    if died and not asked:
-        names = ", ".join(f"{c.args[3]} (exit {c.returncode})" for c in died)
-        print(f"archiver up: {names} stopped unexpectedly; everything was shut down", file=sys.stderr, flush=True)
-        return 1
-    if killed:
-        print(f"archiver up: {', '.join(str(c.args[3]) for c in killed)} still running {bound:g} s after "
-              "SIGTERM; killed", file=sys.stderr, flush=True)
-        return 1
-    print("archiver up: stopped", flush=True)
-    return OK
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return value
-
-
-def register(verbs: Any) -> None:
-    serve = verbs.add_parser("serve", help="run the webhook receiver (HTTP)",
-                             description="Serve POST [receiver] path for VideoSDK webhooks, plus /healthz, "
-                                         "/readyz, /metrics and /openapi.json.")
-    serve.add_argument("--host", help="address to listen on (default: [receiver] host, 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default: [receiver] port, 8000)")
-    serve.add_argument("--processes", type=_processes, default=1, metavar="N",
-                       help="receiver processes sharing the port (default 1; about one per core)")
-    serve.set_defaults(func=cmd_serve)
-
-    worker = verbs.add_parser("worker", help="run a Celery worker that copies recordings",
-                              description="Consume the events, archive and maintenance queues. Run as many as "
-                                          "you like, on as many machines as you like.")
-    worker.add_argument("--concurrency", type=int, help="pool processes (default: number of CPUs)")
-    worker.add_argument("--queues", default=QUEUES, help=f"comma-separated queues (default {QUEUES})")
-    worker.add_argument("--metrics-port", type=int,
-                        help="serve Prometheus metrics of all pool processes, and the ledger's backlog, here")
-    worker.add_argument("--stop-grace", type=_seconds, default=STOP_GRACE, metavar="SECONDS",
-                        help=f"after SIGTERM, copies in flight get this long to finish before they are "
-                             f"interrupted and go back to the queue; the process is gone at most "
-                             f"{ABORT_SECONDS:g} s later (default {STOP_GRACE:g})")
-    worker.add_argument("--broker-timeout", type=_seconds, default=BROKER_TIMEOUT, metavar="SECONDS",
-                        help=f"exit 1 when the broker has been unreachable this long, so a supervisor "
-                             f"restarts the worker (default {BROKER_TIMEOUT:g})")
-    worker.add_argument("--name", help="Celery node name, unique per worker (default archiver-<pid>@<host>)")
-    worker.add_argument("--metrics-host", default="127.0.0.1",
-                        help="address the metrics listen on (default 127.0.0.1; 0.0.0.0 for a scraper on "
-                             "another host or container)")
-    worker.set_defaults(func=cmd_worker)
-
-    beat = verbs.add_parser("beat", help="run the scheduler (reconcile, retention, stale-job sweep)",
-                            description="Run exactly one beat per deployment.")
-    beat.add_argument("--schedule", help="schedule state file (default .archiver/celerybeat-schedule)")
-    beat.set_defaults(func=cmd_beat)
-
-    up = verbs.add_parser("up", help="run receiver, worker and scheduler together (what `make run` does)",
-                          description="Start serve, worker and beat as child processes and supervise them. "
-                                      "On embedded defaults (no archiver.toml) the broker and the ledger are "
-                                      "SQLite files under .archiver/ and copies go to ./archive/.")
-    up.add_argument("--host", help="receiver address (default 127.0.0.1)")
-    up.add_argument("--port", type=int, help="receiver port (default 8000)")
-    up.add_argument("--concurrency", type=int, default=2, help="worker pool processes (default 2)")
-    up.add_argument("--stop-grace", type=_seconds, default=STOP_GRACE, metavar="SECONDS",
-                    help=f"the worker's --stop-grace (default {STOP_GRACE:g}); `up` exits at most "
-                         f"{ABORT_SECONDS + UP_MARGIN:g} s after it")
-    up.set_defaults(func=cmd_up)
-
-    db = verbs.add_parser("db", help="ledger database maintenance")
-    db_verbs = db.add_subparsers(dest="db_verb", required=True, metavar="DB_VERB")
-    db_upgrade = db_verbs.add_parser("upgrade", help="create or migrate the ledger schema to this version")
-    db_upgrade.set_defaults(func=cmd_db_upgrade)
-    db_copy = db_verbs.add_parser("copy", help="copy the whole ledger into a new, empty database (e.g. to PostgreSQL)")
-    db_copy.add_argument("--to", required=True, metavar="URL", help="the target ledger, e.g. postgresql+psycopg://...")
-    db_copy.add_argument("--from", dest="source", metavar="URL", help="the source ledger (default: database_url)")
-    db_copy.set_defaults(func=cmd_db_copy)
+def register(group: click.Group) -> None:
+    for command in (serve, worker, beat):
+        group.add_command(command)

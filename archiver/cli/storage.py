@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from archiver.cli.common import FOUND_PROBLEMS, OK, USAGE, format_table, provider_option, settings_of
+import click
+
+from archiver.cli.app import FOUND_PROBLEMS, OK, settings, state, verb
+from archiver.cli.common import ProviderOption, emit, fail
 from archiver.settings.destinations import require_secrets
 from providers import open_provider
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    if args.target and ("://" in args.target or args.target.startswith("file:")):
-        targets = [(args.target, open_provider(args.target, **dict(args.option)))]
+@verb("check", short_help="probe destinations: write, read back, compare, delete",
+      help="probe destinations: for each configured destination (or the one named, or a storage URL), "
+           "write a small probe object under its prefix, read it back, compare and delete it; exit 1 if "
+           "any step fails")
+@click.argument("target", required=False)
+@click.option("-o", "--option", "options", type=ProviderOption(), multiple=True, metavar="KEY=VALUE",
+              help="a provider option when TARGET is a URL, e.g. -o region=eu-west-1 (repeatable)")
+def check(target: str | None, options: tuple[tuple[str, Any], ...]) -> int:
+    if target and ("://" in target or target.startswith("file:")):
+        targets = [(target, open_provider(target, **dict(options)))]
         targets[0][1].resolve_secrets()
     else:
-        settings = settings_of(args)
-        chosen = [d for d in settings.destinations if args.target in (None, d.name)]
+        current = settings()
+        chosen = [d for d in current.destinations if target in (None, d.name)]
         if not chosen:
-            print(f"archiver check: no destination {args.target!r}", file=sys.stderr)
-            return USAGE
+            return fail(f"no destination {target!r} (configured: {', '.join(d.name for d in current.destinations)})")
         require_secrets(chosen)  # exit 2 naming each unset variable, before any probe is written
         targets = [(d.name, d.open()) for d in chosen]
     rows: list[dict[str, Any]] = []
@@ -30,61 +36,54 @@ def cmd_check(args: argparse.Namespace) -> int:
         report = provider.check()
         rows += [{"destination": name, "url": report.url, "step": s.name, "result": "pass" if s.ok else "FAIL",
                   "message": s.message} for s in report.steps]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        print(format_table(rows, ("destination", "step", "result", "message")))
+    emit(rows, rows, ("destination", "step", "result", "message"))
     return OK if all(r["result"] == "pass" for r in rows) else FOUND_PROBLEMS
 
 
-def cmd_render_path(args: argparse.Namespace) -> int:
+@verb("render-path", short_help="print the object key each file of a saved webhook would get",
+      help="render a destination's key template for every file of EVENT.json, using the current "
+           "time for the date parts; exit 1 if a key cannot be made")
+@click.option("--dest", metavar="NAME", help="destination name from the config (needed when there are several)")
+@click.argument("event", metavar="EVENT.json")
+def render_path(dest: str | None, event: str) -> int:
     from archiver.intake.events import EventValidationError, parse_event
     from archiver.intake.record import plan_jobs
     from archiver.ledger.store import utcnow
 
-    settings = settings_of(args)
+    current = settings()
+    names = ", ".join(d.name for d in current.destinations)
+    if dest is None and len(current.destinations) != 1:
+        return fail(f"--dest NAME is needed: {len(current.destinations)} destinations are configured ({names})")
     try:
-        destination = settings.destination(args.dest)
+        destination = current.destination(dest) if dest else current.destinations[0]
     except KeyError:
-        names = ", ".join(d.name for d in settings.destinations)
-        print(f"archiver render-path: no destination {args.dest!r} (configured: {names})", file=sys.stderr)
-        return USAGE
+        return fail(f"no destination {dest!r} (configured: {names})")
     try:
-        event = parse_event(Path(args.event).read_bytes())
+        parsed = parse_event(Path(event).read_bytes())
     except (OSError, EventValidationError) as exc:
-        print(f"archiver render-path: {args.event}: {exc}", file=sys.stderr)
-        return USAGE
-    if not event.files:
-        print(f"{event.webhook_type}: no file to archive")
+        return fail(f"{event}: {exc}")
+    if not parsed.files:
+        emit({"webhook_type": parsed.webhook_type, "keys": []}, summary=f"{parsed.webhook_type}: no file to archive")
         return OK
-    failed = 0
-    for file in event.files:
+    failed, keys = 0, []
+    for file in parsed.files:
         jobs = plan_jobs(file, [destination], received_at=utcnow())
         if not jobs:
-            print(f"{file.file_path}: not archived to {destination.name} (its events filter)")
+            line, key, error = f"{file.file_path}: not archived to {destination.name} (its events filter)", None, None
         elif jobs[0].error:
             failed += 1
-            print(f"{file.file_path}: {jobs[0].error}")
+            line, key, error = f"{file.file_path}: {jobs[0].error}", None, jobs[0].error
         else:
-            print(f"{destination.provider_url.rstrip('/')}/{jobs[0].object_key}")
+            key, error = jobs[0].object_key, None
+            line = f"{destination.provider_url.rstrip('/')}/{key}"
+        keys.append({"file_path": file.file_path, "destination": destination.name, "key": key, "error": error})
+        if not state().json:
+            print(line)
+    if state().json:
+        emit({"webhook_type": parsed.webhook_type, "keys": keys})
     return FOUND_PROBLEMS if failed else OK
 
 
-def register(verbs: Any) -> None:
-    check = verbs.add_parser(
-        "check", help="probe destinations: write, read back, compare, delete",
-        description="For each configured destination (or the one named, or a storage URL), write a small probe "
-                    "object under its prefix, read it back, compare and delete it. Exit 1 if any step fails.")
-    check.add_argument("target", nargs="?", help="destination name, or a URL such as s3://bucket/prefix")
-    check.add_argument("-o", "--option", type=provider_option, action="append", default=[], metavar="KEY=VALUE",
-                       help="a provider option when TARGET is a URL, e.g. -o region=eu-west-1 (repeatable)")
-    check.add_argument("--json", action="store_true", help="print the steps as JSON")
-    check.set_defaults(func=cmd_check)
-
-    render = verbs.add_parser(
-        "render-path", help="print the object key each file of a saved webhook would get",
-        description="Render a destination's key template for every file of EVENT.json, using the current time "
-                    "for the date parts. Exit 1 if a key cannot be made.")
-    render.add_argument("--dest", required=True, help="destination name from the config")
-    render.add_argument("event", help="a saved webhook body (JSON file)")
-    render.set_defaults(func=cmd_render_path)
+def register(group: click.Group) -> None:
+    group.add_command(check)
+    group.add_command(render_path)

@@ -1,149 +1,103 @@
-"""Verbs that compare the ledger with the world: verify (copies), reconcile (VideoSDK), prune (retention)."""
+"""Verbs that compare the ledger with the world: verify (copies) and reconcile (VideoSDK's lists)."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
+import os
 from dataclasses import asdict
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
-from archiver.cli.common import FOUND_PROBLEMS, OK, USAGE, format_table, settings_of, since
+import click
+
+from archiver.cli.app import FOUND_PROBLEMS, OK, USAGE, settings, verb
+from archiver.cli.common import Since, emit, fail, open_publisher, open_runtime, show_table, state
 from archiver.domain.recordings import RecordingKind
 from archiver.ledger.store import utcnow
-from archiver.runtime import Runtime
+from archiver.settings.config import Settings
 from archiver.settings.destinations import require_secrets
-
-
-def _print(args: argparse.Namespace, data: Any, rows: list[dict[str, Any]], columns: tuple[str, ...],
-           summary: str) -> None:
-    if args.json:
-        print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-        return
-    if rows:
-        print(format_table(rows, columns))
-    print(summary)
-
 
 KINDS = tuple(RecordingKind)
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+@verb("verify", short_help="check that succeeded copies still exist with the recorded size and checksum",
+      help="for each succeeded copy changed in the window, look at the object in its destination and "
+           "compare size (and sha256 when the object carries one) with the ledger; --deep reads it back "
+           "and hashes it. Records verified_at, or a flag (verify_missing, verify_mismatch). Exit 1 if "
+           "any copy is missing, different or could not be checked.")
+@click.option("--since", type=Since(), default="24h", show_default=True,
+              help="copies that finished since, e.g. 24h, 7d, 2026-11-01")
+@click.option("--deep", is_flag=True, help="read every object back and hash it (slow, costs egress)")
+def verify(since: datetime, deep: bool) -> int:
     from archiver.copy.verification import problems, verify_copies
 
-    settings = settings_of(args)
-    require_secrets(settings.destinations)  # verify reads copies back: a missing secret is no "error" verdict
-    runtime = Runtime.create(settings)
-    verdicts = verify_copies(runtime, since=args.since, deep=args.deep)
+    current = settings()
+    require_secrets(current.destinations)  # verify reads copies back: a missing secret is no "error" verdict
+    runtime = open_runtime(current)
+    verdicts = verify_copies(runtime, since=since, deep=deep)
     rows = [{**v.to_json(), "job": v.job_id} for v in verdicts]
-    bad = problems(verdicts)
     counts = {r: sum(v.result == r for v in verdicts) for r in ("ok", "mismatch", "missing", "error", "unproven")}
-    summary = f"{len(verdicts)} copies checked{' (read back)' if args.deep else ''}: " + \
+    summary = f"{len(verdicts)} copies checked{' (read back)' if deep else ''}: " + \
         ", ".join(f"{n} {r}" for r, n in counts.items() if n or r != "unproven")
-    _print(args, [v.to_json() for v in verdicts], rows, ("job", "destination", "key", "result", "detail"), summary)
-    return FOUND_PROBLEMS if bad else OK
+    emit([v.to_json() for v in verdicts], rows, ("job", "destination", "key", "result", "detail"), summary)
+    return FOUND_PROBLEMS if problems(verdicts) else OK
 
 
-def cmd_reconcile(args: argparse.Namespace) -> int:
-    from kombu.exceptions import OperationalError
+def missing_credentials(current: Settings) -> str | None:
+    """Why VideoSDK's REST API cannot be called (no api_key, no VIDEOSDK_SECRET_KEY), or None."""
+    missing = [name for name, value in (("[videosdk] api_key", current.videosdk.api_key),
+                                        ("VIDEOSDK_SECRET_KEY", os.environ.get("VIDEOSDK_SECRET_KEY"))) if not value]
+    if not missing:
+        return None
+    return (f"missing_credentials: {' and '.join(missing)} not set; this verb calls VideoSDK's REST API, which "
+            f"needs [videosdk] api_key (or ARCHIVER_VIDEOSDK_API_KEY) and the VIDEOSDK_SECRET_KEY environment "
+            f"variable (both from app.videosdk.live, API keys)")
 
-    from archiver.maintenance.reconcile import reconcile
+
+@verb("reconcile", short_help="archive recordings of every kind that VideoSDK has and no webhook announced",
+      help="archive recordings of every kind that VideoSDK has and no webhook announced: list every "
+           "recording kind of every room seen in the ledger in the window, of the rooms VideoSDK lists, "
+           "of [videosdk] rooms and of --room; archive files the ledger lacks, fill in sizes and "
+           "recording ids, flag copies whose size differs from VideoSDK's. Exit 1 if anything new or "
+           "mismatched was found or anything failed; missing credentials stop it at once (exit 2).")
+@click.option("--since", type=Since(), default=None, help="the window, e.g. 48h, 7d (default: [reconcile] "
+                                                          "window_hours)")
+@click.option("--room", multiple=True, metavar="ID", help="also this room (repeatable)")
+@click.option("--kind", multiple=True, type=click.Choice([str(k) for k in KINDS]),
+              help="only this recording kind (repeatable)")
+@click.option("--no-room-list", is_flag=True, help="do not page through GET /v2/rooms (only ledger, configured "
+                                                   "and --room rooms)")
+def reconcile(since: datetime | None, room: tuple[str, ...], kind: tuple[str, ...], no_room_list: bool) -> int:
+    from archiver.maintenance.reconcile import reconcile as run_reconcile
     from archiver.videosdk.api import VideoSDKClient
-    from archiver.worker.app import Publisher, create_app
 
-    settings = settings_of(args)
-    runtime = Runtime.create(settings)
-    window = args.since or utcnow() - timedelta(hours=settings.reconcile.window_hours)
-    publisher = Publisher(create_app(settings))
-    try:
-        with VideoSDKClient.from_settings(settings) as client:
-            report = reconcile(runtime.ledger, settings, client, publisher.copies, since=window, rooms=args.room,
-                               kinds=[RecordingKind(k) for k in args.kind] or KINDS, discover=not args.no_room_list)
-    except OperationalError as exc:  # publishing happens inside the ledger transaction: nothing was recorded
-        print(f"archiver reconcile: the broker is unreachable ({exc}); nothing new was recorded", file=sys.stderr)
-        return FOUND_PROBLEMS
+    current = settings()
+    if why := missing_credentials(current):
+        return fail(why)
+    runtime = open_runtime(current)
+    window = since or utcnow() - timedelta(hours=current.reconcile.window_hours)
+    publisher = open_publisher(current)
+    with VideoSDKClient.from_settings(current) as client:
+        report = run_reconcile(runtime.ledger, current, client, publisher.copies, since=window, rooms=list(room),
+                               kinds=[RecordingKind(k) for k in kind] or KINDS, discover=not no_room_list)
     if report.error:
-        print(f"archiver reconcile: stopped: {report.error}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False, default=str))
+        fail(f"stopped: {report.error}")
+    if state().json:
+        emit(report.to_json())
         return FOUND_PROBLEMS if report.found_anything else OK
-    kinds = [{"kind": kind, **asdict(c)} for kind, c in report.by_kind().items()]
-    print(format_table(kinds, ("kind", "recordings", "listed", "already_archived", "newly_queued", "failed",
-                               "not_ready", "mismatches")))
-    failed = [{"room": r.room, "kind": kind, "error": error} for r in report.rooms for kind, error in r.errors.items()]
+    kinds = [{"kind": k, **asdict(c)} for k, c in report.by_kind().items()]
+    show_table(kinds, ("kind", "recordings", "listed", "already_archived", "newly_queued", "failed", "not_ready",
+                       "mismatches"))
+    failed = [{"room": r.room, "kind": k, "error": error} for r in report.rooms for k, error in r.errors.items()]
     if report.discovery is not None and report.discovery.error:
         failed.insert(0, {"room": "(room list)", "kind": "-", "error": report.discovery.error})
     if failed:
-        print(format_table(failed, ("room", "kind", "error")))
+        show_table(failed, ("room", "kind", "error"))
     print(report.summary())
     return FOUND_PROBLEMS if report.found_anything else OK
 
 
-def cmd_prune(args: argparse.Namespace) -> int:
-    from archiver.maintenance.retention import RetentionOff, failures, prune
-    from archiver.videosdk.api import VideoSDKClient
-
-    settings = settings_of(args)
-    runtime = Runtime.create(settings)
-    try:
-        if args.dry_run:
-            decisions = prune(runtime.ledger, settings, None, dry_run=True)
-        else:
-            with VideoSDKClient.from_settings(settings) as client:
-                decisions = prune(runtime.ledger, settings, client)
-    except RetentionOff as exc:
-        print(f"archiver prune: {exc}", file=sys.stderr)
-        return USAGE
-    counts: dict[str, int] = {}
-    for d in decisions:
-        counts[d.action] = counts.get(d.action, 0) + 1
-    summary = ("dry run, nothing deleted: " if args.dry_run else "") + \
-        (", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "no recordings awaiting deletion")
-    _print(args, [d.to_json() for d in decisions], [d.to_json() for d in decisions],
-           ("kind", "recording_id", "meeting_id", "files", "action", "reason"), summary)
-    return FOUND_PROBLEMS if failures(decisions) else OK
+def register(group: click.Group) -> None:
+    group.add_command(verify)
+    group.add_command(reconcile)
 
 
-def register(verbs: Any) -> None:
-    verify = verbs.add_parser(
-        "verify", help="check that succeeded copies still exist with the recorded size and checksum",
-        description="For each succeeded copy changed in the window, look at the object in its destination and "
-                    "compare size (and sha256 when the object carries one) with the ledger; --deep reads it back "
-                    "and hashes it. Records verified_at, or an error (verify_missing, verify_mismatch). "
-                    "Exit 1 if any copy is missing, different or could not be checked.")
-    verify.add_argument("--since", type=since, default="24h",
-                        help="copies that finished since, e.g. 24h (default), 7d, 2026-11-01")
-    verify.add_argument("--deep", action="store_true", help="read every object back and hash it (slow, costs egress)")
-    verify.add_argument("--json", action="store_true", help="print a JSON array")
-    verify.set_defaults(func=cmd_verify)
-
-    reconcile = verbs.add_parser(
-        "reconcile", help="archive recordings of every kind that VideoSDK has and no webhook announced",
-        description="List every recording kind (room, participant, track, merge, composite, transcoding, "
-                    "transcript) of every room seen in the ledger in the window, of the rooms VideoSDK lists "
-                    "(GET /v2/rooms, created or updated in the window), of [videosdk] rooms and of --room; "
-                    "archive files the ledger lacks, fill in sizes and recording ids, flag copies whose size "
-                    "differs from VideoSDK's. Exit 1 if anything new or mismatched was found or anything failed; "
-                    "an authentication failure stops the run at once.")
-    reconcile.add_argument("--since", type=since, default=None,
-                           help="the window, e.g. 48h, 7d (default: [reconcile] window_hours)")
-    reconcile.add_argument("--room", action="append", default=[], metavar="ID", help="also this room (repeatable)")
-    reconcile.add_argument("--kind", action="append", choices=[str(k) for k in KINDS], default=[],
-                           metavar="KIND", help="only this recording kind (repeatable): "
-                                                + ", ".join(map(str, KINDS)))
-    reconcile.add_argument("--no-room-list", action="store_true",
-                           help="do not page through GET /v2/rooms (only ledger, configured and --room rooms)")
-    reconcile.add_argument("--json", action="store_true", help="print a JSON object")
-    reconcile.set_defaults(func=cmd_reconcile)
-
-    prune = verbs.add_parser(
-        "prune", help="delete recordings from VideoSDK once every copy is verified ([retention])",
-        description="Needs [retention] delete_from_videosdk = \"after-verified\" (exit 2 otherwise). Deletes a "
-                    "room, participant, track or composite recording from VideoSDK only when every file of it has, "
-                    "in every destination, a succeeded, verified, unflagged copy of the right size, and VideoSDK "
-                    "lists no file of it the ledger lacks; records every deletion. Exit 1 if a deletion failed.")
-    prune.add_argument("--dry-run", action="store_true",
-                       help="print what would be deleted, judged on the ledger alone; call and delete nothing")
-    prune.add_argument("--json", action="store_true", help="print a JSON array")
-    prune.set_defaults(func=cmd_prune)
+__all__ = ["USAGE", "missing_credentials", "reconcile", "register", "verify"]

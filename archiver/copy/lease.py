@@ -18,6 +18,7 @@ class LeaseKeeper:
     def __init__(self, runtime: Runtime, job_id: int, worker: str) -> None:
         self.runtime, self.job_id, self.worker = runtime, job_id, worker
         self.lost = False
+        self.done: int | None = None  # bytes copied so far, set by the copy loop; recorded at each renewal
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{job_id}", daemon=True)
 
@@ -26,7 +27,7 @@ class LeaseKeeper:
         last_renewed = time.monotonic()
         while not self._stop.wait(lease / 3):
             try:
-                renewed = self.runtime.ledger.renew(self.job_id, self.worker, self.runtime.lease)
+                renewed = self.runtime.ledger.renew(self.job_id, self.worker, self.runtime.lease, done=self.done)
             except Exception:  # a locked or dropped database: keep trying while the lease may still be ours
                 log.warning("job %s: lease renewal failed; retrying", self.job_id, exc_info=True,
                             extra={"job_id": self.job_id})

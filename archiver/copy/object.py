@@ -113,9 +113,9 @@ def put(task: CopyTask, key: str, download: Download, *, content_type: str, head
                 refuse_if_too_large(task.runtime, writer.bytes_written + n, f"{key}: the source sent at least")
             writer.write(view[:n])
             task.lease.check()
+            task.lease.done = task.uploaded_bytes + writer.bytes_written
             if task.progress is not None:
-                task.progress(task.job, task.uploaded_bytes + writer.bytes_written,
-                              None if task.many else download.size)
+                task.progress(task.job, task.lease.done, None if task.many else download.size)
         size, sha256 = writer.bytes_written, writer.sha256_hex
         if download.expected_sha256 is not None and download.expected_sha256 != sha256:
             raise SourceChanged(f"{key}: read sha256 {sha256}, the source's own digest is {download.expected_sha256}")

@@ -120,12 +120,18 @@ class Ledger:
             db.add(JobAttempt(job_id=job_id, number=attempts, worker=worker, started_at=now))
         return self.job(job_id)
 
-    def renew(self, job_id: int, worker: str, lease: timedelta) -> bool:
+    def renew(self, job_id: int, worker: str, lease: timedelta, *, done: int | None = None) -> bool:
+        """Extend the lease; `done` (bytes copied so far) goes on the open attempt, so `archiver status`
+        shows how far a running copy is (as of the last renewal)."""
         now = utcnow()
         with self.sessions.begin() as db:
-            return bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
-                                                         CopyJob.state == "running")
-                                   .values(lease_expires_at=now + lease)).rowcount)
+            renewed = bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
+                                                            CopyJob.state == "running")
+                                      .values(lease_expires_at=now + lease)).rowcount)
+            if renewed and done is not None:
+                db.execute(update(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.worker == worker,
+                                                    JobAttempt.finished_at.is_(None)).values(bytes=done))
+            return renewed
 
     def set_key(self, job_id: int, worker: str, key: str, *, manifest: bool = False) -> str | None:
         """Record the key a job rendered at claim time (it had none: its template failed at intake).
@@ -185,10 +191,11 @@ class Ledger:
             return bool(done)
 
     def requeue(self, job_ids: Iterable[int] | None = None, *, failed: bool = False,
-                held: bool = False) -> list[int]:
+                held: bool = False, dry_run: bool = False) -> list[int]:
         """Operator retry: failed jobs (`failed`), held ones (`held`: waiting for the customer's storage
         as a source) or the given ones back to pending. Succeeded copies are never re-run, except one
-        that `verify` found missing from its destination (deleted behind our back)."""
+        that `verify` found missing from its destination (deleted behind our back). `dry_run`: return
+        the ids that would be requeued and change nothing."""
         retryable = or_(CopyJob.state == "failed", and_(CopyJob.state == "succeeded",
                                                          CopyJob.error_code == "verify_missing"))
         if held:
@@ -200,9 +207,12 @@ class Ledger:
             if job_ids is not None:
                 query = query.where(CopyJob.id.in_(list(job_ids)))
             ids = list(db.scalars(query))
-            if ids:
-                # A fresh attempt budget; every earlier attempt stays in job_attempts. The commit intent
-                # (bytes, sha256) is cleared: it described an object that is no longer there.
+            if ids and not dry_run:
+                # A fresh attempt budget; every earlier attempt (and its error) stays in job_attempts. The
+                # job's own error is cleared: it belonged to the attempt that failed, not to this one.
+                # The commit intent (bytes, sha256) is cleared: it described an object no longer there.
+                db.execute(update(CopyJob).where(CopyJob.id.in_(ids), CopyJob.state != "succeeded")
+                           .values(error_code=None, error_message=None))
                 db.execute(update(CopyJob).where(CopyJob.id.in_(ids))
                            .values(state="pending", attempts=0, updated_at=utcnow(), finished_at=None,
                                    verified_at=None))

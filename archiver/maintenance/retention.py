@@ -106,8 +106,9 @@ def prune(ledger: Ledger, settings: Settings, client: VideoSDKClient | None, *,
           dry_run: bool = False) -> list[Decision]:
     """Judge every recording not yet deleted; unless ``dry_run``, delete those that qualify and record
     each attempt. ``client`` may be None for a dry run (no call is made, so VideoSDK's own list of the
-    recording's files is compared only when deleting)."""
-    if not enabled(settings):
+    recording's files is compared only when deleting). A dry run works while retention is off: it is
+    how an operator previews what turning it on would delete."""
+    if not dry_run and not enabled(settings):
         raise RetentionOff("retention is off: set [retention] delete_from_videosdk = \"after-verified\" to "
                            "delete recordings from VideoSDK once every copy is verified")
     decisions: list[Decision] = []

@@ -12,8 +12,9 @@ SOAK_ARGS ?=
 
 .PHONY: run test lint lock bench soak clean
 
+# `make run PORT=8080` (and HOST=0.0.0.0) to listen elsewhere than [receiver] host:port.
 run: $(STAMPS)/venv
-	$(VENV)/bin/archiver up
+	$(VENV)/bin/archiver up$(if $(HOST), --host $(HOST))$(if $(PORT), --port $(PORT))
 
 test: $(STAMPS)/venv $(STAMPS)/npm
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)

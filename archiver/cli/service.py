@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -22,7 +23,9 @@ from typing import Any
 
 from archiver.cli.common import OK, settings_of
 from archiver.ledger.database import create_ledger_engine, upgrade
-from archiver.preflight import StartupError, check_broker, check_ledger
+from archiver.observability.logs import json_wanted
+from archiver.observability.redaction import mask_url
+from archiver.preflight import StartupError, check_broker, check_ledger, check_port
 from archiver.private_files import private_dir
 from archiver.runtime import Runtime
 from archiver.settings.config import Settings
@@ -34,6 +37,7 @@ QUEUES = "events,archive,maintenance"
 STOP_GRACE, ABORT_SECONDS, BROKER_TIMEOUT = 60.0, 20.0, 120.0
 SERVE_STOP_SECONDS = 5  # requests still open this long after SIGTERM are cut off
 UP_MARGIN = 10.0  # `up` waits for its children the worker's bound plus this, then kills what is left
+log = logging.getLogger("archiver.service")
 
 
 def preflight(settings: Settings) -> None:
@@ -60,14 +64,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from archiver.worker.app import Publisher, create_app
 
     settings = settings_of(args)
+    host, port = args.host or settings.receiver.host, args.port or settings.receiver.port
+    check_port(host, port)  # a busy port is the first thing said, in one line
     preflight(settings)
     runtime = Runtime.create(settings)
     app = create_receiver(settings, runtime.ledger, publisher=Publisher(create_app(settings)))
-    host, port = args.host or settings.receiver.host, args.port or settings.receiver.port
-    print(f"archiver receiver: POST http://{host}:{port}{settings.receiver.path} "
-          f"(signatures {'verified' if settings.videosdk.verify_signatures else 'NOT verified'})", flush=True)
+    # Log lines, not print(): off a terminal everything the receiver writes is a JSON line.
+    log.info("archiver receiver: POST http://%s:%s%s (signatures %s)", host, port, settings.receiver.path,
+             "verified" if settings.videosdk.verify_signatures else "NOT verified")
     if warning := check_descriptors(settings.receiver.max_connections):
-        print(warning, file=sys.stderr, flush=True)
+        log.warning("%s", warning)
     # uvicorn stops on SIGTERM/SIGINT; without a timeout it would wait for every open request.
     serve_receiver(app, settings.receiver, host, port, stop_seconds=SERVE_STOP_SECONDS)
     return OK
@@ -113,8 +119,11 @@ def cmd_beat(args: argparse.Namespace) -> int:
     from archiver.worker.app import app
 
     os.umask(0o077)  # the schedule (shelve files, names chosen by dbm) is created owner-only
+    quiet = json_wanted()  # off a terminal, one log line instead of Celery's banner (print()s)
+    if quiet:
+        log.info("beat starting: schedule %s, broker %s", schedule, mask_url(str(app.conf.broker_url)))
     # Celery beat turns SIGTERM/SIGINT into SystemExit at once (celery/apps/beat.py install_sync_handler).
-    app.Beat(schedule=str(schedule), loglevel="INFO").run()
+    app.Beat(schedule=str(schedule), loglevel="INFO", quiet=quiet).run()
     return OK
 
 
@@ -147,12 +156,13 @@ def _up_bound(stop_grace: float) -> float:
 
 def cmd_up(args: argparse.Namespace) -> int:
     settings = settings_of(args)
+    host, port = args.host or settings.receiver.host, args.port or settings.receiver.port
+    check_port(host, port)  # before any child starts: a busy port is not buried among worker banners
     if settings.database_url.startswith("sqlite"):
         check_ledger(settings, require_current=False)  # one line if the file cannot be opened
         upgrade(create_ledger_engine(settings.database_url))  # embedded ledger: created/upgraded on first run
     preflight(settings)
     private_dir(".archiver")
-    host, port = args.host or settings.receiver.host, args.port or settings.receiver.port
     print(describe(settings, host, port, args.stop_grace), flush=True)
     me = [sys.executable, "-m", "archiver.cli"]
     grace = f"{args.stop_grace:g}"

@@ -35,6 +35,7 @@ soak: $(STAMPS)/venv $(STAMPS)/npm
 
 lint: $(STAMPS)/venv
 	$(VENV)/bin/ruff check archiver providers tests celeryconfig.py bench
+	$(VENV)/bin/mypy  # [tool.mypy] in pyproject.toml: strict on archiver/domain and providers
 	@$(PY) -m tests.dependency_audit requirements.lock requirements.azure-identity.lock
 
 # The image installs exactly these versions (pip --require-hashes): refresh after changing the

@@ -43,7 +43,8 @@ def _lines(service: Service) -> list[dict[str, Any]]:
         try:
             entry = json.loads(line)
         except ValueError:
-            raise AssertionError(f"{service.log.name} line {number} is not JSON: {line!r}\n{service.output()}")
+            raise AssertionError(f"{service.log.name} line {number} is not JSON: {line!r}\n"
+                                 f"{service.output()}") from None
         assert isinstance(entry, dict) and {"time", "level", "logger", "message"} <= entry.keys(), line
         entries.append(entry)
     return entries

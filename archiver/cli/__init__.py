@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from archiver.cli.common import USAGE
 from archiver.ledger.database import LedgerError
@@ -23,7 +24,7 @@ VERB_MODULES = ("service", "jobs", "storage", "configuration", "demo", "sync")
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 too; say what to run for help
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 too; say what to run for help
         self.print_usage(sys.stderr)
         self.exit(USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 

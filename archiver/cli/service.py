@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from archiver.cli.common import OK, settings_of
 from archiver.ledger.database import create_ledger_engine, upgrade
@@ -186,6 +186,11 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _verb(child: subprocess.Popen[bytes]) -> str:
+    """The verb a child runs (`_child` got [python, -m, archiver.cli, VERB, ...])."""
+    return str(cast("list[str]", child.args)[3])
+
+
 def _supervise(children: list[subprocess.Popen[bytes]], bound: float) -> int:
     """Run until a signal or a child's exit; then SIGTERM every child and wait `bound` seconds at
     most, SIGKILLing what is left. 0 after a requested stop, 1 if a child stopped on its own or had
@@ -208,11 +213,11 @@ def _supervise(children: list[subprocess.Popen[bytes]], bound: float) -> int:
             os.killpg(child.pid, signal.SIGKILL)
         child.wait()
     if died and not asked:
-        names = ", ".join(f"{c.args[3]} (exit {c.returncode})" for c in died)
+        names = ", ".join(f"{_verb(c)} (exit {c.returncode})" for c in died)
         print(f"archiver up: {names} stopped unexpectedly; everything was shut down", file=sys.stderr, flush=True)
         return 1
     if killed:
-        print(f"archiver up: {', '.join(str(c.args[3]) for c in killed)} still running {bound:g} s after "
+        print(f"archiver up: {', '.join(_verb(c) for c in killed)} still running {bound:g} s after "
               "SIGTERM; killed", file=sys.stderr, flush=True)
         return 1
     print("archiver up: stopped", flush=True)

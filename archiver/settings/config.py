@@ -299,7 +299,7 @@ def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
         problems.append("destinations: must be an array of tables ([[destinations]])")
         dest_tables = []
     destinations = [d for i, t in enumerate(dest_tables) if (d := parse_destination(i, t, problems))]
-    names = [t.get("name") for t in dest_tables if isinstance(t, dict) and isinstance(t.get("name"), str)]
+    names: list[str] = [t["name"] for t in dest_tables if isinstance(t, dict) and isinstance(t.get("name"), str)]
     problems += [f"destinations: name {n!r} is used more than once" for n in sorted({n for n in names
                                                                                     if names.count(n) > 1})]
     return Settings(**{k: v for k, v in top.items() if v is not None}, source=source, retry=retry,

@@ -115,7 +115,7 @@ def parse_destination(index: int, table: Any, problems: list[str]) -> Destinatio
     if template is not None:
         accepted = frozenset(events) & ARCHIVABLE_TYPES if isinstance(events, list) else ARCHIVABLE_TYPES
         problems += _unrenderable(where, template, accepted)
-    if len(problems) > before or template is None:
+    if len(problems) > before or template is None or not isinstance(name, str):
         return None
     return Destination(name=name, url=url, template=template, provider_url=provider_url, options=options,
                        events=frozenset(events) if events is not None else None,

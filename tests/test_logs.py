@@ -84,6 +84,7 @@ def test_worker_and_beat_write_json_lines_off_a_terminal(tmp_path: Path, redis_s
     copied = next(e for e in worker_lines if e["message"].endswith(": succeeded"))
     # A task's lines say which task (Celery's plain format put this in its prefix).
     assert copied["task"] == "archiver.copy_file" and copied["task_id"] and copied["level"] == "info"
+    assert copied["logger"] == "archiver.worker.tasks"
     assert any(e["logger"] == "archiver.worker" and "shutdown" in e["message"] for e in worker_lines)
     assert any(e["logger"] == "celery.beat" for e in beat_lines)
     for log in (worker.log, beat.log):

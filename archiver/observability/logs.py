@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -28,8 +28,10 @@ NOISY = ("httpx", "httpcore", "botocore", "urllib3", "azure", "google", "alembic
 # Field names whose values are credentials, whatever they hold (substrings, lower case).
 SECRET_FIELDS = ("password", "passwd", "secret", "token", "authorization", "signature", "credential",
                  "connection_string", "private_key", "api_key", "apikey")
-# uvicorn passes a coloured copy of each message as extra={"color_message": ...}: not context.
-DROPPED = ("color_message",)
+# Not context: uvicorn's coloured copy of each message (extra={"color_message": ...}), and Celery's
+# extra={"data": {...}} (celery/app/trace.py, worker/strategy.py), which repeats the message's values
+# and adds the task's arguments: a webhook body, with its file URLs' signed query strings.
+DROPPED = ("color_message", "data")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>]+")
 # Connection-string and query pairs whose value is a credential (Azure AccountKey, SAS sig, ...).
 _PAIR = re.compile(r"(?i)\b(AccountKey|SharedAccessSignature|SharedAccessKey|password|pwd|sig)=([^;&\s\"']+)")
@@ -47,15 +49,25 @@ def scrub_text(text: str) -> str:
     return text
 
 
+def _scrub_value(name: str, value: Any) -> Any:
+    if value not in (None, "") and any(word in name.lower() for word in SECRET_FIELDS):
+        return MASK
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, Mapping):
+        return {k: _scrub_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub_value(name, v) for v in value]
+    return value
+
+
 def scrub(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: mask secret-named fields and credentials inside every string value."""
+    """structlog processor: mask secret-named fields and credentials inside every string value
+    (nested mappings and lists included)."""
     for name in DROPPED:
         event.pop(name, None)
     for name, value in event.items():
-        if value not in (None, "") and any(word in name.lower() for word in SECRET_FIELDS):
-            event[name] = MASK
-        elif isinstance(value, str):
-            event[name] = scrub_text(value)
+        event[name] = _scrub_value(name, value)
     return event
 
 

@@ -218,13 +218,21 @@ class KeyCache:
                     return None
                 self._last_fetch = now  # counted even if the fetch fails: no hammering during an outage
             try:
-                # PEM only, not load_public_key: a fetched string must never be treated as a local path.
-                key = _load_pem(self._fetch())
-            except (KeyUnavailable, ValueError) as exc:  # messages that quote no key material
+                text = self._fetch()
+            except KeyUnavailable as exc:  # says where, why and the fix; quotes no key material
                 self._failed(str(exc))
                 return None
-            except Exception as exc:
+            except Exception as exc:  # anything else is named only: its message might quote an answer
                 self._failed(type(exc).__name__)
+                return None
+            try:
+                # PEM only, not load_public_key: a fetched string must never be treated as a local path.
+                key = _load_pem(text)
+            except ValueError as exc:  # _load_pem's messages quote nothing of the text
+                self._failed(f"the answer is not a usable key: {exc}")
+                return None
+            except Exception as exc:
+                self._failed(f"the answer is not a usable key ({type(exc).__name__})")
                 return None
             with self._lock:
                 self._key = key

@@ -12,8 +12,9 @@ SOAK_ARGS ?=
 
 .PHONY: run test lint lock bench soak clean promtool
 
+# `make run PORT=8080` (and HOST=0.0.0.0) to listen elsewhere than [receiver] host:port.
 run: $(STAMPS)/venv-run
-	$(VENV)/bin/archiver up
+	$(VENV)/bin/archiver up$(if $(HOST), --host $(HOST))$(if $(PORT), --port $(PORT))
 
 test: $(STAMPS)/venv $(STAMPS)/npm promtool
 	PATH="$(CURDIR)/$(PROMTOOL_DIR):$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
@@ -47,6 +48,7 @@ soak: $(STAMPS)/venv $(STAMPS)/npm
 
 lint: $(STAMPS)/venv
 	$(VENV)/bin/ruff check archiver providers tests celeryconfig.py bench
+	$(VENV)/bin/mypy  # [tool.mypy] in pyproject.toml: strict on archiver/domain and providers
 	@$(PY) -m tests.dependency_audit requirements.lock requirements.azure-identity.lock
 
 # The image installs exactly these versions (pip --require-hashes): refresh after changing the

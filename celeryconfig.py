@@ -1,4 +1,5 @@
-"""Celery settings for the archive workers. The values come from archiver.toml / ARCHIVER_* variables.
+"""Celery settings for the archive workers. The values come from archiver.toml / ARCHIVER_* variables,
+read by `from_environment()` when a process first needs them; importing this module reads nothing.
 
 acks_late + reject_on_worker_lost + prefetch 1: a task is acknowledged only after it finished, a
 worker killed mid-copy gives its task back to the broker, and one worker never hoards long copies.
@@ -97,7 +98,6 @@ def build(settings: Settings) -> dict[str, Any]:
     }
 
 
-
 def sync_schedule(settings: Settings) -> dict[str, Any]:
     """Reconcile every [reconcile] interval_minutes (0: never); prune hourly, only when retention is on;
     notifications every NOTIFICATION_SWEEP_SECONDS when [[notifications]] are configured."""
@@ -117,4 +117,8 @@ def sync_schedule(settings: Settings) -> dict[str, Any]:
     return schedule
 
 
-globals().update(build(load_settings()))
+def from_environment() -> dict[str, Any]:
+    """The settings of archiver.toml / ARCHIVER_* as Celery configuration. Called when a worker, beat or
+    publisher first needs its configuration (archiver.worker.app), never at import: a bad
+    ARCHIVER_CONFIG must not break `import celeryconfig` or `import archiver.worker.tasks`."""
+    return build(load_settings())

@@ -11,6 +11,8 @@ Pure: imports no Celery and no kombu; the broker probe is passed in (celery_app.
 
 from __future__ import annotations
 
+import errno
+import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -170,3 +172,36 @@ def _fix(kind: tuple[str, str, str], url: str, why: str) -> str:
         if any(n in lowered for n in needles):
             return hint.format(setting=setting, var=var)
     return f"start the {kind[0]} or set {setting} ({var}) to one that runs and answers"
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind host:port once, as uvicorn will (SO_REUSEADDR, every address the host resolves to), and let
+    it go: a port another process listens on is refused here, before a worker or beat starts, with one
+    StartupError line instead of uvicorn's message among their banners. (A process that takes the port
+    between this check and uvicorn's bind still makes uvicorn fail, with its own message.)"""
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise StartupError(f"receiver address {host}:{port} cannot be used: {exc}; set [receiver] host "
+                           "(ARCHIVER_RECEIVER_HOST) or pass --host with an address of this machine") from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRNOTAVAIL and family == socket.AF_INET6:
+                    continue  # no IPv6 on this machine; uvicorn skips it too
+                raise StartupError(_port_line(host, port, exc)) from None
+
+
+def _port_line(host: str, port: int, exc: OSError) -> str:
+    why = exc.strerror or str(exc)
+    if exc.errno == errno.EADDRINUSE:
+        fix = (f"another process listens there (`ss -ltnp 'sport = :{port}'` names it): stop it, or pass "
+               f"--port (`make run PORT=8080`) or set [receiver] port (ARCHIVER_RECEIVER_PORT)")
+    elif exc.errno == errno.EACCES:
+        fix = "ports below 1024 need privileges: pass --port with 1024 or above, or set [receiver] port"
+    else:
+        fix = "pass --host/--port or set [receiver] host and port (ARCHIVER_RECEIVER_HOST/_PORT)"
+    return f"receiver cannot listen on {host}:{port}: {why}; {fix}"

@@ -21,7 +21,7 @@ from bench.loadreport import cpu_seconds, ms, percentile
 from bench.loadstack import Service
 from tests.http_source import sha256
 
-OUTCOME = re.compile(rb": job \d+: (\w+)")
+OUTCOME = re.compile(rb"[:\"] ?job \d+: (\w+)")  # in a JSON line: "message": "job 5: succeeded"
 
 
 def _aware(value: datetime | None) -> datetime | None:

@@ -44,4 +44,4 @@ class ChunkStream(io.RawIOBase):
 
 def chunk_reader(chunks: Iterator[bytes], translate: Callable[[Exception], StorageError],
                  on_close: Callable[[], None] | None = None, buffer_size: int = 1 << 20) -> BinaryIO:
-    return io.BufferedReader(ChunkStream(chunks, translate, on_close), buffer_size)  # type: ignore[return-value]
+    return io.BufferedReader(ChunkStream(chunks, translate, on_close), buffer_size)

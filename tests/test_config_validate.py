@@ -4,6 +4,7 @@ with a suggestion, and relative paths that do not depend on the current folder (
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -211,14 +212,21 @@ def test_serve_says_which_config_and_ledger_it_uses_from_any_folder(tmp_path: Pa
     env.update(ARCHIVER_CONFIG=str(config), ARCHIVER_LEASE_SECOND="30", PYTHONPATH=str(Path.cwd()))
     serve = subprocess.Popen([sys.executable, "-m", "archiver.cli", "serve", "--port", str(free_port())],
                              cwd=elsewhere, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: list[str] = []
     try:
-        assert serve.stdout is not None and serve.stderr is not None
-        banner = serve.stdout.readline()
+        assert serve.stderr is not None
+        # Off a terminal the service writes JSON log lines on stderr: the warning first, then the banner.
+        while not any("archiver receiver:" in line for line in seen):
+            line = serve.stderr.readline()
+            assert line, seen
+            seen.append(line)
     finally:
         serve.terminate()
         serve.wait(timeout=30)
-    assert f"config file: {config.resolve()}" in banner, (banner, serve.stderr.read())
+    messages = [json.loads(line)["message"] for line in seen]
+    banner = messages[-1]
+    assert f"config file: {config.resolve()}" in banner, messages
     assert f"ledger: SQLite file {home.resolve() / 'state' / 'ledger.db'}" in banner
-    assert (home / "state" / "ledger.db").exists() and not (elsewhere / "state").exists()
     assert "warning: ARCHIVER_LEASE_SECOND is not a setting and is ignored; did you mean ARCHIVER_LEASE_SECONDS?" \
-        in serve.stderr.read()
+        in messages
+    assert (home / "state" / "ledger.db").exists() and not (elsewhere / "state").exists()

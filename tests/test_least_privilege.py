@@ -158,7 +158,8 @@ def test_serve_starts_and_accepts_a_webhook_without_any_storage_secret(serve: tu
         "content-type": "application/json", "videosdk-signature": sign_body(body, private)})  # type: ignore[arg-type]
     assert answer.status_code == 202, answer.text
     assert len(answer.json()["jobs"]) == 6  # one per destination, each with its secret still unread
-    assert httpx.get(f"{url}/readyz", timeout=10).json() == {"broker": "ok", "ledger": "ok"}
+    assert httpx.get(f"{url}/readyz", timeout=10).json() == {"broker": "ok", "ledger": "ok",
+                                                               "webhook_key": "ok"}
 
 
 def _cli(config: Path, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -95,10 +95,10 @@ def test_beat_and_serve_in_an_empty_folder_start_and_stop_at_once(verb: str, tmp
         if verb == "serve":
             def ready() -> bool:
                 try:
-                    return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+                    return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
                 except httpx.HTTPError:
                     return False
-            _wait("serve /readyz", ready, service=service)
+            _wait("serve /healthz", ready, service=service)
         else:
             _wait("beat", lambda: b"beat: Starting" in service.log.read_bytes(), service=service)
     finally:

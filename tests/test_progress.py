@@ -78,5 +78,5 @@ def test_a_worker_copy_logs_progress_and_moves_the_byte_counter_while_it_runs(ca
         progress(record, 400 << 20, 1 << 30)
     assert written() - before == 400 << 20
     lines = [r.getMessage() for r in caplog.records if "copying" in r.getMessage()]
-    assert lines == ["job 7: copying /encoded/videos/x.mp4 to progress-test: 300.0 MiB of 1.0 GiB (29%), "
+    assert lines == ["job 7 copying /encoded/videos/x.mp4 to progress-test: 300.0 MiB of 1.0 GiB (29%), "
                      "10.5 MB/s, ETA 1 min 12 s"]

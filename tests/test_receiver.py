@@ -174,7 +174,7 @@ def test_health_metrics_and_openapi(receiver: Receiver) -> None:
     receiver.post(stopped("metrics-room"))
     receiver.post(stopped("metrics-room"), sign=False)
     assert httpx.get(receiver.url + "/healthz").json() == {"status": "alive"}
-    assert httpx.get(receiver.url + "/readyz").json() == {"broker": "ok", "ledger": "ok"}
+    assert httpx.get(receiver.url + "/readyz").json() == {"broker": "ok", "ledger": "ok", "webhook_key": "ok"}
     metrics = httpx.get(receiver.url + "/metrics").text
     assert 'archiver_webhook_requests_total{status="202",webhook_type="recording-stopped"} 1.0' in metrics
     assert 'archiver_webhook_requests_total{status="401",webhook_type="-"} 1.0' in metrics

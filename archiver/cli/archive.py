@@ -33,7 +33,8 @@ class Progress:
     def __init__(self, destination: str, file_path: str, quiet: bool = False) -> None:
         self.label = f"{destination}: {Path(file_path).name}"
         self.started = time.monotonic()
-        self.done, self.total, self.logged = 0, None, 0
+        self.done, self.logged = 0, 0
+        self.total: int | None = None
         self.quiet = quiet  # --json: stdout carries only the JSON
         self.bar: Any = None
         self.task: Any = None

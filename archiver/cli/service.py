@@ -10,8 +10,8 @@ bounded: SIGTERM ends serve and beat at once, the worker within --stop-grace + 2
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,9 @@ from archiver.cli.app import OK, settings, state, verb
 from archiver.cli.common import Seconds
 from archiver.cli.configuration import whereabouts
 from archiver.ledger.database import create_ledger_engine
-from archiver.preflight import StartupError, check_broker, check_ledger
+from archiver.observability.logs import json_wanted
+from archiver.observability.redaction import mask_url
+from archiver.preflight import StartupError, check_broker, check_ledger, check_port
 from archiver.private_files import private_dir
 from archiver.runtime import Runtime
 from archiver.settings.config import Settings
@@ -34,6 +36,7 @@ QUEUES = "events,archive,maintenance"
 STOP_GRACE, ABORT_SECONDS, BROKER_TIMEOUT = 60.0, 20.0, 120.0
 SERVE_STOP_SECONDS = 5  # requests still open this long after SIGTERM are cut off
 UP_MARGIN = 10.0  # `up` waits for its children the worker's bound plus this, then kills what is left
+log = logging.getLogger("archiver.service")
 
 
 def preflight(settings: Settings) -> None:
@@ -47,13 +50,17 @@ def preflight(settings: Settings) -> None:
 
 def _banner(data: dict[str, object], text: str) -> None:
     """What a service prints once it is about to serve: a JSON object under --json, else the text."""
-    print(json.dumps(data) if state().json else text, flush=True)
+    if state().json:
+        print(json.dumps(data), flush=True)
+    else:  # a log line, not print(): off a terminal everything a service writes is a JSON line
+        log.info("%s", text)
 
 
 def warn(settings: Settings) -> None:
-    """The configuration's warnings (e.g. a misspelt ARCHIVER_* variable, which is otherwise ignored)."""
+    """The configuration's warnings (e.g. a misspelt ARCHIVER_* variable, which is otherwise ignored), as
+    log lines: off a terminal everything a service writes is a JSON line."""
     for line in settings.warnings:
-        print(f"warning: {line}", file=sys.stderr, flush=True)
+        log.warning("warning: %s", line)
 
 
 def _processes(_ctx: object, _param: object, value: int) -> int:
@@ -79,8 +86,9 @@ def serve(host: str | None, port: int | None, processes: int) -> int:
     from archiver.worker.app import Publisher, create_app
 
     current = settings()
-    preflight(current)
     host, port = host or current.receiver.host, port or current.receiver.port
+    check_port(host, port)  # a busy port is the first thing said, in one line
+    preflight(current)
     verified = current.videosdk.verify_signatures
     warn(current)
     where = whereabouts(current)
@@ -90,7 +98,7 @@ def serve(host: str | None, port: int | None, processes: int) -> int:
             f"(signatures {'verified' if verified else 'NOT verified'}"
             f"{f', {processes} processes' if processes > 1 else ''}); " + "; ".join(where))
     if warning := check_descriptors(current.receiver.max_connections):
-        print(warning, file=sys.stderr, flush=True)
+        log.warning("%s", warning)
     if processes > 1:
         from archiver.intake.processes import serve_processes
 
@@ -127,7 +135,7 @@ def worker(concurrency: int | None, queues: str, metrics_port: int | None, stop_
     current = settings()
     require_secrets(current.destinations)  # the worker opens every destination: refuse to start without them
     preflight(current)
-    print("archiver worker: " + "; ".join(whereabouts(current)), file=sys.stderr, flush=True)
+    log.info("archiver worker: %s", "; ".join(whereabouts(current)))
     warn(current)
     Runtime.create(current)  # the allocator setting the pool processes inherit
     if metrics_port:
@@ -164,7 +172,7 @@ def worker(concurrency: int | None, queues: str, metrics_port: int | None, stop_
 def beat(schedule: str | None) -> int:
     current = settings()
     preflight(current)
-    print("archiver beat: " + "; ".join(whereabouts(current)), file=sys.stderr, flush=True)
+    log.info("archiver beat: %s", "; ".join(whereabouts(current)))
     warn(current)
     path = Path(schedule or ".archiver/celerybeat-schedule")
     try:
@@ -175,8 +183,11 @@ def beat(schedule: str | None) -> int:
     from archiver.worker.app import app
 
     os.umask(0o077)  # the schedule (shelve files, names chosen by dbm) is created owner-only
+    quiet = json_wanted()  # off a terminal, one log line instead of Celery's banner (print()s)
+    if quiet:
+        log.info("beat starting: schedule %s, broker %s", path, mask_url(str(app.conf.broker_url)))
     # Celery beat turns SIGTERM/SIGINT into SystemExit at once (celery/apps/beat.py install_sync_handler).
-    app.Beat(schedule=str(path), loglevel="INFO").run()
+    app.Beat(schedule=str(path), loglevel="INFO", quiet=quiet).run()
     return OK
 
 
@@ -186,8 +197,6 @@ def _embedded(settings: Settings) -> bool:
 
 def describe(settings: Settings, host: str, port: int, stop_grace: float = STOP_GRACE) -> str:
     """The `archiver up` banner: receiver URL, broker and ledger (passwords hidden), destinations."""
-    from archiver.observability.redaction import mask_url
-
     dests = "\n".join(f"    {d.name}: {d.url}" for d in settings.destinations)
     mode = ("embedded (SQLite broker and ledger: one machine only)" if _embedded(settings)
             else "external broker/ledger")

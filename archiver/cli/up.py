@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import cast
 
 import click
 
@@ -21,7 +22,7 @@ from archiver.cli.common import Seconds
 from archiver.cli.service import ABORT_SECONDS, STOP_GRACE, UP_MARGIN, describe, preflight, up_bound, warn
 from archiver.ledger.database import create_ledger_engine, upgrade
 from archiver.observability.redaction import mask_url
-from archiver.preflight import check_ledger
+from archiver.preflight import check_ledger, check_port
 from archiver.private_files import private_dir
 
 
@@ -35,12 +36,13 @@ from archiver.private_files import private_dir
               help=f"the worker's --stop-grace; `up` exits at most {ABORT_SECONDS + UP_MARGIN:g} s after it")
 def up(host: str | None, port: int | None, concurrency: int, stop_grace: float) -> int:
     current = settings()
+    host, port = host or current.receiver.host, port or current.receiver.port
+    check_port(host, port)  # before any child starts: a busy port is not buried among worker banners
     if current.database_url.startswith("sqlite"):
         check_ledger(current, require_current=False)  # one line if the file cannot be opened
         upgrade(create_ledger_engine(current.database_url))  # embedded ledger: created/upgraded on first run
     preflight(current)
     private_dir(".archiver")
-    host, port = host or current.receiver.host, port or current.receiver.port
     if state().json:
         print(json.dumps({"receiver": f"http://{host}:{port}{current.receiver.path}",
                           "broker": mask_url(current.broker_url), "ledger": mask_url(current.database_url),
@@ -55,6 +57,11 @@ def up(host: str | None, port: int | None, concurrency: int, stop_grace: float) 
                 _child([*me, "worker", "--concurrency", str(concurrency), "--stop-grace", grace]),
                 _child([*me, "beat"])]
     return _supervise(children, up_bound(stop_grace))
+
+
+def _verb(child: subprocess.Popen[bytes]) -> str:
+    """The verb a child runs (`_child` got [python, -m, archiver.cli, VERB, ...])."""
+    return str(cast("list[str]", child.args)[3])
 
 
 def _child(argv: list[str]) -> subprocess.Popen[bytes]:
@@ -93,11 +100,11 @@ def _supervise(children: list[subprocess.Popen[bytes]], bound: float) -> int:
             os.killpg(child.pid, signal.SIGKILL)
         child.wait()
     if died and not asked:
-        names = ", ".join(f"{c.args[3]} (exit {c.returncode})" for c in died)
+        names = ", ".join(f"{_verb(c)} (exit {c.returncode})" for c in died)
         print(f"archiver up: {names} stopped unexpectedly; everything was shut down", file=sys.stderr, flush=True)
         return 1
     if killed:
-        print(f"archiver up: {', '.join(str(c.args[3]) for c in killed)} still running {bound:g} s after "
+        print(f"archiver up: {', '.join(_verb(c) for c in killed)} still running {bound:g} s after "
               "SIGTERM; killed", file=sys.stderr, flush=True)
         return 1
     print("archiver up: stopped", flush=True)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 from urllib.parse import quote, unquote, urlsplit
 
 from archiver.copy.source.opener import (
@@ -39,8 +40,9 @@ class Download(Protocol):
 
     def readinto(self, buffer: bytearray | memoryview) -> int: ...
     def close(self) -> None: ...
-    def __enter__(self) -> Download: ...
-    def __exit__(self, *exc: object) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None, /) -> None: ...
 
 
 class Origin(Protocol):
@@ -115,7 +117,8 @@ class StorageDownload(io.RawIOBase):
         self.size: int | None = self._info.size
         self.content_type = self._info.content_type
         self.expected_sha256 = self._info.checksums.get("sha256")  # ours, when we wrote it; S3's own
-        self.size_proven, self.size_note = False, None
+        self.size_proven = False
+        self.size_note: str | None = None
         self.bytes_read = 0
         self._reader = self._call(origin.provider.open_reader, key)
 

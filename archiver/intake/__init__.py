@@ -4,5 +4,6 @@ Lives here: `receiver` (the ASGI app), `server`/`protocol`/`overload` (uvicorn w
 `signature` (RSA webhook signature), `events` and `field_limits` (parsing and edge validation),
 `webhook` (one POSTed body, framework-free), `record` (`record_files`: the one path by which files from
 any origin enter the ledger), `account` (confirming a file belongs to our VideoSDK account), `openapi`.
-May import: `archiver.domain`, `archiver.ledger`, `archiver.settings`, `archiver.videosdk`, `archiver.retry`.
+May import: `archiver.domain`, `archiver.ledger`, `archiver.settings`, `archiver.videosdk`, `archiver.retry`,
+`archiver.observability`.
 """

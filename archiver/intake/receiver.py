@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio.to_thread
@@ -20,13 +21,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from archiver.intake.openapi import openapi_document
-from archiver.intake.signature import KeyCache
+from archiver.intake.signature import KeyCache, KeyUnavailable
 from archiver.intake.webhook import WebhookIntake
 from archiver.ledger.database import read_only
 from archiver.ledger.store import Ledger
+from archiver.observability.redaction import mask_url
 from archiver.settings.config import Settings
 
 log = logging.getLogger("archiver.receiver")
+KEY_PATH = "/public/rsa-public-key"  # below [videosdk] api_base (archiver.videosdk.api public_key)
 
 
 class BodyTooLarge(Exception):
@@ -57,10 +60,18 @@ def key_cache(settings: Settings) -> KeyCache | None:
         return KeyCache(static_pem=settings.videosdk.webhook_public_key)
 
     def fetch() -> str:
-        from archiver.videosdk.api import VideoSDKClient
+        from archiver.videosdk.api import VideoSDKClient, VideoSDKError
 
         with VideoSDKClient.from_settings(settings) as client:
-            return client.public_key()
+            try:
+                return client.public_key()
+            except VideoSDKError as exc:  # names the method and path, never a token (archiver.videosdk.api)
+                url = f"{client.api_base}{KEY_PATH}"
+                cause = str(exc).removeprefix(f"GET {KEY_PATH}: ")
+                raise KeyUnavailable(f"GET {mask_url(url)} failed: {cause}; to verify webhooks without fetching "
+                                     f"the key, set [videosdk] webhook_public_key "
+                                     f"(ARCHIVER_VIDEOSDK_WEBHOOK_PUBLIC_KEY) to VideoSDK's public key "
+                                     f"(PEM text or a file path)") from None
 
     return KeyCache(fetch=fetch, min_refetch_seconds=settings.videosdk.key_refetch_seconds)
 
@@ -145,6 +156,11 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
                 checks[name] = "ok"
             except Exception as exc:  # any failure means not ready; say which and why
                 checks[name] = f"unreachable: {type(exc).__name__}"
+        if keys is not None:  # without the signing key every webhook is refused: not ready
+            problem = keys.unavailable()
+            if problem is not None:
+                keys.prefetch()
+            checks["webhook_key"] = "ok" if problem is None else f"unavailable: {problem}"
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse(checks, 200 if ready else 503)
 
@@ -160,7 +176,13 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
     async def openapi(_: Request) -> Response:
         return JSONResponse(document)
 
-    return Starlette(routes=[
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        if keys is not None:
+            keys.prefetch()  # at start: the log says at once whether the signing key can be had
+        yield
+
+    return Starlette(lifespan=lifespan, routes=[
         Route(settings.receiver.path, webhook, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

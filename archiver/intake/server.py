@@ -42,7 +42,9 @@ def receiver_config(app: Any, limits: ReceiverSettings, host: str, port: int, **
         ws="none",  # webhooks need no WebSocket; an upgrade would leave the guarded protocol
         timeout_keep_alive=limits.keepalive_timeout,  # type: ignore[arg-type]  # call_later takes a float
         backlog=ACCEPT_BACKLOG,  # see archiver.intake.overload: bounds the descriptors a burst takes
-        **{"log_level": "warning", "access_log": False, **options})
+        # log_config=None: uvicorn's records go to the root logger, in the archiver's format
+        # (archiver.observability.logs), instead of to handlers of uvicorn's own plain-text config.
+        **{"log_level": "warning", "access_log": False, "log_config": None, **options})
 
 
 class ReceiverServer(uvicorn.Server):

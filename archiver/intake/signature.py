@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
-__all__ = ["KeyCache", "SignatureError", "load_public_key", "sign_body", "verify_signature"]
+__all__ = ["KeyCache", "KeyUnavailable", "SignatureError", "load_public_key", "sign_body", "verify_signature"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,10 @@ _MESSAGES: dict[str, str] = {
     "mismatch": "webhook signature does not match the body",
     "no_key": "no webhook public key is available",
 }
+
+
+class KeyUnavailable(Exception):
+    """A fetch could not produce the key; str() is safe to log and says where, why and what to change."""
 
 
 class SignatureError(Exception):
@@ -165,8 +169,21 @@ class KeyCache:
         self._clock = clock
         self._last_fetch: float | None = None
         self._fetch_failed = False  # the last fetch failed: a rotated key may be out of reach
-        self._lock = threading.Lock()  # guards _key, _last_fetch, _fetch_failed; never held during a fetch
+        self._lock = threading.Lock()  # guards _key, _last_fetch, _fetch_failed, _problem; never held during a fetch
         self._fetch_lock = threading.Lock()  # one fetch at a time; waiters reuse its result
+        self._problem = "not fetched yet"  # why no key is held (while _key is None)
+
+    def unavailable(self) -> str | None:
+        """None while a key is held; else why not (the last fetch's failure), for /readyz."""
+        with self._lock:
+            return None if self._key is not None else self._problem
+
+    def prefetch(self) -> None:
+        """Fetch the key in a background thread if none is held (subject to the refetch interval), so
+        that readiness and the log tell early whether it can be had. Returns at once."""
+        if self._fetch is None or self.unavailable() is None or self._fetch_lock.locked():
+            return
+        threading.Thread(target=self._refresh, kwargs={"stale": None}, name="webhook-key", daemon=True).start()
 
     def verify(self, raw_body: bytes, signature_b64: str | None) -> str:
         body = _body_bytes(raw_body)
@@ -202,12 +219,21 @@ class KeyCache:
                     return None
                 self._last_fetch = now  # counted even if the fetch fails: no hammering during an outage
             try:
+                text = self._fetch()
+            except KeyUnavailable as exc:  # says where, why and the fix; quotes no key material
+                self._failed(str(exc))
+                return None
+            except Exception as exc:  # anything else is named only: its message might quote an answer
+                self._failed(type(exc).__name__)
+                return None
+            try:
                 # PEM only, not load_public_key: a fetched string must never be treated as a local path.
-                key = _load_pem(self._fetch())
+                key = _load_pem(text)
+            except ValueError as exc:  # _load_pem's messages quote nothing of the text
+                self._failed(f"the answer is not a usable key: {exc}")
+                return None
             except Exception as exc:
-                log.warning("webhook public key fetch failed (%s)", type(exc).__name__)
-                with self._lock:
-                    self._fetch_failed = True
+                self._failed(f"the answer is not a usable key ({type(exc).__name__})")
                 return None
             with self._lock:
                 self._key, self._fetch_failed = key, False
@@ -227,3 +253,11 @@ class KeyCache:
         fetched = self._refresh(stale=key)
         with self._lock:
             return fetched is not None and not self._fetch_failed
+
+    def _failed(self, why: str) -> None:
+        with self._lock:
+            self._problem, self._fetch_failed = why, True
+            held = self._key is not None
+        # Without a key every webhook is answered 503 (VideoSDK retries it); with one, the old key stays.
+        log.warning("webhook public key could not be fetched: %s%s", why,
+                    "; keeping the current key" if held else "; webhooks are answered 503 until it is")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Executable, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
@@ -114,3 +114,9 @@ def require_current_schema(engine: Engine) -> None:
         where = mask_url(engine.url.render_as_string(hide_password=False))
         state = "is empty" if current is None else f"is at revision {current}"
         raise SchemaBehind(f"the ledger at {where} {state}; this version needs {head}: run `archiver db upgrade`")
+
+
+def dml(db: Session, statement: Executable) -> CursorResult[Any]:
+    """db.execute(statement) for an UPDATE, INSERT or DELETE, whose `rowcount` callers read: the
+    Session returns a CursorResult for these at runtime, but SQLAlchemy 2.1 types it as Result."""
+    return cast("CursorResult[Any]", db.execute(statement))

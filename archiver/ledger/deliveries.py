@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from archiver.ledger.database import dml
 from archiver.ledger.models import OutboxMessage
 from archiver.ledger.records import _aware, utcnow
 
@@ -38,7 +39,7 @@ class Backlog:
     last_errors: tuple[tuple[str, str, str], ...]  # (endpoint, webhook id, error) of failing messages
 
 
-def _due(now: datetime) -> object:
+def _due(now: datetime) -> ColumnElement[bool]:
     return or_(and_(OutboxMessage.state == "pending", OutboxMessage.next_attempt_at <= now),
                and_(OutboxMessage.state == "delivering", OutboxMessage.lease_expires_at < now))
 
@@ -55,7 +56,7 @@ class Deliveries:
             ids = list(db.scalars(select(OutboxMessage.id).where(_due(now)).order_by(OutboxMessage.id).limit(limit)))
         for message_id in ids:
             with self.sessions.begin() as db:
-                got = db.execute(update(OutboxMessage).where(OutboxMessage.id == message_id, _due(now))
+                got = dml(db, update(OutboxMessage).where(OutboxMessage.id == message_id, _due(now))
                                  .values(state="delivering", lease_owner=worker, lease_expires_at=now + lease,
                                          attempts=OutboxMessage.attempts + 1, updated_at=now)).rowcount
                 if got:
@@ -78,7 +79,7 @@ class Deliveries:
 
     def _finish(self, message_id: int, worker: str, **values: object) -> bool:
         with self.sessions.begin() as db:
-            return bool(db.execute(update(OutboxMessage).where(
+            return bool(dml(db, update(OutboxMessage).where(
                 OutboxMessage.id == message_id, OutboxMessage.lease_owner == worker,
                 OutboxMessage.state == "delivering").values(lease_owner=None, lease_expires_at=None,
                                                              updated_at=utcnow(), **values)).rowcount)
@@ -95,7 +96,7 @@ class Deliveries:
     def requeue_failed(self) -> int:
         """Operator retry: failed messages get a fresh attempt budget (same webhook-id)."""
         with self.sessions.begin() as db:
-            return int(db.execute(update(OutboxMessage).where(OutboxMessage.state == "failed").values(
+            return int(dml(db, update(OutboxMessage).where(OutboxMessage.state == "failed").values(
                 state="pending", attempts=0, next_attempt_at=utcnow(), updated_at=utcnow())).rowcount)
 
     def messages(self, *, webhook_id: str | None = None) -> list[OutboxMessage]:

@@ -8,7 +8,7 @@ import posixpath
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -67,7 +67,7 @@ def _same_file(db: Session, f: RecordingFile, participant: str, kind: str, name:
     query = select(FileRow.id).where(
         FileRow.meeting_id == f.meeting_id, FileRow.participant_id == participant, FileRow.kind == kind,
         # a lookup or listing that did not say which session matches any; an unknown one stored earlier too
-        or_(FileRow.session_id == f.session_id, FileRow.session_id == NONE) if f.session_id else True,
+        or_(FileRow.session_id == f.session_id, FileRow.session_id == NONE) if f.session_id else true(),
         or_(*same)).order_by(FileRow.id).limit(1)
     return db.scalar(query)
 
@@ -130,6 +130,9 @@ def insert_or_get(db: Session, model: Any, values: dict[str, Any], unique: tuple
 
 @functools.cache
 def _upsert(dialect: str, model: Any, unique: tuple[str, ...]) -> Any:
-    insert = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[dialect]
-    table = model.__table__
-    return insert(table).on_conflict_do_nothing(index_elements=list(unique)).returning(table.c.id)
+    table, elements = model.__table__, list(unique)
+    if dialect == "postgresql":
+        return postgresql_insert(table).on_conflict_do_nothing(index_elements=elements).returning(table.c.id)
+    if dialect == "sqlite":
+        return sqlite_insert(table).on_conflict_do_nothing(index_elements=elements).returning(table.c.id)
+    raise KeyError(dialect)

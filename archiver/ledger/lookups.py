@@ -7,12 +7,14 @@ retrying), done (its files are recorded), failed (for good; the error says why a
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from archiver.ledger.database import dml
 from archiver.ledger.files import insert_or_get
 from archiver.ledger.models import Lookup
 from archiver.ledger.records import LookupRecord, _aware, utcnow
@@ -51,7 +53,7 @@ class Lookups:
     def start(self, lookup_id: int) -> LookupRecord | None:
         """Count an attempt of a pending lookup; None when it is done or failed already."""
         with self.sessions.begin() as db:
-            taken = db.execute(update(Lookup).where(Lookup.id == lookup_id, Lookup.state == "pending")
+            taken = dml(db, update(Lookup).where(Lookup.id == lookup_id, Lookup.state == "pending")
                                .values(attempts=Lookup.attempts + 1, updated_at=utcnow())).rowcount
             row = db.get(Lookup, lookup_id) if taken else None
             return _record(row) if row is not None else None
@@ -63,7 +65,7 @@ class Lookups:
                        .values(state=state, error_code=code, error_message=(message or None) and message[:4000],
                                updated_at=utcnow()))
 
-    def retry(self, lookup_ids: Sequence[int] | None = None) -> list[int]:
+    def retry(self, lookup_ids: Sequence[int] | None = None) -> builtins.list[int]:  # list: the method below
         """Operator retry: failed lookups (or the given ones) back to pending with a fresh budget."""
         with self.sessions.begin() as db:
             query = select(Lookup.id).where(Lookup.state == "failed")
@@ -75,7 +77,7 @@ class Lookups:
                            .values(state="pending", attempts=0, updated_at=utcnow()))
             return ids
 
-    def stale(self, pending_for: timedelta) -> list[int]:
+    def stale(self, pending_for: timedelta) -> builtins.list[int]:
         """Pending lookups untouched this long: their message was lost (or their worker died)."""
         with self.reads() as db:
             return list(db.scalars(select(Lookup.id).where(Lookup.state == "pending",

@@ -11,6 +11,7 @@ inside a SAVEPOINT: telling the customer must never fail the copy it is about.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -86,7 +87,8 @@ class Outbox:
     def _after_discovery(self, db: Session, file_ids: Sequence[int], event_id: int) -> None:
         for file_id in file_ids:
             if db.scalar(select(RecordingFile.event_id).where(RecordingFile.id == file_id)) == event_id:
-                self._write(db, DISCOVERED, f"file:{file_id}", lambda f=file_id: self._payload(db, f, DISCOVERED))
+                payload = functools.partial(self._payload, db, file_id, DISCOVERED)
+                self._write(db, DISCOVERED, f"file:{file_id}", payload)
 
     def _write(self, db: Session, event_type: str, subject: str, payload: Callable[[], dict[str, Any]]) -> None:
         now = utcnow()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from archiver.ledger.database import dml
 from archiver.ledger.files import insert_or_get
 from archiver.ledger.models import CopyJob, CopyPiece
 from archiver.ledger.records import utcnow
@@ -42,7 +43,7 @@ class Pieces:
         A piece recorded before (a copy found gone and written again) gets the new values."""
         now = utcnow()
         with self.sessions.begin() as db:
-            leased = db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
+            leased = dml(db, update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
                                                       CopyJob.state == "running")
                                 .values(updated_at=now)).rowcount
             if not leased:

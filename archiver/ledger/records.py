@@ -77,7 +77,7 @@ class JobRecord:
         from archiver.copy.source.ssrf import redact
 
         data = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
-        data["source_url"] = redact(self.source_url)
+        data["source_url"] = redact(self.source_url) if self.source_url is not None else None
         data["error"] = f"{self.error_code}: {self.error_message}" if self.error_code else None
         return data
 

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, and_, or_, select, update
 from archiver.domain.recordings import RecordingFile as NewFile
 from archiver.ledger import lookups as lookups_module
 from archiver.ledger import pieces as pieces_module
-from archiver.ledger.database import read_only, session_factory
+from archiver.ledger.database import dml, read_only, session_factory
 from archiver.ledger.deliveries import Deliveries
 from archiver.ledger.files import collision_message, insert_or_get, key_taken, record_file, record_job
 from archiver.ledger.models import CopyJob, Deletion, Event, JobAttempt, RecordingFile
@@ -102,7 +102,7 @@ class Ledger:
         """Take the job if it is pending or its owner's lease ran out; count the attempt."""
         now = utcnow()
         with self.sessions.begin() as db:
-            taken = db.execute(
+            taken = dml(db,
                 update(CopyJob)
                 .where(CopyJob.id == job_id, or_(
                     CopyJob.state == "pending",
@@ -125,7 +125,7 @@ class Ledger:
         shows how far a running copy is (as of the last renewal)."""
         now = utcnow()
         with self.sessions.begin() as db:
-            renewed = bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
+            renewed = bool(dml(db, update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
                                                             CopyJob.state == "running")
                                       .values(lease_expires_at=now + lease)).rowcount)
             if renewed and done is not None:
@@ -141,7 +141,7 @@ class Ledger:
             destination = db.scalar(select(CopyJob.destination).where(CopyJob.id == job_id))
             if destination is not None and (other := key_taken(db, job_id, destination, key, manifest)) is not None:
                 return collision_message(destination, key, other)
-            done = db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
+            done = dml(db, update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
                                                     CopyJob.state == "running", CopyJob.object_key.is_(None))
                               .values(object_key=key, updated_at=utcnow())).rowcount
             return None if done else "lost"
@@ -150,7 +150,7 @@ class Ledger:
         """Before committing an object, remember what it will hold: a re-run after a crash in the
         window between commit and `succeed` can then recognise the object as its own."""
         with self.sessions.begin() as db:
-            return bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
+            return bool(dml(db, update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
                                                          CopyJob.state == "running")
                                    .values(bytes=size, sha256=sha256, updated_at=utcnow())).rowcount)
 
@@ -176,7 +176,7 @@ class Ledger:
                 outcome: str | None = None) -> bool:
         now = utcnow()
         with self.sessions.begin() as db:
-            done = db.execute(
+            done = dml(db,
                 update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
                                       CopyJob.state == "running")
                 .values(state=state, lease_owner=None, lease_expires_at=None, updated_at=now,
@@ -302,7 +302,7 @@ class Ledger:
         with self.sessions.begin() as db:
             db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.error_code.in_(CLEARED_BY_VERIFY))
                        .values(error_code=None, error_message=None))
-            done = bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.state == "succeeded")
+            done = bool(dml(db, update(CopyJob).where(CopyJob.id == job_id, CopyJob.state == "succeeded")
                                    .values(verified_at=utcnow())).rowcount)
             if done:
                 self.outbox.after_copy(db, job_id)  # its flag cleared: the recording may be archived now
@@ -312,13 +312,13 @@ class Ledger:
         """A succeeded copy turned out wrong: unverify it and show why. The state stays succeeded
         (see archiver.copy.verification); updated_at stays too, so `--since` windows are not reset."""
         with self.sessions.begin() as db:
-            return bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.state == "succeeded")
+            return bool(dml(db, update(CopyJob).where(CopyJob.id == job_id, CopyJob.state == "succeeded")
                                    .values(verified_at=None, error_code=code, error_message=message[:4000]))
                         .rowcount)
 
     def clear_flag(self, job_id: int, code: str) -> bool:
         with self.sessions.begin() as db:
-            done = bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.error_code == code)
+            done = bool(dml(db, update(CopyJob).where(CopyJob.id == job_id, CopyJob.error_code == code)
                                    .values(error_code=None, error_message=None)).rowcount)
             if done:
                 self.outbox.after_copy(db, job_id)

@@ -95,6 +95,6 @@ def progress(ledger: Ledger, job_ids: list[int]) -> dict[int, int]:
     if not job_ids:
         return {}
     with ledger.reads() as db:
-        return {i: b for i, b in db.execute(select(JobAttempt.job_id, JobAttempt.bytes)
+        return {i: b or 0 for i, b in db.execute(select(JobAttempt.job_id, JobAttempt.bytes)
                                             .where(JobAttempt.job_id.in_(job_ids), JobAttempt.finished_at.is_(None),
                                                    JobAttempt.bytes.is_not(None)))}

@@ -31,10 +31,16 @@ log = logging.getLogger("archiver.metrics")
 class BacklogReading(Protocol):
     """The shape of archiver.ledger.backlog.Backlog."""
 
-    jobs: Mapping[tuple[str, str], int]
-    oldest_pending_seconds: Mapping[str, float]
-    lookups_pending: int
-    notifications_pending: int
+    @property
+    def jobs(self) -> Mapping[tuple[str, str], int]: ...
+    @property
+    def oldest_pending_seconds(self) -> Mapping[str, float]: ...
+    @property
+    def lookups_pending(self) -> int: ...
+    @property
+    def notifications_pending(self) -> int: ...
+    @property
+    def notifications_failed(self) -> int: ...
 
 
 class LedgerGauges(Collector):

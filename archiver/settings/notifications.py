@@ -107,6 +107,8 @@ def _parse_one(index: int, table: Any, problems: list[str]) -> Notification | No
         problems.append(f"{where}.url: required, the https URL of the application's webhook endpoint")
     if len(problems) > before:
         return None
+    # Checked above: each is a string when no problem was added.
+    assert isinstance(name, str) and isinstance(url, str) and isinstance(secret_env, str)
     return Notification(name=name, url=url, secret_env=secret_env, events=frozenset(events),
                         allow_http=flags["allow_http"], allow_private_addresses=flags["allow_private_addresses"],
                         allowed_networks=tuple(networks), max_attempts=attempts, **numbers)

@@ -16,7 +16,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -127,7 +127,7 @@ class VideoSDKClient:
         return (item for page in self.pages(endpoints.list, query, items_fields=fields, per_page=per_page)
                 for item in page)
 
-    def room_pages(self, *, per_page: int = PER_PAGE) -> Iterator[list[Any]]:
+    def room_pages(self, *, per_page: int = PER_PAGE) -> Generator[list[Any], None, None]:
         """GET /v2/rooms page by page (``page`` or ``cursor`` paging): the account's rooms, as answered.
         Pages rather than items, so a caller that knows the order can stop after one."""
         return self.pages(ROOMS, {}, per_page=per_page)
@@ -138,7 +138,7 @@ class VideoSDKClient:
         return (item for page in self.pages(SESSIONS, {"roomId": room_id}, per_page=per_page) for item in page)
 
     def pages(self, path: str, query: Mapping[str, str | int], *, items_fields: tuple[str, ...] = ("data",),
-              per_page: int = PER_PAGE) -> Iterator[list[Any]]:
+              per_page: int = PER_PAGE) -> Generator[list[Any], None, None]:
         """The items of each page of the list at ``path`` (below the API's origin)."""
         if per_page < 1:
             raise ValueError("per_page must be at least 1")
@@ -146,7 +146,7 @@ class VideoSDKClient:
         def fetch(paging: dict[str, str | int]) -> dict[str, Any]:
             return self._json("GET", path, params={**query, **paging}, from_origin=True)
 
-        def generate() -> Iterator[list[Any]]:
+        def generate() -> Generator[list[Any], None, None]:
             try:
                 yield from walk(fetch, per_page=per_page, items_fields=items_fields)
             except PagingError as exc:
@@ -203,6 +203,7 @@ class VideoSDKClient:
         for attempt in range(1, self.max_attempts + 1):
             headers = {"Authorization": self.token()} if auth else {}
             retry_after: float | None = None
+            error: VideoSDKError | None
             try:
                 response = self._http.request(method, base + path, params=params, headers=headers,
                                               json=json_body, timeout=self._timeout)

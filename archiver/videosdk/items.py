@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from archiver.domain.recordings import ANNOUNCED_BY, RecordingFile, RecordingKind
@@ -199,7 +199,7 @@ def files_of(kind: RecordingKind, item: object, *, meeting_id: str | None = None
     if not isinstance(item, Mapping):
         raise Unusable("item (not an object)")
     if isinstance(item.get("data"), Mapping):  # a single item wrapped as {"data": {...}}
-        item = item["data"]
+        item = cast(Mapping[str, Any], item["data"])
     ctx = _context(kind, item, meeting_id, session_id)
     if kind is RecordingKind.TRANSCRIPT:
         return _transcript_files(ctx, item)

@@ -10,18 +10,20 @@ import celeryconfig
 from archiver.preflight import BROKER, ensure_sqlite_folder
 from archiver.settings.config import Settings
 from archiver.worker import lifecycle as worker_signals
+from archiver.worker import logging_hook
 from archiver.worker.time_limits import copy_time_limits
 
 
 def create_app(settings: Settings | None = None) -> Celery:
-    """The worker's app reads celeryconfig (ARCHIVER_CONFIG / environment); a receiver or a test
-    builds one from explicit settings."""
+    """The worker's app reads celeryconfig (ARCHIVER_CONFIG / environment) when its configuration is
+    first used, not at import; a receiver or a test builds one from explicit settings."""
     app = Celery("archiver", include=["archiver.worker.tasks"])
     if settings is None:
-        app.config_from_object("celeryconfig")
+        app.add_defaults(celeryconfig.from_environment)  # a promise: evaluated on first use of app.conf
     else:
         app.conf.update(celeryconfig.build(settings))
     worker_signals.install(app)  # bounds on stopping and on a lost broker, when a worker runs this app
+    logging_hook.install()  # worker and beat log like the receiver (JSON off a terminal)
     return app
 
 

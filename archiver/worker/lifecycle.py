@@ -34,7 +34,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from typing import Any
@@ -204,6 +203,5 @@ def _signal(pid: int, signum: int) -> None:
 
 
 def _say(line: str) -> None:
-    # sys.__stderr__: Celery redirects sys.stderr into its logger (worker_redirect_stdouts).
-    stream = sys.__stderr__ or sys.stderr
-    print(line, file=stream, flush=True)
+    # Through logging (archiver.worker.logging_hook): one format for everything the worker writes.
+    log.error("%s", line)

@@ -38,7 +38,8 @@ class CopyProgress:
             self.advance = progress_counter(job.destination)
         self.advance(done)
         if line := self.meter.update(done, total):
-            log.info("job %s: copying %s to %s: %s", job.job_id, job.file_path, job.destination, line)
+            # "job N copying", not "job N: ...": "job N: STATE" lines are the job's outcome (bench.e2e_measure)
+            log.info("job %s copying %s to %s: %s", job.job_id, job.file_path, job.destination, line)
 
 
 # Every kind's reconcile-finds series exists at 0 from the start: the alert's increase() cannot see the
@@ -56,8 +57,9 @@ def copy_file(job_id: int, missing_retries: int = 0) -> str:
     if outcome.destination is not None:  # it ran (not skipped, busy or missing)
         observe_copy(outcome.destination, outcome.state, time.monotonic() - started, outcome.bytes,
                      (outcome.error or "").split(":")[0] or None)
-    summary = f", {progress.meter.summary(outcome.bytes)}" if outcome.state == "succeeded" and outcome.bytes else ""
-    log.info("job %s: %s%s%s", job_id, outcome.state, f" ({outcome.error})" if outcome.error else "", summary)
+    detail = outcome.error or (progress.meter.summary(outcome.bytes) if outcome.state == "succeeded" and outcome.bytes
+                               else None)
+    log.info("job %s: %s%s", job_id, outcome.state, f" ({detail})" if detail else "")
     if outcome.retry_in is not None:
         publisher.copies([job_id], countdown=outcome.retry_in)
     elif outcome.state == "missing" and missing_retries < MISSING_RETRIES:

@@ -346,4 +346,4 @@ class LocalWriter(ObjectWriter):
         if length is None:
             return reader
         with reader:
-            return io.BytesIO(reader.read(length))  # type: ignore[return-value]
+            return io.BytesIO(reader.read(length))

@@ -265,18 +265,21 @@ class SourceStream(io.RawIOBase):
             if change or (probe and total != n):
                 if probe:
                     response.close()
-                    return self._settle(False, f"a Range from byte {n} was answered {found}" + (
+                    self._settle(False, f"a Range from byte {n} was answered {found}" + (
                         f"; {change}" if change else ""))
+                    return None
                 raise SourceChanged(f"{where}: resuming at byte {n}: {change}")
             if total != n or (known is not None and known != n):
                 raise TransientSourceError(f"{where}: a Range from byte {n} was answered {found}" + (
                     f" but {what} is {known}" if known is not None else ""), code="length_mismatch")
             response.close()
-            return self._settle(True, f"{n} bytes: a Range from byte {n} was answered 416 (bytes */{n})")
+            self._settle(True, f"{n} bytes: a Range from byte {n} was answered 416 (bytes */{n})")
+            return None
         if status == 200:
             if probe:
                 response.close()
-                return self._settle(False, f"a Range from byte {n} was answered with the whole file (200)")
+                self._settle(False, f"a Range from byte {n} was answered with the whole file (200)")
+                return None
             raise SourceChanged(f"{where}: resume at byte {n} answered with the whole file (Range ignored or "
                                 "the file changed)")
         error = status_error(status, final, self._original, announced_at=self._announced_at,

@@ -14,9 +14,11 @@ from typing import Any
 
 from sqlalchemy import Column
 
+from archiver.domain.recordings import is_merge
 from archiver.ledger.models import Event, RecordingFile
 
-# archiver.merge records a completed merge under dedupe_key f"merge:{id}" and its id as recording_id.
+# A merge's data.id is stored as the recording id (recording_files.recording_id) and was once part of
+# a dedupe key f"merge:{id}" (ledgers from before lookups hold such keys): it must fit both.
 MERGE_KEY_PREFIX = "merge:"
 
 
@@ -56,7 +58,7 @@ def storage_problems(obj: Mapping[str, Any], *, documented: bool) -> list[str]:
     data = obj.get("data")
     if not isinstance(data, Mapping):
         return problems
-    merge = str(obj.get("webhookType", "")).startswith("merge-recording-")
+    merge = is_merge(str(obj.get("webhookType", "")))
     names = tuple(k for k in FIELD_LIMITS if k != "webhookType" and (k != "id" or merge)) if documented \
         else STORED_FOR_EVERY_TYPE
     problems += _check(data, names, "data.")

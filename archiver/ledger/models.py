@@ -7,6 +7,8 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from archiver.domain.states import JobState, LookupState
+
 # "No participant"/"no kind" is stored as "" rather than NULL so the uniqueness of a recording file
 # holds on every database (NULLs never compare equal inside a UNIQUE constraint).
 NONE = ""
@@ -73,7 +75,7 @@ class CopyJob(Base):
     file_id: Mapped[int] = mapped_column(ForeignKey("recording_files.id"), index=True)
     destination: Mapped[str] = mapped_column(String(100))
     # pending | running | succeeded | failed | held (waiting for a source: the customer's storage)
-    state: Mapped[str] = mapped_column(String(20), default="pending")
+    state: Mapped[str] = mapped_column(String(20), default=JobState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     object_key: Mapped[str | None] = mapped_column(String(1024))
     bytes: Mapped[int | None] = mapped_column(BigInteger)
@@ -103,7 +105,7 @@ class Lookup(Base):
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
     recording_kind: Mapped[str] = mapped_column(String(20))
     resource_id: Mapped[str] = mapped_column(String(200))
-    state: Mapped[str] = mapped_column(String(20), default="pending")  # pending | done | failed
+    state: Mapped[str] = mapped_column(String(20), default=LookupState.PENDING)  # pending | done | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error_code: Mapped[str | None] = mapped_column(String(100))
     error_message: Mapped[str | None] = mapped_column(Text)

@@ -127,16 +127,6 @@ class LookupRecord:
     updated_at: datetime
 
 
-VERIFY_CODES = ("verify_mismatch", "verify_missing")  # the error codes only `verify` sets and clears
-CLEARED_BY_VERIFY = (*VERIFY_CODES, "unverified")
-# A succeeded copy whose source never proved its length (no Content-Length, chunked end, Content-Range
-# total or VideoSDK size): set by the copy job, cleared by reconcile once VideoSDK's size agrees.
-SIZE_UNPROVEN = "size_unproven"
-# A succeeded copy that the destination would not let us read back after the commit (write-only
-# credentials): set by the copy job, cleared by `archiver verify` once it can read the object.
-UNVERIFIED = "unverified"
-
-
 def job_record(job: CopyJob, f: RecordingFile) -> JobRecord:
     return JobRecord(
         job_id=job.id, destination=job.destination, state=job.state, attempts=job.attempts,

@@ -10,13 +10,13 @@ from typing import Any
 from sqlalchemy import Engine, and_, or_, select, update
 
 from archiver.domain.recordings import RecordingFile as NewFile
+from archiver.domain.states import CLEARED_BY_VERIFY, AttemptOutcome, Flag, JobState, RunResult
 from archiver.ledger import lookups as lookups_module
 from archiver.ledger import pieces as pieces_module
 from archiver.ledger.database import read_only, session_factory
 from archiver.ledger.files import collision_message, insert_or_get, key_taken, record_file, record_job
 from archiver.ledger.models import CopyJob, Deletion, Event, JobAttempt, RecordingFile
 from archiver.ledger.records import (
-    CLEARED_BY_VERIFY,
     Accepted,
     CopyState,
     FileRecord,
@@ -96,16 +96,16 @@ class Ledger:
             taken = db.execute(
                 update(CopyJob)
                 .where(CopyJob.id == job_id, or_(
-                    CopyJob.state == "pending",
-                    and_(CopyJob.state == "running", CopyJob.lease_expires_at < now)))
-                .values(state="running", lease_owner=worker, lease_expires_at=now + lease,
+                    CopyJob.state == JobState.PENDING,
+                    and_(CopyJob.state == JobState.RUNNING, CopyJob.lease_expires_at < now)))
+                .values(state=JobState.RUNNING, lease_owner=worker, lease_expires_at=now + lease,
                         attempts=CopyJob.attempts + 1, started_at=now, updated_at=now)
             ).rowcount
             if not taken:
                 return None
             # An attempt still open belonged to a worker that died: close it as lost.
             db.execute(update(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.finished_at.is_(None))
-                       .values(finished_at=now, outcome="lost", error_code="lease_expired",
+                       .values(finished_at=now, outcome=AttemptOutcome.LOST, error_code="lease_expired",
                                error_message="the worker stopped before finishing (lease expired)"))
             attempts = db.scalar(select(CopyJob.attempts).where(CopyJob.id == job_id))
             db.add(JobAttempt(job_id=job_id, number=attempts, worker=worker, started_at=now))
@@ -115,7 +115,7 @@ class Ledger:
         now = utcnow()
         with self.sessions.begin() as db:
             return bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
-                                                         CopyJob.state == "running")
+                                                         CopyJob.state == JobState.RUNNING)
                                    .values(lease_expires_at=now + lease)).rowcount)
 
     def set_key(self, job_id: int, worker: str, key: str, *, manifest: bool = False) -> str | None:
@@ -127,27 +127,28 @@ class Ledger:
             if destination is not None and (other := key_taken(db, job_id, destination, key, manifest)) is not None:
                 return collision_message(destination, key, other)
             done = db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
-                                                    CopyJob.state == "running", CopyJob.object_key.is_(None))
+                                                    CopyJob.state == JobState.RUNNING, CopyJob.object_key.is_(None))
                               .values(object_key=key, updated_at=utcnow())).rowcount
-            return None if done else "lost"
+            return None if done else RunResult.LOST
 
     def record_intent(self, job_id: int, worker: str, size: int, sha256: str) -> bool:
         """Before committing an object, remember what it will hold: a re-run after a crash in the
         window between commit and `succeed` can then recognise the object as its own."""
         with self.sessions.begin() as db:
             return bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
-                                                         CopyJob.state == "running")
+                                                         CopyJob.state == JobState.RUNNING)
                                    .values(bytes=size, sha256=sha256, updated_at=utcnow())).rowcount)
 
     def succeed(self, job_id: int, worker: str, *, size: int, sha256: str, etag: str | None) -> bool:
-        return self._finish(job_id, worker, "succeeded", dict(bytes=size, sha256=sha256, etag=etag,
+        return self._finish(job_id, worker, JobState.SUCCEEDED, dict(bytes=size, sha256=sha256, etag=etag,
                                                               error_code=None, error_message=None), size)
 
     def fail(self, job_id: int, worker: str, *, code: str, message: str, retrying: bool,
              refund: bool = False) -> bool:
         """``refund``: the attempt does not count against the budget (waiting for a file that reaches the
         CDN late, a worker that was stopped): a later transient fault still gets every retry."""
-        state, outcome = ("pending", "retrying") if retrying else ("failed", "failed")
+        state, outcome = ((JobState.PENDING, AttemptOutcome.RETRYING) if retrying
+                          else (JobState.FAILED, AttemptOutcome.FAILED))
         values: dict[str, Any] = dict(error_code=code, error_message=message[:4000])
         if refund:
             values["attempts"] = CopyJob.attempts - 1
@@ -159,9 +160,9 @@ class Ledger:
         with self.sessions.begin() as db:
             done = db.execute(
                 update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
-                                      CopyJob.state == "running")
+                                      CopyJob.state == JobState.RUNNING)
                 .values(state=state, lease_owner=None, lease_expires_at=None, updated_at=now,
-                        finished_at=now if state != "pending" else None, **values)).rowcount
+                        finished_at=now if state != JobState.PENDING else None, **values)).rowcount
             if done:
                 db.execute(update(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.worker == worker,
                                                     JobAttempt.finished_at.is_(None))
@@ -174,12 +175,12 @@ class Ledger:
         """Operator retry: failed jobs (`failed`), held ones (`held`: waiting for the customer's storage
         as a source) or the given ones back to pending. Succeeded copies are never re-run, except one
         that `verify` found missing from its destination (deleted behind our back)."""
-        retryable = or_(CopyJob.state == "failed", and_(CopyJob.state == "succeeded",
-                                                         CopyJob.error_code == "verify_missing"))
+        retryable = or_(CopyJob.state == JobState.FAILED, and_(CopyJob.state == JobState.SUCCEEDED,
+                                                         CopyJob.error_code == Flag.VERIFY_MISSING))
         if held:
-            retryable = CopyJob.state == "held"
+            retryable = CopyJob.state == JobState.HELD
         elif not failed:
-            retryable = or_(retryable, CopyJob.state.in_(("pending", "held")))
+            retryable = or_(retryable, CopyJob.state.in_((JobState.PENDING, JobState.HELD)))
         with self.sessions.begin() as db:
             query = select(CopyJob.id).where(retryable)
             if job_ids is not None:
@@ -189,10 +190,10 @@ class Ledger:
                 # A fresh attempt budget; every earlier attempt stays in job_attempts. The commit intent
                 # (bytes, sha256) is cleared: it described an object that is no longer there.
                 db.execute(update(CopyJob).where(CopyJob.id.in_(ids))
-                           .values(state="pending", attempts=0, updated_at=utcnow(), finished_at=None,
+                           .values(state=JobState.PENDING, attempts=0, updated_at=utcnow(), finished_at=None,
                                    verified_at=None))
                 db.execute(update(CopyJob).where(CopyJob.id.in_(ids), CopyJob.error_code.in_(
-                    ("verify_missing", "customer_storage"))).values(bytes=None, sha256=None, etag=None,
+                    (Flag.VERIFY_MISSING, Flag.CUSTOMER_STORAGE))).values(bytes=None, sha256=None, etag=None,
                                                                      error_code=None, error_message=None))
             return ids
 
@@ -202,8 +203,8 @@ class Ledger:
         now = utcnow()
         with self.reads() as db:
             return list(db.scalars(select(CopyJob.id).where(or_(
-                and_(CopyJob.state == "running", CopyJob.lease_expires_at < now),
-                and_(CopyJob.state == "pending", CopyJob.updated_at < now - pending_for)))))
+                and_(CopyJob.state == JobState.RUNNING, CopyJob.lease_expires_at < now),
+                and_(CopyJob.state == JobState.PENDING, CopyJob.updated_at < now - pending_for)))))
 
     # ---- reading --------------------------------------------------------------------------------
     def event_body(self, event_id: int) -> str | None:
@@ -277,14 +278,14 @@ class Ledger:
         with self.sessions.begin() as db:
             db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.error_code.in_(CLEARED_BY_VERIFY))
                        .values(error_code=None, error_message=None))
-            return bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.state == "succeeded")
+            return bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.state == JobState.SUCCEEDED)
                                    .values(verified_at=utcnow())).rowcount)
 
     def flag_copy(self, job_id: int, code: str, message: str) -> bool:
         """A succeeded copy turned out wrong: unverify it and show why. The state stays succeeded
         (see archiver.copy.verification); updated_at stays too, so `--since` windows are not reset."""
         with self.sessions.begin() as db:
-            return bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.state == "succeeded")
+            return bool(db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.state == JobState.SUCCEEDED)
                                    .values(verified_at=None, error_code=code, error_message=message[:4000]))
                         .rowcount)
 

@@ -33,5 +33,5 @@ def observe_copy(destination: str | None, outcome: str, seconds: float, size: in
     DURATION.labels(label).observe(seconds)
     if size:
         BYTES.labels(label).inc(size)
-    if outcome == "pending":
+    if outcome == "pending":  # RunResult.PENDING: the copy failed and will retry
         RETRIES.labels(label, reason or "-").inc()

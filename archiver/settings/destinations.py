@@ -9,7 +9,15 @@ from typing import Any
 
 from archiver.domain.recordings import ANNOUNCED_BY
 from archiver.domain.templates import PathTemplate, TemplateError, parse_template
-from providers import ConfigurationError, MissingSecret, StorageProvider, open_provider, provider_class, split_url
+from providers import (
+    MAX_KEY_BYTES,
+    ConfigurationError,
+    MissingSecret,
+    StorageProvider,
+    open_provider,
+    provider_class,
+    split_url,
+)
 from providers.options import COMMON_OPTIONS
 
 # The webhook type each recording kind is planned as (archiver.domain.recordings.ANNOUNCED_BY): what a
@@ -100,7 +108,7 @@ def parse_destination(index: int, table: Any, problems: list[str]) -> Destinatio
     try:
         if not template_text:
             raise TemplateError("empty template: add a key template after the bucket, e.g. /{meetingId}/")
-        template = parse_template(template_text)
+        template = parse_template(template_text, max_key_bytes=MAX_KEY_BYTES)
     except TemplateError as exc:
         problems.append(f"{where}.url: {exc}")
     try:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from celery.utils.log import get_task_logger
 
 from archiver.copy.job import run_copy_job
+from archiver.domain.states import RunResult
 from archiver.intake.record import accept_event
 from archiver.observability.metrics import IN_FLIGHT, observe_copy
 from archiver.runtime import get_runtime
@@ -31,7 +32,7 @@ def copy_file(job_id: int, missing_retries: int = 0) -> str:
     log.info("job %s: %s%s", job_id, outcome.state, f" ({outcome.error})" if outcome.error else "")
     if outcome.retry_in is not None:
         publisher.copies([job_id], countdown=outcome.retry_in)
-    elif outcome.state == "missing" and missing_retries < MISSING_RETRIES:
+    elif outcome.state == RunResult.MISSING and missing_retries < MISSING_RETRIES:
         copy_file.apply_async((job_id, missing_retries + 1), countdown=MISSING_DELAY)
     return outcome.state
 

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from archiver.copy import job as copy_job
+from archiver.copy.errors import classify
 from archiver.copy.source import ssrf
 from archiver.copy.source.opener import (
     PermanentSourceError,
@@ -37,7 +38,6 @@ from archiver.copy.source.opener import (
 from archiver.intake.record import accept_event
 from archiver.ledger.database import create_ledger_engine, upgrade
 from archiver.ledger.store import Ledger
-from archiver.retry import classify
 from archiver.runtime import Runtime
 from archiver.settings.config import ConfigError, load_settings
 from tests.http_source import HttpSource, content, sha256

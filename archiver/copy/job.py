@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 
 from archiver.copy.encryption import encryption_role, unusable_note
+from archiver.copy.errors import LeaseLost, classify
 from archiver.copy.lease import LeaseKeeper
 from archiver.copy.manifests import write_manifest
 from archiver.copy.object import (
@@ -36,7 +37,7 @@ from archiver.intake.account import confirm, needs_confirmation
 from archiver.intake.record import render_job_key, template_failure
 from archiver.ledger.origins import first_event_body
 from archiver.ledger.store import JobRecord, utcnow
-from archiver.retry import LeaseLost, backoff_seconds, classify
+from archiver.retry import Backoff
 from archiver.runtime import Runtime
 from archiver.settings.config import Destination
 from providers import ObjectInfo, StorageError
@@ -191,10 +192,10 @@ def _failed(runtime: Runtime, job: JobRecord, worker: str, exc: Exception) -> Jo
     if retrying and windowed:
         # the attempt count stands still: back off by how long the file has been missing instead
         waited = (utcnow() - job.received_at).total_seconds()
-        delay: float | None = backoff_seconds(1, base=min(retry.max_delay, max(retry.base_delay, waited / 4)),
-                                              cap=retry.max_delay)
+        delay: float | None = Backoff(min(retry.max_delay, max(retry.base_delay, waited / 4)),
+                                      retry.max_delay).seconds(1)
     else:
-        delay = backoff_seconds(job.attempts, base=retry.base_delay, cap=retry.max_delay) if retrying else None
+        delay = Backoff(retry.base_delay, retry.max_delay).seconds(job.attempts) if retrying else None
     return JobOutcome(job.job_id, RunResult.PENDING if retrying else RunResult.FAILED, retry_in=delay,
                       error=f"{code}: {message}", destination=job.destination)
 

@@ -11,9 +11,9 @@ import io
 import json
 from typing import Any
 
+from archiver.copy.errors import Conflict
 from archiver.copy.source.ssrf import redact
 from archiver.ledger.store import JobRecord, utcnow
-from archiver.retry import Conflict
 from archiver.settings.config import Destination
 from providers import ObjectExists, ObjectInfo, StorageError, StorageProvider
 

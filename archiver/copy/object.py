@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from archiver.copy.errors import Conflict, FileTooLarge, LeaseLost
 from archiver.copy.lease import LeaseKeeper
 from archiver.copy.source.opener import SourceChanged
 from archiver.copy.sources import Download
 from archiver.ledger.store import JobRecord
-from archiver.retry import Conflict, FileTooLarge, LeaseLost
 from archiver.runtime import Runtime
 from archiver.settings.config import Destination
 from providers import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, StorageProvider, digest_stream

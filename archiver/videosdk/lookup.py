@@ -19,7 +19,7 @@ from archiver.domain.states import LookupState
 from archiver.intake.events import parse_event
 from archiver.intake.record import Origin, record_files, short_dedupe_key
 from archiver.ledger.store import utcnow
-from archiver.retry import backoff_seconds
+from archiver.retry import Backoff
 from archiver.runtime import Runtime
 from archiver.videosdk.api import VideoSDKClient, VideoSDKError
 from archiver.videosdk.items import NotReady, Unusable, files_of
@@ -82,7 +82,7 @@ def _again(runtime: Runtime, lookup_id: int, attempts: int, code: str, message: 
         return _fail(runtime, lookup_id, code, f"{message} (gave up after {attempts} attempts; "
                      "`archiver retry --lookups` tries again)")
     runtime.ledger.lookups.finish(lookup_id, state=LookupState.PENDING, code=code, message=message)
-    delay = backoff_seconds(attempts, base=BASE_DELAY, cap=runtime.settings.retry.max_delay)
+    delay = Backoff(BASE_DELAY, runtime.settings.retry.max_delay).seconds(attempts)
     log.info("lookup %s: %s; again in %.0f s", lookup_id, message, delay)
     return LookupOutcome(lookup_id, LookupState.PENDING, retry_in=delay, error=f"{code}: {message}")
 

@@ -579,7 +579,7 @@ def test_not_found_right_after_the_webhook_is_retried_and_final_after_the_grace_
     for part in (f"HTTP {status}", "host 127.0.0.1", "2 h after the webhook", "archiver retry --failed"):
         assert part in str(late), str(late)
     assert "SECRET" not in str(soon) + str(late)
-    fails(PermanentSourceError, final_code, url, client, policy(not_found_grace=0), announced_at=ago(seconds=1))
+    fails(PermanentSourceError, final_code, url, client, policy(not_found_grace_minutes=0), announced_at=ago(seconds=1))
 
 
 def test_a_file_that_reaches_the_cdn_after_its_webhook_is_fetched_by_a_later_attempt(

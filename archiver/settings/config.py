@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from archiver.domain.source_policy import SourcePolicy
 from archiver.settings.destinations import Destination, parse_destination
 from providers import ConfigurationError, StorageProvider, open_provider, provider_class, split_url
 from providers.options import COMMON_OPTIONS
@@ -31,18 +32,6 @@ class ConfigError(ValueError):
         self.problems = problems
         super().__init__(f"{origin}: {len(problems)} problem{'s' if len(problems) > 1 else ''}:\n  "
                          + "\n  ".join(problems))
-
-
-@dataclass(frozen=True)
-class SourceSettings:
-    allow_hosts: tuple[str, ...] = ("cdn.videosdk.live", "*.videosdk.live")
-    allow_private_addresses: bool = False
-    allow_http: bool = False
-    allowed_networks: tuple[str, ...] = ()  # CIDRs exempt from the private-address refusal
-    # minutes after a webhook during which the CDN's 404 (410, 401, 403) means "not there yet": retried
-    not_found_grace_minutes: float = 10.0
-    # the largest file (bytes) copied: a webhook naming a bigger one (or a source sending more) fails
-    max_file_bytes: int = 50 << 30
 
 
 @dataclass(frozen=True)
@@ -129,7 +118,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     visibility_timeout: int = 3600
     lease_seconds: int = 60  # a dead worker's job is taken over this long after its last heartbeat
-    source: SourceSettings = SourceSettings()
+    source: SourcePolicy = field(default_factory=SourcePolicy)  # frozen: one instance is shared safely
     retry: RetrySettings = RetrySettings()
     reconcile: ReconcileSettings = ReconcileSettings()
     retention: RetentionSettings = RetentionSettings()
@@ -247,7 +236,7 @@ def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
         problems.append("visibility_timeout: must be at least 10 seconds")
     if top["lease_seconds"] is not None and top["lease_seconds"] < 3:
         problems.append("lease_seconds: must be at least 3 seconds")
-    source = _section(raw, "source", SourceSettings, {"allow_hosts": list, "allow_private_addresses": bool,
+    source = _section(raw, "source", SourcePolicy, {"allow_hosts": list, "allow_private_addresses": bool,
                                                       "allow_http": bool, "allowed_networks": list,
                                                       "not_found_grace_minutes": (int, float),
                                                       "max_file_bytes": int}, problems)

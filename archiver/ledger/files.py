@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session
 
 from archiver.domain.recordings import RecordingFile
 from archiver.domain.states import Flag, JobState
-from archiver.ledger.models import NONE, CopyJob
-from archiver.ledger.models import RecordingFile as FileRow
+from archiver.ledger.models import NONE, CopyJob, FileRow
 from archiver.ledger.records import NewJob, utcnow
 
 FILE_KEY = ("meeting_id", "session_id", "participant_id", "kind", "file_name")

@@ -32,7 +32,9 @@ class Event(Base):
     body: Mapped[str] = mapped_column(Text)
 
 
-class RecordingFile(Base):
+class FileRow(Base):
+    """A row of recording_files (the ORM model); the domain value is archiver.domain.recordings.RecordingFile."""
+
     __tablename__ = "recording_files"
     # One row per file, whatever path form names it: a webhook says "encoded/videos/X.mp4" where the
     # REST API says "uploads/videos/X.mp4" for the same file (reference section 2), so the identity is

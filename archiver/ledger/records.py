@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from archiver.ledger.models import CopyJob, RecordingFile
+from archiver.ledger.models import CopyJob, FileRow
 
 
 def utcnow() -> datetime:
@@ -127,7 +127,7 @@ class LookupRecord:
     updated_at: datetime
 
 
-def job_record(job: CopyJob, f: RecordingFile) -> JobRecord:
+def job_record(job: CopyJob, f: FileRow) -> JobRecord:
     return JobRecord(
         job_id=job.id, destination=job.destination, state=job.state, attempts=job.attempts,
         object_key=job.object_key, bytes=job.bytes, sha256=job.sha256, etag=job.etag,
@@ -141,7 +141,7 @@ def job_record(job: CopyJob, f: RecordingFile) -> JobRecord:
         confirmed=f.confirmed_at is not None)
 
 
-def file_record(f: RecordingFile, copies: tuple[CopyState, ...]) -> FileRecord:
+def file_record(f: FileRow, copies: tuple[CopyState, ...]) -> FileRecord:
     return FileRecord(f.id, f.meeting_id, f.session_id, f.participant_id or None, f.kind or None, f.file_path,
                       f.webhook_type, f.size, f.recording_id, _aware(f.deleted_from_videosdk_at), copies,
                       recording_kind=f.recording_kind, file_name=f.file_name, videosdk_file_id=f.videosdk_file_id,

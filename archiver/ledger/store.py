@@ -9,13 +9,13 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, or_, select, update
 
-from archiver.domain.recordings import RecordingFile as NewFile
+from archiver.domain.recordings import RecordingFile
 from archiver.domain.states import CLEARED_BY_VERIFY, AttemptOutcome, Flag, JobState, RunResult
 from archiver.ledger import lookups as lookups_module
 from archiver.ledger import pieces as pieces_module
 from archiver.ledger.database import read_only, session_factory
 from archiver.ledger.files import collision_message, insert_or_get, key_taken, record_file, record_job
-from archiver.ledger.models import CopyJob, Deletion, Event, JobAttempt, RecordingFile
+from archiver.ledger.models import CopyJob, Deletion, Event, FileRow, JobAttempt
 from archiver.ledger.records import (
     Accepted,
     CopyState,
@@ -33,7 +33,7 @@ from archiver.ledger.records import (
 API_ORIGINS = frozenset({"lookup", "reconcile", "merge-lookup"})
 
 # The record types are re-exported: callers import everything ledger-shaped from here.
-__all__ = ["Accepted", "CopyState", "FileRecord", "JobRecord", "Ledger", "LookupRecord", "NewFile", "NewJob",
+__all__ = ["Accepted", "CopyState", "FileRecord", "JobRecord", "Ledger", "LookupRecord", "NewJob",
            "utcnow"]
 
 
@@ -48,7 +48,7 @@ class Ledger:
     # ---- intake ---------------------------------------------------------------------------------
     def accept(self, *, body: str, dedupe_key: str, webhook_type: str, meeting_id: str | None,
                session_id: str | None, received_at: datetime, verified: bool, source: str,
-               files: Sequence[tuple[NewFile, Sequence[NewJob]]],
+               files: Sequence[tuple[RecordingFile, Sequence[NewJob]]],
                lookups: Sequence[tuple[str, str]] = (),
                publish: Callable[[Sequence[int]], None] | None = None,
                publish_lookups: Callable[[Sequence[int]], None] | None = None) -> Accepted:
@@ -217,13 +217,13 @@ class Ledger:
 
     def jobs(self, *, job_ids: Sequence[int] | None = None, state: str | None = None,
              meeting_id: str | None = None, since: datetime | None = None) -> list[JobRecord]:
-        query = select(CopyJob, RecordingFile).join(RecordingFile, CopyJob.file_id == RecordingFile.id)
+        query = select(CopyJob, FileRow).join(FileRow, CopyJob.file_id == FileRow.id)
         if job_ids is not None:
             query = query.where(CopyJob.id.in_(list(job_ids)))
         if state is not None:
             query = query.where(CopyJob.state == state)
         if meeting_id is not None:
-            query = query.where(RecordingFile.meeting_id == meeting_id)
+            query = query.where(FileRow.meeting_id == meeting_id)
         if since is not None:
             query = query.where(CopyJob.updated_at >= since)
         with self.reads() as db:
@@ -237,8 +237,8 @@ class Ledger:
         with self.reads() as db:
             events = select(Event.meeting_id).where(Event.received_at >= since, Event.meeting_id.is_not(None),
                                                     Event.source.in_(API_ORIGINS))
-            files = select(RecordingFile.meeting_id).where(RecordingFile.received_at >= since,
-                                                           RecordingFile.confirmed_at.is_not(None))
+            files = select(FileRow.meeting_id).where(FileRow.received_at >= since,
+                                                           FileRow.confirmed_at.is_not(None))
             return sorted({m for m in db.scalars(events.union(files)) if m})
 
     def confirm_file(self, job_id: int, *, size: int | None, recording_id: str | None, videosdk_file_id: str | None,
@@ -250,20 +250,20 @@ class Ledger:
             values: dict[str, Any] = {k: v for k, v in (("size", size), ("recording_id", recording_id),
                                                          ("videosdk_file_id", videosdk_file_id),
                                                          ("source_url", source_url)) if v is not None}
-            db.execute(update(RecordingFile).where(RecordingFile.id == file_id)
+            db.execute(update(FileRow).where(FileRow.id == file_id)
                        .values(confirmed_at=utcnow(), **values))
 
     def files(self, *, meeting_id: str | None = None, awaiting_deletion: bool = False) -> list[FileRecord]:
         """Recording files with their copies; `awaiting_deletion`: those with a recording id that
         retention has not yet deleted from VideoSDK."""
-        query = select(RecordingFile)
+        query = select(FileRow)
         if meeting_id is not None:
-            query = query.where(RecordingFile.meeting_id == meeting_id)
+            query = query.where(FileRow.meeting_id == meeting_id)
         if awaiting_deletion:
-            query = query.where(RecordingFile.recording_id.is_not(None),
-                                RecordingFile.deleted_from_videosdk_at.is_(None))
+            query = query.where(FileRow.recording_id.is_not(None),
+                                FileRow.deleted_from_videosdk_at.is_(None))
         with self.reads() as db:
-            rows = list(db.scalars(query.order_by(RecordingFile.id)))
+            rows = list(db.scalars(query.order_by(FileRow.id)))
             copies: dict[int, list[CopyState]] = {}
             if rows:
                 jobs = select(CopyJob).where(CopyJob.file_id.in_([f.id for f in rows])).order_by(CopyJob.id)
@@ -301,5 +301,5 @@ class Ledger:
             db.add(Deletion(file_id=file_id, recording_id=recording_id, attempted_at=now, outcome=outcome,
                             detail=detail[:4000] if detail else None))
             if outcome in ("deleted", "already_gone"):
-                db.execute(update(RecordingFile).where(RecordingFile.id == file_id)
+                db.execute(update(FileRow).where(FileRow.id == file_id)
                            .values(deleted_from_videosdk_at=now))

@@ -46,11 +46,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    from kombu.exceptions import OperationalError
-
     from archiver.maintenance.reconcile import reconcile
     from archiver.videosdk.api import VideoSDKClient
-    from archiver.worker.app import Publisher, create_app
+    from archiver.worker.app import BrokerUnreachable, Publisher, create_app
 
     settings = settings_of(args)
     runtime = Runtime.create(settings)
@@ -60,7 +58,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         with VideoSDKClient.from_settings(settings) as client:
             report = reconcile(runtime.ledger, settings, client, publisher.copies, since=window, rooms=args.room,
                                kinds=[RecordingKind(k) for k in args.kind] or KINDS, discover=not args.no_room_list)
-    except OperationalError as exc:  # publishing happens inside the ledger transaction: nothing was recorded
+    except BrokerUnreachable as exc:  # publishing happens inside the ledger transaction: nothing was recorded
         print(f"archiver reconcile: the broker is unreachable ({exc}); nothing new was recorded", file=sys.stderr)
         return FOUND_PROBLEMS
     if report.error:

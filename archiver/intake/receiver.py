@@ -10,7 +10,6 @@ from typing import Any
 import anyio.to_thread
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -20,7 +19,6 @@ from starlette.routing import Route
 from archiver.intake.openapi import openapi_document
 from archiver.intake.signature import KeyCache
 from archiver.intake.webhook import WebhookIntake
-from archiver.ledger.database import read_only
 from archiver.ledger.store import Ledger
 from archiver.settings.config import Settings
 
@@ -103,13 +101,9 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
             log.info("webhook refused with %s: %s", answer.status, answer.body.get("error"))
         return JSONResponse(answer.body, answer.status, headers=answer.headers)
 
-    def ping_ledger() -> None:
-        with read_only(ledger.engine).connect() as conn:
-            conn.execute(text("SELECT 1"))
-
     async def readyz(_: Request) -> Response:
         checks: dict[str, str] = {}
-        for name, probe in (("broker", publisher.ping), ("ledger", ledger_ping or ping_ledger)):
+        for name, probe in (("broker", publisher.ping), ("ledger", ledger_ping or ledger.ping)):
             try:
                 await run_in_threadpool(probe)
                 checks[name] = "ok"

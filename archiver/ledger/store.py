@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, and_, or_, select, text, update
 
 from archiver.domain.recordings import RecordingFile
 from archiver.domain.states import CLEARED_BY_VERIFY, AttemptOutcome, Flag, JobState, RunResult
@@ -207,6 +207,11 @@ class Ledger:
                 and_(CopyJob.state == JobState.PENDING, CopyJob.updated_at < now - pending_for)))))
 
     # ---- reading --------------------------------------------------------------------------------
+    def ping(self) -> None:
+        """One trivial read (readiness probes): raises what the database raises when it cannot answer."""
+        with self.reads() as db:
+            db.execute(text("SELECT 1"))
+
     def event_body(self, event_id: int) -> str | None:
         with self.reads() as db:
             return db.scalar(select(Event.body).where(Event.id == event_id))

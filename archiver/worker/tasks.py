@@ -33,7 +33,7 @@ def copy_file(job_id: int, missing_retries: int = 0) -> str:
     if outcome.retry_in is not None:
         publisher.copies([job_id], countdown=outcome.retry_in)
     elif outcome.state == RunResult.MISSING and missing_retries < MISSING_RETRIES:
-        copy_file.apply_async((job_id, missing_retries + 1), countdown=MISSING_DELAY)
+        publisher.copies([job_id], countdown=MISSING_DELAY, missing_retries=missing_retries + 1)
     return outcome.state
 
 

@@ -15,7 +15,7 @@ from providers import open_provider
 
 def cmd_check(args: argparse.Namespace) -> int:
     if args.target and ("://" in args.target or args.target.startswith("file:")):
-        targets = [(args.target, open_provider(args.target, **dict(args.option)))]
+        targets = [(args.target, open_provider(args.target, **dict(args.option)), "")]
         targets[0][1].resolve_secrets()
     else:
         settings = settings_of(args)
@@ -24,10 +24,12 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"archiver check: no destination {args.target!r}", file=sys.stderr)
             return USAGE
         require_secrets(chosen)  # exit 2 naming each unset variable, before any probe is written
-        targets = [(d.name, d.open()) for d in chosen]
+        # Probe where copies go: under the literal start of the key template ("videosdk/" of
+        # s3://b/videosdk/{meetingId}/), so a policy limited to that prefix passes as copies do.
+        targets = [(d.name, d.open(), d.template.fixed_prefix) for d in chosen]
     rows: list[dict[str, Any]] = []
-    for name, provider in targets:
-        report = provider.check()
+    for name, provider, under in targets:
+        report = provider.check(under)
         rows += [{"destination": name, "url": report.url, "step": s.name, "result": "pass" if s.ok else "FAIL",
                   "message": s.message} for s in report.steps]
     if args.json:

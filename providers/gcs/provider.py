@@ -89,6 +89,10 @@ class GCSProvider(StorageProvider):
     scheme = "gs"
     permissions: ClassVar[dict[str, str]] = {"write": "storage.objects.create", "read": "storage.objects.get",
                                              "delete": "storage.objects.delete", "tag": "storage.objects.update"}
+    credentials_hint: ClassVar[str] = (
+        "give the destination credentials_file = \"/path/to/service-account.json\", or leave it out for "
+        "Application Default Credentials: GOOGLE_APPLICATION_CREDENTIALS, `gcloud auth application-default "
+        "login`, or the instance's service account")
     options_spec: ClassVar[dict[str, Option]] = {
         "project": Option("str", doc="Google Cloud project for quota/billing attribution (objects do not "
                                      "need one); default: the credentials' project"),
@@ -132,6 +136,9 @@ class GCSProvider(StorageProvider):
         if path is not None and not (os.path.isfile(full) and os.access(full, os.R_OK)):
             problem = "is not readable" if os.path.isfile(full) else "no such file"
             raise MissingSecret(f"option 'credentials_file' for gs://{self.location}: {problem}: {path!r}", what=path)
+
+    def service_endpoint(self) -> str | None:
+        return self.endpoint or "https://storage.googleapis.com"
 
     @property
     def emulator(self) -> bool:

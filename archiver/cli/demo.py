@@ -17,6 +17,7 @@ import httpx
 
 from archiver.cli.common import FOUND_PROBLEMS, OK, format_table
 from archiver.cli.demo_stand_in import MEETING, demo_config, demo_key, media_bytes, signed_webhook, stand_in_cdn
+from archiver.domain.states import JobState
 from archiver.private_files import private_dir
 from archiver.runtime import Runtime
 from archiver.settings.config import load_settings
@@ -67,7 +68,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"3. A signed recording-stopped webhook was POSTed: HTTP {answer.status_code} {answer.text}")
             runtime = Runtime.create(load_settings(config))
             [job] = _wait(lambda: [j for j in runtime.ledger.jobs(meeting_id=MEETING)
-                                   if j.state in ("succeeded", "failed")], 90, "the copy finishing")
+                                   if j.state in (JobState.SUCCEEDED, JobState.FAILED)], 90, "the copy finishing")
     except TimeoutError as exc:
         print(f"demo failed: {exc}; the stack's log is {folder / 'stack.log'}", file=sys.stderr)
         return FOUND_PROBLEMS
@@ -76,7 +77,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         stack.wait(timeout=120)
     landed = folder / "archive" / job.object_key if job.object_key else None
     print(f"4. The worker copied it: job {job.job_id} {job.state}.")
-    if job.state != "succeeded" or landed is None:
+    if job.state != JobState.SUCCEEDED or landed is None:
         print(f"   error: {job.error_code}: {job.error_message}")
         return FOUND_PROBLEMS
     same = hashlib.sha256(landed.read_bytes()).hexdigest() == hashlib.sha256(body).hexdigest() == job.sha256

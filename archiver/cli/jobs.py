@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from archiver.cli.common import FOUND_PROBLEMS, OK, USAGE, format_table, settings_of, since
+from archiver.domain.states import JobState, RunResult
 from archiver.runtime import Runtime
 from archiver.settings.destinations import require_secrets
 
@@ -23,7 +24,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
         print(format_table(rows, STATUS_COLUMNS) if rows else "no jobs")
-    return FOUND_PROBLEMS if any(r["state"] == "failed" for r in rows) else OK
+    return FOUND_PROBLEMS if any(r["state"] == JobState.FAILED for r in rows) else OK
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -105,15 +106,15 @@ def cmd_archive(args: argparse.Namespace) -> int:
         for job in runtime.ledger.jobs(job_ids=list(accepted.job_ids)):
             if args.dest and job.destination not in args.dest:
                 continue
-            if job.state != "pending":
+            if job.state != JobState.PENDING:
                 print(f"{path}: job {job.job_id} -> {job.destination}: already {job.state}")
-                failed += job.state == "failed"
+                failed += job.state == JobState.FAILED
                 continue
             with _progress(job.destination, job.file_path) as progress:
                 outcome = run_copy_job(runtime, job.job_id, progress)
             print(f"{path}: job {job.job_id} -> {job.destination}: {outcome.state}"
                   f"{' (' + outcome.error + ')' if outcome.error else ''}")
-            failed += outcome.state != "succeeded"
+            failed += outcome.state != RunResult.SUCCEEDED
     return FOUND_PROBLEMS if failed else OK
 
 
@@ -147,7 +148,7 @@ class _progress:
 def register(verbs: Any) -> None:
     status = verbs.add_parser("status", help="the copy jobs in the ledger, as a table or JSON",
                               description="List copy jobs. Exit 1 when any listed job has failed.")
-    status.add_argument("--state", choices=("pending", "running", "succeeded", "failed", "held"))
+    status.add_argument("--state", choices=[s.value for s in JobState])
     status.add_argument("--meeting", help="only this meeting (room) id")
     status.add_argument("--since", type=since, help="only jobs changed since, e.g. 24h, 30m, 7d, 2026-11-01")
     status.add_argument("--json", action="store_true", help="print a JSON array")

@@ -2,5 +2,5 @@
 
 Lives here: `logs` (JSON lines off a terminal), `metrics` (Prometheus, multiprocess-safe),
 `redaction` (`mask_url`).
-May import: the standard library and prometheus_client only.
+May import: the standard library, prometheus_client and `archiver.domain`.
 """

@@ -8,6 +8,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
 
+from archiver.domain.states import RunResult
+
 COPIES = Counter("archiver_copies", "Copy attempts by destination and outcome", ["destination", "outcome"])
 BYTES = Counter("archiver_copied_bytes", "Bytes written to destinations", ["destination"])
 DURATION = Histogram("archiver_copy_seconds", "Duration of a copy attempt", ["destination"],
@@ -33,5 +35,5 @@ def observe_copy(destination: str | None, outcome: str, seconds: float, size: in
     DURATION.labels(label).observe(seconds)
     if size:
         BYTES.labels(label).inc(size)
-    if outcome == "pending":  # RunResult.PENDING: the copy failed and will retry
+    if outcome == RunResult.PENDING:  # the copy failed and will retry
         RETRIES.labels(label, reason or "-").inc()

@@ -25,6 +25,8 @@ from tenacity.wait import wait_base, wait_exponential, wait_random_exponential
 
 __all__ = ["Backoff", "Decided", "retrying"]
 
+_NO_LOOP = Retrying()  # what a RetryCallState belongs to when only a delay is asked for
+
 
 class Decided(Exception):
     """A failure that knows its own code and whether a retry can heal it (e.g. archiver.intake.account's)."""
@@ -51,7 +53,7 @@ class Backoff:
 
     def seconds(self, attempt: int) -> float:
         """The wait after failed attempt number ``attempt`` (1 is the first; 0 counts as 1), in seconds."""
-        state = RetryCallState(None, None, (), {})
+        state = RetryCallState(_NO_LOOP, None, (), {})
         state.attempt_number = max(1, attempt)
         return float(self.wait(state))
 

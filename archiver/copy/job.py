@@ -173,6 +173,7 @@ def _not_claimed(runtime: Runtime, job_id: int, current: JobRecord | None) -> Jo
 
 
 def _failed(runtime: Runtime, job: JobRecord, worker: str, exc: Exception) -> JobOutcome:
+    code: str
     if isinstance(exc, NoSource):
         code, message, retrying = Flag.CUSTOMER_STORAGE, str(exc), False
     else:

@@ -209,6 +209,7 @@ class VideoSDKClient:
         """One request; a failure raises VideoSDKError (``retry_after``: the server's Retry-After, or None)."""
         headers = {"Authorization": self.token()} if auth else {}
         retry_after: float | None = None
+        error: VideoSDKError | None
         try:
             response = self._http.request(method, url, params=params, headers=headers, timeout=self._timeout)
         except httpx.TimeoutException as exc:
@@ -222,6 +223,7 @@ class VideoSDKClient:
             if error is None:
                 return response
             retry_after = _retry_after(response)
+        assert error is not None  # every branch that gets here has one
         error.retry_after = retry_after
         raise error from None
 

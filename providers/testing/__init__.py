@@ -20,7 +20,7 @@ May import: `providers` and pytest (a test dependency: importing this package ne
 
 from providers.testing.aborts import AbortCases
 from providers.testing.contract import ContractCases, ProviderFactory
-from providers.testing.streams import PART, Unsized, pattern_sha256
+from providers.testing.streams import PART, Unsized, pattern_sha256, unsized
 
 
 class ProviderConformance(ContractCases, AbortCases):
@@ -28,5 +28,13 @@ class ProviderConformance(ContractCases, AbortCases):
     cases, ``listed``; ``leftovers`` where a write can leave something billed)."""
 
 
-__all__ = ["PART", "AbortCases", "ContractCases", "ProviderConformance", "ProviderFactory", "Unsized",
-           "pattern_sha256"]
+__all__ = [
+    "PART",
+    "AbortCases",
+    "ContractCases",
+    "ProviderConformance",
+    "ProviderFactory",
+    "Unsized",
+    "pattern_sha256",
+    "unsized",
+]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from providers import ObjectExists, StorageError, StorageProvider, TransientError
-from providers.testing.streams import PART, Unsized
+from providers.testing.streams import PART, Unsized, unsized
 
 LONG_NAMES = {"255-ascii": "n" * 251 + ".mp4", "255-utf8": "é" * 125 + "x.mp4"}
 
@@ -76,7 +76,7 @@ class AbortCases:
                                                                     size: int) -> None:
         provider.upload("ab/e.bin", io.BytesIO(b"first"))
         with pytest.raises(ObjectExists):
-            provider.upload("ab/e.bin", Unsized(size))
+            provider.upload("ab/e.bin", unsized(size))
         self.assert_nothing_left(provider, "ab/e.bin")
         with provider.open_reader("ab/e.bin") as reader:
             assert reader.read() == b"first"

@@ -13,7 +13,7 @@ import pytest
 
 from providers import ConfigurationError, ObjectExists, ObjectNotFound, StorageProvider
 from providers.readback import digest_stream
-from providers.testing.streams import PART, Unsized, pattern_sha256
+from providers.testing.streams import PART, pattern_sha256, unsized
 
 # make(prefix="pre", **options) -> a provider on the backend's fresh, empty bucket for this test
 ProviderFactory = Callable[..., StorageProvider]
@@ -49,7 +49,7 @@ class ContractCases:
 
     def test_unknown_length_stream_of_64_mib(self, provider: StorageProvider) -> None:
         size = 64 << 20
-        info = provider.upload("big/stream.bin", Unsized(size))
+        info = provider.upload("big/stream.bin", unsized(size))
         expected = pattern_sha256(size)
         assert (info.size, info.checksums["sha256"]) == (size, expected)
         assert _read_sha256(provider, "big/stream.bin") == expected
@@ -85,7 +85,7 @@ class ContractCases:
     def test_if_absent_also_holds_for_a_multipart_write(self, provider: StorageProvider) -> None:
         provider.upload("dup/big.bin", io.BytesIO(b"x"))
         with pytest.raises(ObjectExists):
-            provider.upload("dup/big.bin", Unsized(2 * PART + 7))
+            provider.upload("dup/big.bin", unsized(2 * PART + 7))
         assert provider.stat("dup/big.bin").size == 1
 
     def test_abort_leaves_nothing_behind(self, provider: StorageProvider) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from typing import BinaryIO, cast
 
 from providers.readback import digest_stream
 
@@ -28,6 +29,11 @@ class Unsized(io.RawIOBase):
         return n
 
 
+def unsized(size: int, seed: bytes = b"x") -> BinaryIO:
+    """``Unsized(size, seed)`` typed as the binary stream ``upload`` takes."""
+    return cast(BinaryIO, Unsized(size, seed))
+
+
 def pattern_sha256(size: int, seed: bytes = b"x") -> str:
     """The SHA-256 (hex) of ``Unsized(size, seed)``'s bytes."""
-    return digest_stream(Unsized(size, seed))[1].hex()  # type: ignore[arg-type]
+    return digest_stream(unsized(size, seed))[1].hex()

@@ -268,8 +268,8 @@ def test_a_denied_write_is_reported_by_check(proxy: Proxy, bucket: str) -> None:
     report = provider(proxy.url, bucket).check()
     assert not report.ok
     assert [(s.name, s.message) for s in report.steps] == [
-        ("write", f"write denied: forbidden on gs://{bucket}/pre/ (missing the write permission: "
-                  "storage.objects.create)")]
+        ("write", f"write denied: forbidden on gs://{bucket}/pre/ (endpoint {proxy.url}) (missing the write "
+                  "permission: storage.objects.create)")]
 
 
 def test_an_unauthenticated_write_is_an_authentication_error(proxy: Proxy, bucket: str) -> None:

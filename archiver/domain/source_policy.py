@@ -7,9 +7,11 @@ download (archiver.copy.source) and intake's account check read the same value. 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["SourcePolicy"]
+__all__ = ["TUNING", "SourcePolicy"]
+
+TUNING = {"setting": False}  # dataclass field metadata: a value with no key in archiver.toml
 
 
 @dataclass(frozen=True)
@@ -24,12 +26,14 @@ class SourcePolicy:
     not_found_grace_minutes: float = 10.0
     # the largest file (bytes) copied: a webhook naming a bigger one (or a source sending more) fails
     max_file_bytes: int = 50 << 30
-    # ---- tuning (no setting)
-    max_redirects: int = 3
-    connect_timeout: float = 10.0  # seconds
-    read_timeout: float = 60.0  # seconds
-    max_resumes: int = 5  # resumptions after dropped connections within one download
-    resume_backoff: float = 0.5  # seconds before the first resume, doubling, capped at 5 s
+    # ---- tuning: no setting (marked so, for whatever lists the settings)
+    max_redirects: int = field(default=3, metadata=TUNING)
+    connect_timeout: float = field(default=10.0, metadata=TUNING)  # seconds
+    read_timeout: float = field(default=60.0, metadata=TUNING)  # seconds
+    # resumptions after dropped connections within one download
+    max_resumes: int = field(default=5, metadata=TUNING)
+    # seconds before the first resume, doubling, capped at 5 s
+    resume_backoff: float = field(default=0.5, metadata=TUNING)
 
     @property
     def not_found_grace(self) -> float:

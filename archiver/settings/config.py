@@ -118,7 +118,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     visibility_timeout: int = 3600
     lease_seconds: int = 60  # a dead worker's job is taken over this long after its last heartbeat
-    source: SourcePolicy = field(default_factory=SourcePolicy)  # frozen: one instance is shared safely
+    source: SourcePolicy = SourcePolicy()  # noqa: RUF009 -- frozen: one instance is shared safely
     retry: RetrySettings = RetrySettings()
     reconcile: ReconcileSettings = ReconcileSettings()
     retention: RetentionSettings = RetentionSettings()

@@ -86,3 +86,13 @@ def test_providers_use_no_private_attribute_of_an_sdk_object() -> None:
                     and ast.unparse(node.value) not in ours):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}")
     assert found == []
+
+
+def test_only_the_publisher_puts_messages_on_the_broker() -> None:
+    # Publisher sets each message's queue and time limits; a task that sends by itself skips them.
+    found = []
+    for path in sorted((ROOT / "archiver").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in ("apply_async", "send_task", "signature"):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}")
+    assert [f for f in found if not f.startswith("archiver/worker/app.py:")] == []

@@ -96,3 +96,9 @@ def test_only_the_publisher_puts_messages_on_the_broker() -> None:
             if isinstance(node, ast.Attribute) and node.attr in ("apply_async", "send_task", "signature"):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}")
     assert [f for f in found if not f.startswith("archiver/worker/app.py:")] == []
+
+
+def test_the_ledger_depends_on_no_stage_that_writes_through_it() -> None:
+    later = ("intake", "copy", "videosdk", "maintenance", "worker", "cli")
+    found = [(f, m) for f, m, _ in imports("archiver/ledger") if top(m) == "archiver" and stage(m) in later]
+    assert found == []

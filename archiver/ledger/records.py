@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from archiver.ledger.models import CopyJob, FileRow
+from archiver.observability.redaction import redact_source
 
 
 def utcnow() -> datetime:
@@ -74,10 +75,9 @@ class JobRecord:
         """The job as shown (`archiver status --json`, the demo): the source URL without its query
         string, which carries the CDN's signed-URL token. `source_url` itself keeps it: the worker
         downloads from it."""
-        from archiver.copy.source.ssrf import redact
-
         data = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
-        data["source_url"] = redact(self.source_url)
+        # None (a file only in the customer's storage) shows as "<unparseable URL>", as it always has
+        data["source_url"] = redact_source(self.source_url)  # type: ignore[arg-type]
         data["error"] = f"{self.error_code}: {self.error_message}" if self.error_code else None
         return data
 

@@ -1,19 +1,31 @@
-"""Which failures are worth another attempt, and when. Pure: no SDK, no Celery."""
+"""When to try again: the one backoff policy of the product, on tenacity.
+
+Every retry waits by ``Backoff``: exponential (``base * 2**(attempt-1)`` seconds, capped at ``cap``),
+with full jitter (a uniform draw in [0, that]: AWS architecture blog, "Exponential Backoff And
+Jitter") unless ``jitter=False`` asks for the plain ceiling. Two ways to use it:
+
+- a retry that is queued (a copy job, a lookup: the broker delivers the next attempt later) asks
+  ``Backoff.seconds(attempt)`` for the countdown;
+- a retry inside one call (the VideoSDK client, source resumes, HLS pieces) runs under
+  ``retrying(...)``, a ``tenacity.Retrying`` that re-raises the last error as it was.
+
+tenacity supplies the wait strategies and the loop (``wait_random_exponential`` is full jitter,
+``wait_exponential`` the plain ceiling). Pure: imports nothing of ours, no SDK, no Celery.
+Which failures are worth another attempt is each caller's: archiver.copy.errors.classify for copies.
+"""
 
 from __future__ import annotations
 
-import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from archiver.copy.source.opener import SourceError
-from archiver.domain.templates import RenderError
-from providers import IntegrityError, ObjectExists, StorageError
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_base, wait_exponential, wait_random_exponential
 
+__all__ = ["Backoff", "Decided", "retrying"]
 
-class Conflict(Exception):
-    """A different object already sits at the destination key and overwrite is off."""
-
-    code = "conflict"
+_NO_LOOP = Retrying()  # what a RetryCallState belongs to when only a delay is asked for
 
 
 class Decided(Exception):
@@ -24,59 +36,50 @@ class Decided(Exception):
         self.code, self.retryable = code, retryable
 
 
-class FileTooLarge(Exception):
-    """The file is larger than [source] max_file_bytes (by VideoSDK's size, the source's length or the
-    bytes it sent): refused for good, with nothing left at the destination."""
-
-    code = "file_too_large"
-
-
-class LeaseLost(Exception):
-    """Another worker owns the job now (ours expired); stop without touching the ledger."""
-
-
 @dataclass(frozen=True)
-class Failure:
-    code: str
-    message: str
-    retryable: bool
+class Backoff:
+    """How long to wait after a failed attempt. ``base``: the ceiling after attempt 1, in seconds;
+    ``cap``: no wait is longer (seconds); ``jitter``: full jitter (else the ceiling itself)."""
+
+    base: float
+    cap: float
+    jitter: bool = True
+
+    @property
+    def wait(self) -> wait_base:
+        """The tenacity wait strategy of this backoff."""
+        strategy = wait_random_exponential if self.jitter else wait_exponential
+        return strategy(multiplier=self.base, max=self.cap)
+
+    def seconds(self, attempt: int) -> float:
+        """The wait after failed attempt number ``attempt`` (1 is the first; 0 counts as 1), in seconds."""
+        state = RetryCallState(_NO_LOOP, None, (), {})
+        state.attempt_number = max(1, attempt)
+        return float(self.wait(state))
 
 
-def classify(exc: BaseException, *, attempt: int) -> Failure:
-    if isinstance(exc, Conflict):
-        return Failure("conflict", str(exc), False)
-    if isinstance(exc, FileTooLarge):
-        return Failure("file_too_large", str(exc), False)
-    if isinstance(exc, Decided):
-        return Failure(exc.code, str(exc), exc.retryable)
-    if isinstance(exc, IntegrityError):
-        # Corruption in flight is retried once; a second mismatch points at something persistent.
-        return Failure("integrity", exc.message, attempt < 2)
-    if isinstance(exc, ObjectExists):  # lost a create-only race: the next attempt adopts it or says conflict
-        return Failure("exists", exc.message, True)
-    if isinstance(exc, StorageError):
-        return Failure(exc.code or type(exc).__name__, exc.message, exc.retryable)
-    if isinstance(exc, SourceError):
-        # Source codes are short ("not_found", "changed"); the ledger's say the download failed:
-        # source_not_found, source_changed. A code already so named is not prefixed twice.
-        code = exc.code if exc.code.startswith("source_") else f"source_{exc.code}"
-        return Failure(code, str(exc), exc.retryable)
-    if isinstance(exc, RenderError):
-        return Failure("template", str(exc), False)
-    # Celery's SoftTimeLimitExceeded, recognised by name so this module stays free of Celery.
-    if isinstance(exc, TimeoutError) or type(exc).__name__ == "SoftTimeLimitExceeded":
-        return Failure("timeout", "the copy ran past its time limit", True)
-    if isinstance(exc, AssertionError | TypeError | AttributeError | NameError):
-        # A broken invariant in our own code: the same input breaks it again on every attempt, so
-        # burning the attempt budget on it only hides the bug behind hours of retries.
-        return Failure("internal", f"{type(exc).__name__}: {exc} (a bug: report it; `archiver retry` once fixed)",
-                       False)
-    # Anything else is an unforeseen condition (a dropped database connection, say): retry within
-    # the attempt budget, loudly.
-    return Failure("internal", f"{type(exc).__name__}: {exc}", True)
+def retrying(backoff: Backoff, *, attempts: int, retry_if: Callable[[BaseException], bool],
+             sleep: Callable[[float], None] = time.sleep,
+             wait_hint: Callable[[BaseException], float | None] | None = None,
+             before_sleep: Callable[[BaseException, int, float], None] | None = None) -> Retrying:
+    """A tenacity loop for retries inside one call: at most ``attempts`` tries, again only after an
+    error ``retry_if`` accepts, waiting ``backoff`` (or ``wait_hint(error)`` when that is not None: a
+    server's Retry-After). ``before_sleep(error, attempt, delay)`` is told each wait (for logs). When
+    tries run out, or the error is not retried, that error is raised as it was (``reraise``).
 
+        for attempt in retrying(Backoff(0.5, 60), attempts=5, retry_if=is_transient):
+            with attempt:
+                return call()
+    """
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome is not None else None
+        hint = wait_hint(error) if wait_hint is not None and error is not None else None
+        return hint if hint is not None else float(backoff.wait(state))
 
-def backoff_seconds(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with full jitter (AWS architecture blog): uniform in [0, min(cap, base*2^n)]."""
-    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
-    return (rng or random).uniform(0, ceiling)
+    def tell(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        if before_sleep is not None and error is not None:
+            before_sleep(error, state.attempt_number, state.upcoming_sleep)
+
+    return Retrying(stop=stop_after_attempt(attempts), wait=wait, retry=retry_if_exception(retry_if),
+                    sleep=sleep, before_sleep=tell, reraise=True)

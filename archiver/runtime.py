@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from archiver.copy.source.opener import SourcePolicy
+from archiver.domain.source_policy import SourcePolicy
 from archiver.ledger.database import create_ledger_engine, require_current_schema
 from archiver.ledger.store import Ledger
 from archiver.notifications.routing import outbox_for
@@ -49,10 +49,7 @@ class Runtime:
 
     @property
     def source_policy(self) -> SourcePolicy:
-        s = self.settings.source
-        return SourcePolicy(allow_hosts=s.allow_hosts, allow_private_addresses=s.allow_private_addresses,
-                            allow_http=s.allow_http, allowed_networks=s.allowed_networks,
-                            not_found_grace=s.not_found_grace_minutes * 60)
+        return self.settings.source
 
     def source_storage(self) -> StorageProvider | None:
         """The customer's bucket that VideoSDK writes to (``[videosdk] storage``), as a source; None when

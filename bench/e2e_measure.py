@@ -16,7 +16,7 @@ import redis as redis_client
 from sqlalchemy import func, select
 
 from archiver.ledger.database import create_ledger_engine
-from archiver.ledger.models import CopyJob, Event, RecordingFile
+from archiver.ledger.models import CopyJob, Event, FileRow
 from bench.loadreport import cpu_seconds, ms, percentile
 from bench.loadstack import Service
 from tests.http_source import sha256
@@ -31,8 +31,8 @@ def _aware(value: datetime | None) -> datetime | None:
 def _jobs(prefix: str) -> Any:
     return (select(Event.meeting_id, Event.received_at, CopyJob.state, CopyJob.started_at, CopyJob.finished_at,
                    CopyJob.attempts, CopyJob.bytes, CopyJob.sha256, CopyJob.error_code)
-            .join(RecordingFile, RecordingFile.event_id == Event.id)
-            .join(CopyJob, CopyJob.file_id == RecordingFile.id)
+            .join(FileRow, FileRow.event_id == Event.id)
+            .join(CopyJob, CopyJob.file_id == FileRow.id)
             .where(Event.meeting_id.like(prefix + "-%")))
 
 

@@ -25,6 +25,7 @@ from providers.errors import (
     StorageError,
     TransientError,
 )
+from providers.readback import digest_stream
 from providers.types import CheckReport, CheckStep, ObjectInfo
 from providers.writer import ObjectWriter
 
@@ -78,5 +79,6 @@ def open_provider(url: str, **options: Any) -> StorageProvider:
 __all__ = [
     "MAX_KEY_BYTES", "AccessDenied", "AuthenticationError", "CheckReport", "CheckStep", "ConfigurationError",
     "IntegrityError", "InvalidKey", "MissingSecret", "ObjectExists", "ObjectInfo", "ObjectNotFound", "ObjectWriter",
-    "StorageError", "StorageProvider", "TransientError", "open_provider", "provider_class", "split_url",
+    "StorageError", "StorageProvider", "TransientError", "digest_stream", "open_provider", "provider_class",
+    "split_url",
 ]

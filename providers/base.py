@@ -25,6 +25,8 @@ class StorageProvider(ABC):
     default_concurrency: ClassVar[int] = 4
     # The permission each kind of access needs, in the service's words, for `check()` to name.
     permissions: ClassVar[dict[str, str]] = {"write": "write", "read": "read", "delete": "delete", "tag": "tag"}
+    # Where this backend's credentials go, for `check()` to say when they are missing or refused.
+    credentials_hint: ClassVar[str] = ""
 
     def __init__(self, location: str, prefix: str, options: Mapping[str, Any]) -> None:
         self.location = location
@@ -169,10 +171,16 @@ class StorageProvider(ABC):
         # Azure's uncommitted blocks and GCS's resumable sessions are invisible and expire on their own.
         return 0
 
-    def check(self) -> CheckReport:
-        """Write a small probe under the prefix, read it back, compare, delete it; report each step,
-        naming the permission a failing step lacked (see providers/probe.py)."""
-        return run_check(self)
+    def check(self, under: str = "") -> CheckReport:
+        """Write a small probe under the prefix (and under ``under``, a key prefix such as the fixed
+        start of a destination's key template, "videosdk/": a policy limited to prefix/* must pass),
+        read it back, compare, delete it; report each step, naming the endpoint and the permission
+        a failing step lacked, or where credentials go (see providers/probe.py)."""
+        return run_check(self, under)
+
+    def service_endpoint(self) -> str | None:
+        """The service endpoint requests go to, for messages (no credentials in it); None for none."""
+        return None
 
     @property
     def sets_tags(self) -> bool:

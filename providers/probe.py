@@ -24,11 +24,12 @@ PROBE_BYTES = 1024
 PROBE_PREFIX = ".archiver-probe-"
 
 
-def run_check(provider: StorageProvider) -> CheckReport:
-    key = f"{PROBE_PREFIX}{secrets.token_hex(8)}"
+def run_check(provider: StorageProvider, under: str = "") -> CheckReport:
+    key = f"{under}{PROBE_PREFIX}{secrets.token_hex(8)}"
     payload = secrets.token_bytes(PROBE_BYTES)
-    where = provider.describe()
+    where = provider.describe(under)
     needs = provider.permissions
+    hint = provider.credentials_hint
     steps: list[CheckStep] = []
     written: list[str] = []  # probes that are (or may be) in the bucket
 
@@ -36,10 +37,10 @@ def run_check(provider: StorageProvider) -> CheckReport:
         try:
             result = action()
         except StorageError as exc:
-            steps.append(CheckStep(name, False, _failed(verb, exc, where, kind, needs[kind])))
+            steps.append(CheckStep(name, False, _failed(verb, exc, _at(provider, where), kind, needs[kind], hint)))
             return None
         except OSError as exc:  # e.g. DNS failure before any SDK error mapping
-            steps.append(CheckStep(name, False, f"{verb} failed: {type(exc).__name__} on {where}"))
+            steps.append(CheckStep(name, False, f"{verb} failed: {type(exc).__name__} on {_at(provider, where)}"))
             return None
         steps.append(CheckStep(name, True, f"{verb} ok"))
         return result if result is not None else True
@@ -70,7 +71,7 @@ def run_check(provider: StorageProvider) -> CheckReport:
             steps.append(CheckStep("compare", same, "read back the same bytes" if same else
                                    f"read back {len(data)} bytes that differ from the {PROBE_BYTES} written"))
     if written:
-        _delete_all(provider, written, steps, where, needs["delete"])
+        _delete_all(provider, written, steps, _at(provider, where), needs["delete"])
     return CheckReport(url=where, steps=tuple(steps))
 
 
@@ -82,16 +83,28 @@ def _delete_all(provider: StorageProvider, keys: list[str], steps: list[CheckSte
             provider.delete(key)
         except StorageError as exc:
             left.append(provider.describe(key))
-            failure = _failed("delete", exc, where, "delete", permission)
+            failure = _failed("delete", exc, where, "delete", permission, provider.credentials_hint)
     if failure is None:
         steps.append(CheckStep("delete", True, "delete ok"))
     else:
         steps.append(CheckStep("delete", False, f"{failure}; remove {', '.join(left)} by hand"))
 
 
-def _failed(verb: str, exc: StorageError, where: str, kind: str, permission: str) -> str:
-    """E.g. "stat denied: AccessDenied on s3://b/pre/ (missing the read permission: s3:GetObject)"."""
+def _at(provider: StorageProvider, where: str) -> str:
+    """``where`` with the endpoint the requests went to, for a failure's message."""
+    try:
+        endpoint = provider.service_endpoint()
+    except Exception:  # a message's detail must not fail the check (e.g. a client that cannot be made)
+        endpoint = None
+    return f"{where} (endpoint {endpoint})" if endpoint else where
+
+
+def _failed(verb: str, exc: StorageError, where: str, kind: str, permission: str, credentials: str = "") -> str:
+    """E.g. "stat denied: AccessDenied on s3://b/pre/ (endpoint https://s3.eu-west-1.amazonaws.com)
+    (missing the read permission: s3:GetObject)"; credentials missing or refused say where they go."""
     hint = f" (missing the {kind} permission: {permission})" if isinstance(exc, AccessDenied) else ""
+    if isinstance(exc, AuthenticationError) and credentials:
+        hint = f"; credentials: {credentials}"
     return f"{verb} {_failure_word(exc)}: {exc.code or exc} on {where}{hint}"
 
 

@@ -73,9 +73,16 @@ def read_back_ranges(open_range: OpenRange, parts: Sequence[tuple[int, str, byte
 
 
 def _digest(open_range: OpenRange, start: int, length: int | None, algorithm: str) -> tuple[int, bytes]:
+    return digest_stream(open_range(start, length), algorithm)
+
+
+def digest_stream(stream: BinaryIO, algorithm: str = "sha256") -> tuple[int, bytes]:
+    """(size in bytes, raw digest) of everything ``stream`` yields, read in 1 MiB chunks (memory: one
+    chunk); the stream is closed. ``algorithm`` is a hashlib name ("sha256", "md5": MD5 only as a
+    checksum). The one streaming hash of the code base: errors are the stream's own."""
     digest = hashlib.new(algorithm, usedforsecurity=False) if algorithm == "md5" else hashlib.new(algorithm)
     total = 0
-    with open_range(start, length) as reader:
+    with stream as reader:
         while chunk := reader.read(READ_CHUNK):
             digest.update(chunk)
             total += len(chunk)

@@ -11,7 +11,7 @@ import sys
 import tracemalloc
 
 from providers import open_provider
-from tests.test_conformance import Unsized
+from providers.testing import Unsized
 
 
 def peak_rss_kib() -> int:

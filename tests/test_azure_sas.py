@@ -78,8 +78,8 @@ def test_check_with_a_sas_without_read_names_read_and_removes_its_probe(conn: st
                                                       ("delete", True)]
     assert report.steps[0].message.startswith("write ok; not verified: read denied")
     assert report.steps[1].message == (f"stat denied: AuthorizationPermissionMismatch on az://{container}/pre/ "
-                                       "(missing the read permission: SAS read (r), or the Storage Blob Data "
-                                       "Reader role)")
+                                       f"(endpoint {endpoint}) (missing the read permission: SAS read (r), or the "
+                                       "Storage Blob Data Reader role)")
     assert listed(conn, container) == {}
 
 
@@ -126,8 +126,8 @@ def test_check_names_a_missing_tag_permission(conn: str, container: str, tagless
     assert [(s.name, s.ok) for s in report.steps] == [("write", True), ("tag", False), ("stat", True),
                                                       ("read", True), ("compare", True), ("delete", True)]
     assert report.steps[1].message == (f"write with tags denied: AuthorizationPermissionMismatch on az://{container}"
-                                       "/pre/ (missing the tag permission: SAS tag (t), or the Storage Blob Data "
-                                       "Owner role)")
+                                       f"/pre/ (endpoint {tagless.url}/{AZURITE_ACCOUNT}) (missing the tag permission: "
+                                       "SAS tag (t), or the Storage Blob Data Owner role)")
     assert listed(conn, container) == {}
     tagged: list[Seen] = [s for s in tagless.seen if s.header("x-ms-tags")]
     assert len(tagged) == 1
@@ -147,7 +147,8 @@ def test_a_read_only_sas_is_denied_writes(conn: str, container: str, endpoint: s
     report = provider.check()
     assert [(s.name, s.ok) for s in report.steps] == [("write", False)]
     assert report.steps[0].message.startswith(f"write denied: AuthorizationPermissionMismatch on az://{container}"
-                                              "/pre/ (missing the write permission: SAS create and write")
+                                              f"/pre/ (endpoint {endpoint}) (missing the write permission: SAS "
+                                              "create and write")
     signature = token.split("sig=")[1].split("&")[0]
     assert signature not in str(report) + str(excinfo.value) + repr(provider)
 

@@ -653,7 +653,8 @@ def test_readme_documents_every_setting_and_its_variable() -> None:
         if field.name in ("destinations", "notifications", "origin", "warnings"):
             continue
         section = field.default if dataclasses.is_dataclass(field.default) else None
-        keys = [(field.name, f.name) for f in dataclasses.fields(section)] if section else [(None, field.name)]
+        keys = [(field.name, f.name) for f in dataclasses.fields(section)
+                if f.metadata.get("setting", True)] if section else [(None, field.name)]
         text = _readme_section(f"### `[{field.name}]`" if section else "### Top level")
         for section_name, key in keys:
             row = next((line for line in text.splitlines() if line.startswith(f"| `{key}` |")), None)

@@ -343,9 +343,9 @@ def test_a_value_longer_than_its_column_is_refused_naming_field_and_limit(name: 
 
 def test_the_limits_are_the_ledgers_column_sizes() -> None:
     from archiver.intake.field_limits import FIELD_LIMITS
-    from archiver.ledger.models import Event, RecordingFile
+    from archiver.ledger.models import Event, FileRow
 
-    assert FIELD_LIMITS["meetingId"] == RecordingFile.__table__.c.meeting_id.type.length == 200
+    assert FIELD_LIMITS["meetingId"] == FileRow.__table__.c.meeting_id.type.length == 200
     assert FIELD_LIMITS["webhookType"] == Event.__table__.c.webhook_type.type.length == 100
     assert FIELD_LIMITS["filePath"] == 1024 and FIELD_LIMITS["kind"] == 50
     assert FIELD_LIMITS["id"] == Event.__table__.c.dedupe_key.type.length - len("merge:")  # archiver.merge's key

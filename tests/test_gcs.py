@@ -268,8 +268,8 @@ def test_a_denied_write_is_reported_by_check(proxy: Proxy, bucket: str) -> None:
     report = provider(proxy.url, bucket).check()
     assert not report.ok
     assert [(s.name, s.message) for s in report.steps] == [
-        ("write", f"write denied: forbidden on gs://{bucket}/pre/ (missing the write permission: "
-                  "storage.objects.create)")]
+        ("write", f"write denied: forbidden on gs://{bucket}/pre/ (endpoint {proxy.url}) (missing the write "
+                  "permission: storage.objects.create)")]
 
 
 def test_an_unauthenticated_write_is_an_authentication_error(proxy: Proxy, bucket: str) -> None:
@@ -371,3 +371,18 @@ def test_option_values_are_checked(gcs_emulator_url: str) -> None:
         provider(gcs_emulator_url, "b-1", kms_key_name="my-key")
     with pytest.raises(ConfigurationError, match="bucket name"):
         provider(gcs_emulator_url, "Not_A_Bucket!")
+
+
+def test_check_without_credentials_says_where_they_go(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Nothing configured and no Application Default Credentials: the check names Google's endpoint and
+    # both places credentials can come from, instead of a bare "unauthenticated".
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", "CLOUDSDK_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no gcloud application-default file either
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # not on Google Compute Engine: no metadata server
+    report = open_provider("gs://some-archive-bucket/videosdk/").check()
+    write = report.steps[0]
+    assert not write.ok and write.message.startswith("write unauthenticated: ")
+    assert "on gs://some-archive-bucket/videosdk/ (endpoint https://storage.googleapis.com)" in write.message
+    assert "credentials: give the destination credentials_file" in write.message
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in write.message

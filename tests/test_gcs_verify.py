@@ -138,7 +138,7 @@ def test_check_names_read_and_delete_and_the_probe_it_left(proxy: Proxy, bucket:
                                                            gcs_emulator_url: str) -> None:
     proxy.rule = lambda seen: forbidden() if reads_object(seen) or deletes_object(seen) else None
     report = provider(proxy.url, bucket).check()
-    where = f"gs://{bucket}/pre/"
+    where = f"gs://{bucket}/pre/ (endpoint {proxy.url})"
     assert [(s.name, s.ok, s.message) for s in report.steps][1:3] == [
         ("stat", False, f"stat denied: forbidden on {where} (missing the read permission: storage.objects.get)"),
         ("read", False, f"read denied: forbidden on {where} (missing the read permission: storage.objects.get)")]

@@ -10,16 +10,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from archiver.domain.recordings import RecordingFile
 from archiver.ledger.database import SchemaBehind, create_ledger_engine, require_current_schema, upgrade
-from archiver.ledger.models import CopyJob, Event, JobAttempt, RecordingFile
-from archiver.ledger.store import Ledger, NewFile, NewJob
+from archiver.ledger.models import CopyJob, Event, FileRow, JobAttempt
+from archiver.ledger.store import Ledger, NewJob
 
 RECEIVED = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
 
 
 def accept(ledger: Ledger, key: str = "k1", *, publish=None, destinations: Sequence[str] = ("a", "b")):
-    file = NewFile(meeting_id="abc-xyzw-lmno", session_id="s1", participant_id=None, kind=None,
+    file = RecordingFile(meeting_id="abc-xyzw-lmno", session_id="s1", participant_id=None, kind=None,
                    file_path="/encoded/videos/x.mp4", file_url="https://cdn.videosdk.live/encoded/videos/x.mp4",
                    webhook_type="recording-stopped")
     jobs = [NewJob(d, f"rec/{d}/x.mp4") for d in destinations]
@@ -61,7 +62,7 @@ def test_one_event_fans_out_and_a_duplicate_adds_nothing(ledger: Ledger) -> None
     assert len(first.created) == 2 and second.created == ()
     assert first.job_ids == second.job_ids
     assert [tuple(p) for p in published] == [first.created]
-    assert (count(ledger, Event), count(ledger, RecordingFile), count(ledger, CopyJob)) == (1, 1, 2)
+    assert (count(ledger, Event), count(ledger, FileRow), count(ledger, CopyJob)) == (1, 1, 2)
 
 
 def test_the_same_file_from_another_event_reuses_its_jobs(ledger: Ledger) -> None:
@@ -77,7 +78,7 @@ def test_a_failed_publish_records_nothing(ledger: Ledger) -> None:
 
     with pytest.raises(ConnectionError):
         accept(ledger, publish=broker_down)
-    assert (count(ledger, Event), count(ledger, RecordingFile), count(ledger, CopyJob)) == (0, 0, 0)
+    assert (count(ledger, Event), count(ledger, FileRow), count(ledger, CopyJob)) == (0, 0, 0)
     assert accept(ledger).created  # VideoSDK's retry then goes through as a first delivery
 
 
@@ -138,7 +139,7 @@ def test_every_attempt_is_recorded(ledger: Ledger) -> None:
 
 
 def test_a_template_error_is_a_visible_failed_job(ledger: Ledger) -> None:
-    file = NewFile(meeting_id="m", session_id="s", participant_id=None, kind=None, file_path="x.mp4",
+    file = RecordingFile(meeting_id="m", session_id="s", participant_id=None, kind=None, file_path="x.mp4",
                    file_url="https://cdn.videosdk.live/x.mp4", webhook_type="recording-stopped")
     accepted = ledger.accept(body="{}", dedupe_key="t", webhook_type="recording-stopped", meeting_id="m",
                              session_id="s", received_at=RECEIVED, verified=True, source="webhook",

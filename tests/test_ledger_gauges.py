@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from archiver.intake.signature import KeyCache
 from archiver.ledger.backlog import Backlog, read_backlog
 from archiver.ledger.database import create_ledger_engine, session_factory, upgrade
-from archiver.ledger.models import CopyJob, Event, Lookup, OutboxMessage, RecordingFile
+from archiver.ledger.models import CopyJob, Event, FileRow, Lookup, OutboxMessage
 from archiver.ledger.records import utcnow
 from archiver.observability.ledger_gauges import LedgerGauges
 from tests.receiver_harness import new_key
@@ -30,7 +30,7 @@ def add_jobs(url: str, jobs: list[tuple[str, str, timedelta]], lookups: list[str
         db.add(event)
         db.flush()
         for n, (destination, state, age) in enumerate(jobs):
-            f = RecordingFile(meeting_id="m", session_id="s", participant_id="", kind="", file_path=f"/f{n}.mp4",
+            f = FileRow(meeting_id="m", session_id="s", participant_id="", kind="", file_path=f"/f{n}.mp4",
                               file_name=f"f{n}.mp4", webhook_type="recording-stopped", event_id=event.id,
                               received_at=now)
             db.add(f)

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from archiver.ledger.database import SchemaBehind, create_ledger_engine, upgrade
-from archiver.ledger.models import CopyJob, Event, JobAttempt, RecordingFile
+from archiver.ledger.models import CopyJob, Event, FileRow, JobAttempt
 from archiver.ledger.store import Ledger
 from archiver.ledger.transfer import TargetNotEmpty, copy_ledger
 from tests import emulators
@@ -55,7 +55,7 @@ def test_every_row_moves_with_its_id_and_new_rows_follow(sqlite_ledger, postgres
     copied = copy_ledger(url, postgres_url)
     assert {c.table: c.rows for c in copied}["copy_jobs"] == 3
     new = Ledger(create_ledger_engine(postgres_url))
-    for model in (Event, RecordingFile, CopyJob, JobAttempt):
+    for model in (Event, FileRow, CopyJob, JobAttempt):
         assert rows(new, model) == rows(old, model), model.__tablename__
     # The sequences moved past the copied ids: the next event gets new ids instead of colliding.
     created = accept(new, "k3", destinations=("d",)).created

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from archiver.cli import main
 from archiver.intake.record import accept_event
 from archiver.ledger.database import create_ledger_engine
-from archiver.ledger.models import CopyJob, Event, RecordingFile
+from archiver.ledger.models import CopyJob, Event, FileRow
 from archiver.ledger.store import Ledger
 from archiver.settings.config import load_settings
 from tests.videosdk_stand_in import VideoSDKStandIn
@@ -99,8 +99,8 @@ def announce(config: Path, room: str, file_path: str) -> None:
 def snapshot(ledger: Ledger) -> list[tuple[Any, ...]]:
     """Every file row, column by column: equal before and after a run that should write nothing."""
     with ledger.sessions() as db:
-        return [tuple(getattr(f, c.name) for c in RecordingFile.__table__.columns)
-                for f in db.scalars(select(RecordingFile).order_by(RecordingFile.id))]
+        return [tuple(getattr(f, c.name) for c in FileRow.__table__.columns)
+                for f in db.scalars(select(FileRow).order_by(FileRow.id))]
 
 
 def count(ledger: Ledger, table: type) -> int:

@@ -215,7 +215,7 @@ def test_check_with_write_only_credentials_names_each_permission_and_the_probe_l
     report = provider.check()
     assert [(s.name, s.ok) for s in report.steps] == [("write", True), ("stat", False), ("read", False),
                                                       ("delete", False)]
-    where = f"s3://{iam_moto.bucket}/pre/"
+    where = f"s3://{iam_moto.bucket}/pre/ (endpoint {iam_moto.url})"
     assert report.steps[0].message.startswith("write ok; not verified: read denied (HTTP 403)")
     assert report.steps[1].message == f"stat denied: HTTP 403 on {where} (missing the read permission: s3:GetObject)"
     assert report.steps[2].message == (f"read denied: AccessDenied on {where} (missing the read permission: "
@@ -262,6 +262,61 @@ def test_check_names_a_missing_tagging_permission(moto_url: str) -> None:
         proxy.close()
     assert [(s.name, s.ok) for s in report.steps] == [("write", True), ("tag", False), ("stat", True),
                                                       ("read", True), ("compare", True), ("delete", True)]
-    assert report.steps[1].message == (f"write with tags denied: AccessDenied on s3://{bucket}/pre/ (missing the "
-                                       "tag permission: s3:PutObjectTagging)")
+    assert report.steps[1].message == (f"write with tags denied: AccessDenied on s3://{bucket}/pre/ (endpoint "
+                                       f"{proxy.url}) (missing the tag permission: s3:PutObjectTagging)")
     assert not boto(moto_url).list_objects_v2(Bucket=bucket).get("Contents")
+
+
+@pytest.mark.usefixtures("restore_root_logging")
+def test_check_probes_under_the_destinations_prefix(iam_moto: IamMoto, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # The usual least-privilege archive policy: objects under videosdk/* only. Copies work with it, so
+    # `archiver check` must pass too: its probe goes under the key template's fixed start, not the root.
+    from archiver.cli import main
+
+    iam = boto(iam_moto.url, "iam", **iam_moto.admin)
+    iam.create_user(UserName="prefixed")
+    iam.put_user_policy(UserName="prefixed", PolicyName="s3", PolicyDocument=_policy(
+        {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
+         "Resource": f"arn:aws:s3:::{iam_moto.bucket}/videosdk/*"}))
+    keys = _keys(iam.create_access_key(UserName="prefixed"))
+    root = open_provider(f"s3://{iam_moto.bucket}", endpoint_url=iam_moto.url, region="us-east-1",
+                         addressing_style="path", **_options(keys))
+    with pytest.raises(AccessDenied):  # the policy is enforced: the bucket root is out of bounds
+        root.upload("outside.bin", io.BytesIO(b"x"))
+    monkeypatch.setenv("IAM_PREFIXED_SECRET", keys["aws_secret_access_key"])
+    config = tmp_path / "archiver.toml"
+    config.write_text(f"""
+database_url = "sqlite:///{tmp_path}/ledger.db"
+
+[[destinations]]
+name = "s3"
+url = "s3://{iam_moto.bucket}/videosdk/{{meetingId}}/"
+endpoint_url = "{iam_moto.url}"
+region = "us-east-1"
+addressing_style = "path"
+access_key_id = "{keys["aws_access_key_id"]}"
+secret_access_key_env = "IAM_PREFIXED_SECRET"
+""")
+    code = main(["--config", str(config), "check", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 0, rows
+    assert [r["step"] for r in rows] == ["write", "stat", "read", "compare", "delete"]
+    assert {r["url"] for r in rows} == {f"s3://{iam_moto.bucket}/videosdk/"}
+
+
+def test_check_failures_name_the_endpoint_and_where_credentials_go(iam_moto: IamMoto,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    report = iam_moto.provider().check()  # no credentials anywhere
+    write = report.steps[0]
+    assert not write.ok
+    assert f"(endpoint {iam_moto.url})" in write.message
+    assert "credentials: give the destination access_key_id with secret_access_key_env" in write.message
+    denied = iam_moto.provider(**_options(iam_moto.reader)).check()
+    assert f"(endpoint {iam_moto.url}) (missing the write permission: s3:PutObject)" in denied.steps[0].message

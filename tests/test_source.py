@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from archiver.copy import job as copy_job
+from archiver.copy.errors import classify
 from archiver.copy.source import ssrf
 from archiver.copy.source.opener import (
     PermanentSourceError,
@@ -37,7 +38,6 @@ from archiver.copy.source.opener import (
 from archiver.intake.record import accept_event
 from archiver.ledger.database import create_ledger_engine, upgrade
 from archiver.ledger.store import Ledger
-from archiver.retry import classify
 from archiver.runtime import Runtime
 from archiver.settings.config import ConfigError, load_settings
 from tests.http_source import HttpSource, content, sha256
@@ -579,7 +579,7 @@ def test_not_found_right_after_the_webhook_is_retried_and_final_after_the_grace_
     for part in (f"HTTP {status}", "host 127.0.0.1", "2 h after the webhook", "archiver retry --failed"):
         assert part in str(late), str(late)
     assert "SECRET" not in str(soon) + str(late)
-    fails(PermanentSourceError, final_code, url, client, policy(not_found_grace=0), announced_at=ago(seconds=1))
+    fails(PermanentSourceError, final_code, url, client, policy(not_found_grace_minutes=0), announced_at=ago(seconds=1))
 
 
 def test_a_file_that_reaches_the_cdn_after_its_webhook_is_fetched_by_a_later_attempt(

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from archiver.copy import job as copy_job
+from archiver.copy.errors import classify
 from archiver.intake.record import accept_event
 from archiver.ledger.database import create_ledger_engine, upgrade
 from archiver.ledger.store import Ledger
-from archiver.retry import classify
 from archiver.runtime import Runtime
 from archiver.settings.config import ConfigError, load_settings
 from tests.http_source import HttpSource, content

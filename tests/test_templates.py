@@ -6,7 +6,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from archiver.domain.templates import (
-    MAX_KEY_BYTES,
     VARIABLES,
     RenderError,
     TemplateError,
@@ -14,6 +13,7 @@ from archiver.domain.templates import (
     template_values,
 )
 from archiver.intake.events import RecordingFile
+from providers import MAX_KEY_BYTES
 
 # 23:30 at UTC-05:00 is already the next day in UTC: date parts must follow UTC.
 RECEIVED = datetime(2024, 3, 9, 23, 30, 7, tzinfo=timezone(timedelta(hours=-5)))
@@ -143,7 +143,7 @@ def test_roomid_alias_reads_meetingid_or_roomid() -> None:
 
 
 def test_key_length_limit_is_utf8_bytes() -> None:
-    t = parse_template("p/{meetingId}")
+    t = parse_template("p/{meetingId}", max_key_bytes=MAX_KEY_BYTES)
     assert t.render({"meetingId": "a" * (MAX_KEY_BYTES - 2)}) == "p/" + "a" * (MAX_KEY_BYTES - 2)
     with pytest.raises(RenderError, match="1025 bytes"):
         t.render({"meetingId": "a" * (MAX_KEY_BYTES - 1)})

@@ -19,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 import click
 
 from archiver.cli.app import USAGE, State, VerbGroup
-from archiver.ledger.database import LedgerError
+from archiver.ledger.database import LedgerDriverError, LedgerError
 from archiver.observability.logs import configure_logging
 from archiver.settings.config import ConfigError
 from providers import ConfigurationError
@@ -49,8 +49,6 @@ for _name in VERB_MODULES:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `archiver ARGV` and return the exit code. A usage error (unknown verb or option, a bad value)
     prints click's message and raises SystemExit(2), as the console script and argparse always did."""
-    from sqlalchemy.exc import DBAPIError
-
     configure_logging()
     current = State()
     try:
@@ -67,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ConfigurationError, LedgerError) as exc:
         print(f"archiver {current.verb}: {exc}", file=sys.stderr)
         return USAGE
-    except DBAPIError as exc:  # the ledger went away after the verb's first probe: still one line
+    except LedgerDriverError as exc:  # the ledger went away after the verb's first probe: still one line
         from archiver.preflight import LEDGER, unusable
 
         url = current.settings.database_url if current.settings else "the ledger"
@@ -87,10 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _broker_failure(exc: BaseException) -> bool:
-    """kombu's OperationalError: the broker went away after the verb's first probe. Looked up, not
-    imported: only archiver.worker imports kombu, and it is loaded whenever a verb published."""
-    errors = sys.modules.get("kombu.exceptions")
-    return errors is not None and isinstance(exc, errors.OperationalError)
+    """The broker went away after the verb's first probe: kombu's OperationalError, or the Publisher's
+    BrokerUnreachable. Looked up, not imported: only archiver.worker imports kombu, and both modules are
+    loaded whenever a verb published."""
+    errors, app = sys.modules.get("kombu.exceptions"), sys.modules.get("archiver.worker.app")
+    return ((errors is not None and isinstance(exc, errors.OperationalError))
+            or (app is not None and isinstance(exc, app.BrokerUnreachable)))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from providers import open_provider
               help="a provider option when TARGET is a URL, e.g. -o region=eu-west-1 (repeatable)")
 def check(target: str | None, options: tuple[tuple[str, Any], ...]) -> int:
     if target and ("://" in target or target.startswith("file:")):
-        targets = [(target, open_provider(target, **dict(options)))]
+        targets = [(target, open_provider(target, **dict(options)), "")]
         targets[0][1].resolve_secrets()
     else:
         current = settings()
@@ -30,10 +30,12 @@ def check(target: str | None, options: tuple[tuple[str, Any], ...]) -> int:
         if not chosen:
             return fail(f"no destination {target!r} (configured: {', '.join(d.name for d in current.destinations)})")
         require_secrets(chosen)  # exit 2 naming each unset variable, before any probe is written
-        targets = [(d.name, d.open()) for d in chosen]
+        # Probe where copies go: under the literal start of the key template ("videosdk/" of
+        # s3://b/videosdk/{meetingId}/), so a policy limited to that prefix passes as copies do.
+        targets = [(d.name, d.open(), d.template.fixed_prefix) for d in chosen]
     rows: list[dict[str, Any]] = []
-    for name, provider in targets:
-        report = provider.check()
+    for name, provider, under in targets:
+        report = provider.check(under)
         rows += [{"destination": name, "url": report.url, "step": s.name, "result": "pass" if s.ok else "FAIL",
                   "message": s.message} for s in report.steps]
     emit(rows, rows, ("destination", "step", "result", "message"))

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 
 from archiver.copy.encryption import encryption_role, unusable_note
+from archiver.copy.errors import LeaseLost, classify
 from archiver.copy.lease import LeaseKeeper
 from archiver.copy.manifests import write_manifest
 from archiver.copy.object import (
@@ -30,13 +31,13 @@ from archiver.copy.playlist import copy_playlist
 from archiver.copy.source.opener import SourceChanged
 from archiver.copy.sources import Download, NoSource, Origin, origin_for
 from archiver.domain.formats import Family, Format, declared_format, looks_like_playlist, object_content_type
+from archiver.domain.states import Flag, JobState, RunResult
 from archiver.domain.templates import RenderError
 from archiver.intake.account import confirm, needs_confirmation
 from archiver.intake.record import render_job_key, template_failure
 from archiver.ledger.origins import first_event_body
-from archiver.ledger.records import SIZE_UNPROVEN, UNVERIFIED
 from archiver.ledger.store import JobRecord, utcnow
-from archiver.retry import LeaseLost, backoff_seconds, classify
+from archiver.retry import Backoff
 from archiver.runtime import Runtime
 from archiver.settings.config import Destination
 from providers import ObjectInfo, StorageError
@@ -53,7 +54,7 @@ SNIFF_BYTES = 16  # enough to see "#EXTM3U" after a byte order mark
 @dataclass(frozen=True)
 class JobOutcome:
     job_id: int
-    state: str  # succeeded | pending (will retry) | failed | skipped | busy | lost | missing
+    state: str  # a RunResult
     retry_in: float | None = None
     error: str | None = None
     uploaded: bool = False  # False when an identical object was already there
@@ -83,7 +84,7 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
                 write_manifest(provider, job, destination, copied.info, copied.manifest)
             _discard_leftovers(task)
     except LeaseLost:
-        return JobOutcome(job_id, "lost")
+        return JobOutcome(job_id, RunResult.LOST)
     except (SystemExit, KeyboardInterrupt):
         # The worker is stopping (its stop grace ran out): the writer aborted on the way out. Give the
         # job back at once, so the redelivered message finds it pending instead of waiting for the
@@ -99,19 +100,19 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
         # Every byte the source sent is in place, but nothing proved that it sent the whole file:
         # visible in `status` and `verify`, never verified, so retention keeps the recording until
         # reconcile learns VideoSDK's size and it agrees.
-        flag = (SIZE_UNPROVEN, f"{info.size} bytes copied, but the source's length was "
+        flag = (Flag.SIZE_UNPROVEN, f"{info.size} bytes copied, but the source's length was "
                 f"not proven: {proof[1]}; reconcile compares it with VideoSDK's size")
     elif info.unverified:
         # Committed and accounted for, but the destination would not let us read it back (write-only
         # credentials): `archiver verify` with read access confirms it later; until then it is not
         # verified, so retention keeps the recording.
-        flag = (UNVERIFIED, "committed, not read back: " + "; ".join(info.unverified))
+        flag = (Flag.UNVERIFIED, "committed, not read back: " + "; ".join(info.unverified))
     # The flag goes in with the success: the outbox, written in the same transaction, must not take a
     # flagged copy for a verified one (recording.archived).
     if not runtime.ledger.succeed(job_id, worker, size=info.size, sha256=info.checksums["sha256"], etag=info.etag,
                                   flag=flag):
-        return JobOutcome(job_id, "lost")  # our lease ran out and another worker owns the job now
-    return JobOutcome(job_id, "succeeded", uploaded=copied.uploaded, destination=job.destination,
+        return JobOutcome(job_id, RunResult.LOST)  # our lease ran out and another worker owns the job now
+    return JobOutcome(job_id, RunResult.SUCCEEDED, uploaded=copied.uploaded, destination=job.destination,
                       bytes=task.uploaded_bytes or None, size_proven=proof[0], size_note=proof[1])
 
 
@@ -133,7 +134,7 @@ def _claim(runtime: Runtime, job_id: int, worker: str) -> tuple[JobRecord, Desti
     job = runtime.ledger.claim(job_id, worker, runtime.lease)
     if job is None:
         current = runtime.ledger.job(job_id)
-        if current is not None and current.state == "pending":
+        if current is not None and current.state == JobState.PENDING:
             # The claim ran before intake's commit became visible and the read after it: claim again.
             job = runtime.ledger.claim(job_id, worker, runtime.lease)
         if job is None:
@@ -143,7 +144,7 @@ def _claim(runtime: Runtime, job_id: int, worker: str) -> tuple[JobRecord, Desti
     except KeyError:
         runtime.ledger.fail(job_id, worker, code="unknown_destination", retrying=False,
                             message=f"destination {job.destination!r} is no longer configured")
-        return JobOutcome(job_id, "failed", error="unknown_destination")
+        return JobOutcome(job_id, RunResult.FAILED, error="unknown_destination")
     if job.object_key is None:
         # Its template could not render at intake; the configuration may have been fixed since.
         try:
@@ -151,33 +152,34 @@ def _claim(runtime: Runtime, job_id: int, worker: str) -> tuple[JobRecord, Desti
         except RenderError as exc:
             message = template_failure(destination, exc)
             runtime.ledger.fail(job_id, worker, code="template", message=message, retrying=False)
-            return JobOutcome(job_id, "failed", error=f"template: {message}", destination=job.destination)
+            return JobOutcome(job_id, RunResult.FAILED, error=f"template: {message}", destination=job.destination)
         problem = runtime.ledger.set_key(job_id, worker, key, manifest=destination.manifest)
-        if problem == "lost":
-            return JobOutcome(job_id, "lost")
+        if problem == RunResult.LOST:
+            return JobOutcome(job_id, RunResult.LOST)
         if problem is not None:
             runtime.ledger.fail(job_id, worker, code="key_collision", message=problem, retrying=False)
-            return JobOutcome(job_id, "failed", error=f"key_collision: {problem}", destination=job.destination)
+            return JobOutcome(job_id, RunResult.FAILED, error=f"key_collision: {problem}", destination=job.destination)
         job = dataclasses.replace(job, object_key=key)
     return job, destination
 
 
 def _not_claimed(runtime: Runtime, job_id: int, current: JobRecord | None) -> JobOutcome:
     """Decide from one read (a second read could see intake's commit land in between)."""
-    if current is None or current.state == "pending":
+    if current is None or current.state == JobState.PENDING:
         # Not visible yet (intake publishes before it commits) or visible only now: try again soon.
-        return JobOutcome(job_id, "missing")
-    if current.state == "running" and current.lease_expires_at is not None:
+        return JobOutcome(job_id, RunResult.MISSING)
+    if current.state == JobState.RUNNING and current.lease_expires_at is not None:
         # Leased by a worker that may be dead (RabbitMQ redelivers at once when a worker dies):
         # come back when the lease would have run out instead of dropping the message.
         wait = (current.lease_expires_at - utcnow()).total_seconds() + 1
-        return JobOutcome(job_id, "busy", retry_in=max(1.0, wait))
-    return JobOutcome(job_id, "skipped")  # done, failed for good, or waiting for its own retry
+        return JobOutcome(job_id, RunResult.BUSY, retry_in=max(1.0, wait))
+    return JobOutcome(job_id, RunResult.SKIPPED)  # done, failed for good, or waiting for its own retry
 
 
 def _failed(runtime: Runtime, job: JobRecord, worker: str, exc: Exception) -> JobOutcome:
+    code: str
     if isinstance(exc, NoSource):
-        code, message, retrying = "customer_storage", str(exc), False
+        code, message, retrying = Flag.CUSTOMER_STORAGE, str(exc), False
     else:
         failure = classify(exc, attempt=job.attempts)
         code, message = failure.code, failure.message
@@ -195,12 +197,12 @@ def _failed(runtime: Runtime, job: JobRecord, worker: str, exc: Exception) -> Jo
     if retrying and windowed:
         # the attempt count stands still: back off by how long the file has been missing instead
         waited = (utcnow() - job.received_at).total_seconds()
-        delay: float | None = backoff_seconds(1, base=min(retry.max_delay, max(retry.base_delay, waited / 4)),
-                                              cap=retry.max_delay)
+        delay: float | None = Backoff(min(retry.max_delay, max(retry.base_delay, waited / 4)),
+                                      retry.max_delay).seconds(1)
     else:
-        delay = backoff_seconds(job.attempts, base=retry.base_delay, cap=retry.max_delay) if retrying else None
-    return JobOutcome(job.job_id, "pending" if retrying else "failed", retry_in=delay, error=f"{code}: {message}",
-                      destination=job.destination)
+        delay = Backoff(retry.base_delay, retry.max_delay).seconds(job.attempts) if retrying else None
+    return JobOutcome(job.job_id, RunResult.PENDING if retrying else RunResult.FAILED, retry_in=delay,
+                      error=f"{code}: {message}", destination=job.destination)
 
 
 def _copy(task: CopyTask) -> Copied:

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 
-from archiver.retry import LeaseLost
+from archiver.copy.errors import LeaseLost
 from archiver.runtime import Runtime
 
 log = logging.getLogger("archiver.copy")

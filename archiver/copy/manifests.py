@@ -11,9 +11,9 @@ import io
 import json
 from typing import Any
 
-from archiver.copy.source.ssrf import redact
+from archiver.copy.errors import Conflict
 from archiver.ledger.store import JobRecord, utcnow
-from archiver.retry import Conflict
+from archiver.observability.redaction import redact_source
 from archiver.settings.config import Destination
 from providers import ObjectExists, ObjectInfo, StorageError, StorageProvider
 
@@ -31,7 +31,7 @@ def write_manifest(provider: StorageProvider, job: JobRecord, dest: Destination,
     assert job.object_key is not None
     manifest = {
         "object_key": job.object_key, "destination": dest.name, "size": info.size,
-        "sha256": info.checksums.get("sha256"), "source_url": redact(job.source_url) if job.source_url else None,
+        "sha256": info.checksums.get("sha256"), "source_url": redact_source(job.source_url) if job.source_url else None,
         "file_path": job.file_path, "meeting_id": job.meeting_id, "session_id": job.session_id,
         "participant_id": job.participant_id, "kind": job.kind, "webhook_type": job.webhook_type,
         "recording_id": job.recording_id, "received_at": job.received_at.isoformat(),

@@ -8,7 +8,6 @@ sha256, and is a conflict otherwise.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 from collections.abc import Callable
@@ -16,14 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from archiver.copy.errors import Conflict, FileTooLarge, LeaseLost
 from archiver.copy.lease import LeaseKeeper
 from archiver.copy.source.opener import SourceChanged
 from archiver.copy.sources import Download
 from archiver.ledger.store import JobRecord
-from archiver.retry import Conflict, FileTooLarge, LeaseLost
 from archiver.runtime import Runtime
 from archiver.settings.config import Destination
-from providers import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, StorageProvider
+from providers import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, StorageProvider, digest_stream
 
 log = logging.getLogger("archiver.copy")
 
@@ -147,12 +146,8 @@ def adopt_or_conflict(provider: StorageProvider, key: str, found: ObjectInfo, si
 
 def hash_stream(stream: Any) -> tuple[int, str]:
     """(size, sha256 hex) of a readable stream, which is closed."""
-    digest, size = hashlib.sha256(), 0
-    with stream as reader:
-        while chunk := reader.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
+    size, digest = digest_stream(stream)
+    return size, digest.hex()
 
 
 class BytesDownload(io.BytesIO):

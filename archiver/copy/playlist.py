@@ -19,6 +19,7 @@ from hashlib import sha256
 from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
+from archiver.copy.errors import LeaseLost
 from archiver.copy.hls_playlist import (
     KEY,
     MAX_DEPTH,
@@ -34,7 +35,7 @@ from archiver.copy.source.opener import SourceError
 from archiver.copy.sources import Download, Origin
 from archiver.domain.formats import FORMATS, declared_format, object_content_type
 from archiver.ledger.pieces import PieceRecord
-from archiver.retry import LeaseLost
+from archiver.retry import Backoff
 from providers import ObjectInfo, StorageError
 
 PIECE_TRIES = 4  # per piece within one attempt; then the job retries with backoff, resuming
@@ -177,7 +178,8 @@ class _Walk:
                 if not _worth_another_try(exc) or attempt == PIECE_TRIES - 1:
                     raise _about(what, exc) from exc
             self.task.lease.check()
-            time.sleep(min(PIECE_BACKOFF_CAP, self.task.runtime.source_policy.resume_backoff * 2 ** attempt))
+            time.sleep(Backoff(self.task.runtime.source_policy.resume_backoff, PIECE_BACKOFF_CAP,
+                               jitter=False).seconds(attempt + 1))
         raise AssertionError("unreachable")
 
 

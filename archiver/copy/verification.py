@@ -9,18 +9,17 @@ shows it, and retention never deletes the recording from VideoSDK on the strengt
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from archiver.ledger.records import SIZE_UNPROVEN
+from archiver.copy.object import hash_stream
+from archiver.domain.states import Flag, JobState
 from archiver.ledger.store import JobRecord
 from archiver.runtime import Runtime
 from providers import ObjectNotFound, StorageError
 
-CHUNK = 1 << 20
 OK, MISMATCH, MISSING, ERROR, UNPROVEN = "ok", "mismatch", "missing", "error", "unproven"
 
 
@@ -40,7 +39,7 @@ class Verdict:
 
 def verify_copies(runtime: Runtime, *, since: datetime | None, deep: bool = False) -> list[Verdict]:
     """Verify every succeeded job updated since `since` (all when None) and record each verdict."""
-    verdicts = [_verify(runtime, job, deep) for job in runtime.ledger.jobs(state="succeeded", since=since)]
+    verdicts = [_verify(runtime, job, deep) for job in runtime.ledger.jobs(state=JobState.SUCCEEDED, since=since)]
     for verdict in verdicts:
         if verdict.result == OK:
             runtime.ledger.mark_verified(verdict.job_id)
@@ -89,15 +88,10 @@ def _verify(runtime: Runtime, job: JobRecord, deep: bool) -> Verdict:
 def _unless_unproven(verdict: Any, job: JobRecord, detail: str) -> Verdict:
     """The object matches the ledger; but a copy whose source never proved its length may hold only
     part of the file, which no look at the copy can tell: it stays a problem until reconcile clears it."""
-    if job.error_code == SIZE_UNPROVEN:
+    if job.error_code == Flag.SIZE_UNPROVEN:
         return verdict(UNPROVEN, f"{detail}; but {job.error_message}")  # type: ignore[no-any-return]
     return verdict(OK, detail)  # type: ignore[no-any-return]
 
 
 def _read_back(reader: Any) -> tuple[int, str]:
-    digest, size = hashlib.sha256(), 0
-    with reader:
-        while chunk := reader.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
+    return hash_stream(reader)

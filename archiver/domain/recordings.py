@@ -45,6 +45,14 @@ ANNOUNCED_BY: dict[RecordingKind, str] = {
     RecordingKind.TRANSCODING: "transcoding-completed",
     RecordingKind.TRANSCRIPT: "transcription-stopped",
 }
+MERGE_TYPE_PREFIX = "merge-recording-"  # merge-recording-completed and merge-recording-failed
+
+
+def is_merge(webhook_type: str) -> bool:
+    """The one test of "is this a merge event": the types whose data.id names a merge (stored as its id)."""
+    return webhook_type.startswith(MERGE_TYPE_PREFIX)
+
+
 TRACK_KINDS = frozenset({"audio", "video", "screen_audio", "screen_video"})
 
 # Hosts of the clouds VideoSDK can write a customer's recordings to (reference section 5): a fileUrl

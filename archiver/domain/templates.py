@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from archiver.domain.recordings import RecordingFile
 
-__all__ = ["MAX_KEY_BYTES", "VARIABLES", "PathTemplate", "RenderError", "TemplateError", "parse_template"]
+__all__ = ["VARIABLES", "PathTemplate", "RenderError", "TemplateError", "parse_template"]
 
 VARIABLES: frozenset[str] = frozenset(
     {
@@ -33,7 +33,6 @@ VARIABLES: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 _ALIASES = {"roomId": "meetingId"}  # the REST API's name for the same room id
-MAX_KEY_BYTES = 1024  # S3 and GCS limit keys to 1024 UTF-8 bytes; Azure to 1024 characters (never fewer bytes)
 
 # Unicode categories refused in values and literal text: Cc (controls, NUL, ESC: log/terminal injection,
 # rejected by GCS), Cf (bidi overrides and invisible formatting: keys that display differently from what they
@@ -89,6 +88,9 @@ class PathTemplate:
     is_folder: bool  # ends with "/": the source file's name is appended
     variables: frozenset[str]  # canonical names (roomId is reported as meetingId)
     parts: tuple[str | _Placeholder, ...] = field(repr=False)
+    # The longest rendered key in UTF-8 bytes, or None for no limit. The limit is the storage's
+    # (providers.MAX_KEY_BYTES, given by archiver.settings): this module imports nothing of ours.
+    max_key_bytes: int | None = None
 
     @property
     def required(self) -> frozenset[str]:
@@ -108,8 +110,8 @@ class PathTemplate:
         if any(seg in ("", ".", "..") for seg in key.split("/")):
             raise RenderError("rendered key has an empty, '.' or '..' path segment")
         size = len(key.encode("utf-8"))
-        if size > MAX_KEY_BYTES:
-            raise RenderError(f"rendered key is {size} bytes of UTF-8; the limit is {MAX_KEY_BYTES}")
+        if self.max_key_bytes is not None and size > self.max_key_bytes:
+            raise RenderError(f"rendered key is {size} bytes of UTF-8; the limit is {self.max_key_bytes}")
         return key
 
 
@@ -161,8 +163,9 @@ def _close_variable(name: str) -> str | None:
     return by_squash[close[0]] if close else None
 
 
-def parse_template(text: str) -> PathTemplate:
-    """Parse and check a template once, at configuration time."""
+def parse_template(text: str, *, max_key_bytes: int | None = None) -> PathTemplate:
+    """Parse and check a template once, at configuration time. ``max_key_bytes``: the longest key a
+    render may produce (UTF-8 bytes), None for no limit."""
     if not isinstance(text, str) or not text.strip():
         raise TemplateError("empty template")
     if text != text.strip():
@@ -218,6 +221,7 @@ def parse_template(text: str) -> PathTemplate:
         is_folder=is_folder,
         variables=frozenset(p.name for p in placeholders),
         parts=tuple(parts),
+        max_key_bytes=max_key_bytes,
     )
 
 

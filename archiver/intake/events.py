@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from archiver.domain.recordings import RecordingFile, RecordingKind
+from archiver.domain.recordings import RecordingFile, RecordingKind, is_merge
 from archiver.intake.field_limits import storage_problems
 
 __all__ = [
@@ -115,7 +115,7 @@ class WebhookEvent:
         """The merge's id for merge events (the lookup id of a completed one, the id of a failed one)."""
         if self.lookup is not None and self.lookup.kind is RecordingKind.MERGE:
             return self.lookup.resource_id
-        return _optional_str(self.data, "id") if self.webhook_type.startswith("merge-") else None
+        return _optional_str(self.data, "id") if is_merge(self.webhook_type) else None
 
 
 class _NonFiniteNumber(ValueError):

@@ -14,9 +14,11 @@ from typing import Any
 
 from sqlalchemy import Column
 
-from archiver.ledger.models import Event, RecordingFile
+from archiver.domain.recordings import is_merge
+from archiver.ledger.models import Event, FileRow
 
-# archiver.merge records a completed merge under dedupe_key f"merge:{id}" and its id as recording_id.
+# A merge's data.id is stored as the recording id (recording_files.recording_id) and was once part of
+# a dedupe key f"merge:{id}" (ledgers from before lookups hold such keys): it must fit both.
 MERGE_KEY_PREFIX = "merge:"
 
 
@@ -32,13 +34,13 @@ def _column(model: Any, name: str) -> Column[Any]:
 # field name (at the top level for webhookType, under data. or data.fileDetails[i]. otherwise) ->
 # the most characters every column it reaches can hold.
 FIELD_LIMITS: dict[str, int] = {
-    "webhookType": _length(_column(Event, "webhook_type"), _column(RecordingFile, "webhook_type")),
-    "meetingId": _length(_column(Event, "meeting_id"), _column(RecordingFile, "meeting_id")),
-    "sessionId": _length(_column(Event, "session_id"), _column(RecordingFile, "session_id")),
-    "participantId": _length(_column(RecordingFile, "participant_id")),
-    "kind": _length(_column(RecordingFile, "kind")),
-    "filePath": _length(_column(RecordingFile, "file_path")),
-    "id": min(_length(_column(RecordingFile, "recording_id")),
+    "webhookType": _length(_column(Event, "webhook_type"), _column(FileRow, "webhook_type")),
+    "meetingId": _length(_column(Event, "meeting_id"), _column(FileRow, "meeting_id")),
+    "sessionId": _length(_column(Event, "session_id"), _column(FileRow, "session_id")),
+    "participantId": _length(_column(FileRow, "participant_id")),
+    "kind": _length(_column(FileRow, "kind")),
+    "filePath": _length(_column(FileRow, "file_path")),
+    "id": min(_length(_column(FileRow, "recording_id")),
               _length(_column(Event, "dedupe_key")) - len(MERGE_KEY_PREFIX)),
 }
 
@@ -56,7 +58,7 @@ def storage_problems(obj: Mapping[str, Any], *, documented: bool) -> list[str]:
     data = obj.get("data")
     if not isinstance(data, Mapping):
         return problems
-    merge = str(obj.get("webhookType", "")).startswith("merge-recording-")
+    merge = is_merge(str(obj.get("webhookType", "")))
     names = tuple(k for k in FIELD_LIMITS if k != "webhookType" and (k != "id" or merge)) if documented \
         else STORED_FOR_EVERY_TYPE
     problems += _check(data, names, "data.")

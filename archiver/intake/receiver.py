@@ -13,7 +13,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -23,7 +22,6 @@ from starlette.routing import Route
 from archiver.intake.openapi import openapi_document
 from archiver.intake.signature import KeyCache, KeyUnavailable
 from archiver.intake.webhook import WebhookIntake
-from archiver.ledger.database import read_only
 from archiver.ledger.store import Ledger
 from archiver.observability.redaction import mask_url
 from archiver.settings.config import Settings
@@ -144,13 +142,9 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
             log.info("webhook refused with %s: %s", answer.status, answer.body.get("error"))
         return JSONResponse(answer.body, answer.status, headers=answer.headers)
 
-    def ping_ledger() -> None:
-        with read_only(ledger.engine).connect() as conn:
-            conn.execute(text("SELECT 1"))
-
     async def readyz(_: Request) -> Response:
         checks: dict[str, str] = {}
-        for name, probe in (("broker", publisher.ping), ("ledger", ledger_ping or ping_ledger)):
+        for name, probe in (("broker", publisher.ping), ("ledger", ledger_ping or ledger.ping)):
             try:
                 await run_in_threadpool(probe)
                 checks[name] = "ok"

@@ -9,6 +9,7 @@ broker before it commits. Pure of Celery: the receiver, the CLI, the tasks and t
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,15 @@ class Origin:
     received_at: datetime  # timezone-aware
     verified: bool
     source: str  # webhook | replay | cli | lookup | reconcile
+
+
+def short_dedupe_key(origin: str, key: str) -> str:
+    """``key`` as an Origin.dedupe_key: itself when it fits in 64 characters, else ``origin:`` and as
+    much of its SHA-256 (hex) as fits, so a long key still deduplicates exactly."""
+    if len(key) <= 64:
+        return key
+    head = f"{origin}:"
+    return head + hashlib.sha256(key.encode()).hexdigest()[:64 - len(head)]
 
 
 def held_reason(file: RecordingFile, settings: Settings) -> str | None:

@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import CursorResult, Engine, Executable, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -24,6 +24,11 @@ MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 
 class LedgerError(RuntimeError):
     pass
+
+
+# The database driver failed under a statement (the ledger went away mid-verb): by the ledger's name, so
+# that callers outside archiver.ledger need not import SQLAlchemy.
+LedgerDriverError = DBAPIError
 
 
 class SchemaBehind(LedgerError):

@@ -14,8 +14,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from archiver.domain.recordings import RecordingFile
-from archiver.ledger.models import NONE, CopyJob
-from archiver.ledger.models import RecordingFile as FileRow
+from archiver.domain.states import Flag, JobState
+from archiver.ledger.models import NONE, CopyJob, FileRow
 from archiver.ledger.records import NewJob, utcnow
 
 FILE_KEY = ("meeting_id", "session_id", "participant_id", "kind", "file_name")
@@ -75,19 +75,19 @@ def _same_file(db: Session, f: RecordingFile, participant: str, kind: str, name:
 def record_job(db: Session, file_id: int, job: NewJob) -> tuple[int, bool, bool]:
     """(job id, whether this call created it, whether it is to be published: pending)."""
     now = utcnow()
-    state = "failed" if job.error is not None else "held" if job.held is not None else "pending"
-    code = "template" if job.error is not None else "customer_storage" if job.held is not None else None
+    state = JobState.FAILED if job.error is not None else JobState.HELD if job.held is not None else JobState.PENDING
+    code = "template" if job.error is not None else Flag.CUSTOMER_STORAGE if job.held is not None else None
     row = dict(file_id=file_id, destination=job.destination, object_key=job.object_key, state=state, attempts=0,
                created_at=now, updated_at=now, error_code=code, error_message=job.error or job.held,
-               finished_at=now if state == "failed" else None)
+               finished_at=now if state == JobState.FAILED else None)
     job_id, new = insert_or_get(db, CopyJob, row, ("file_id", "destination"))
     if new and job.object_key is not None and (other := key_taken(db, job_id, job.destination, job.object_key,
                                                                     job.manifest)) is not None:
         db.execute(update(CopyJob).where(CopyJob.id == job_id).values(
-            state="failed", error_code="key_collision", finished_at=now, error_message=collision_message(
+            state=JobState.FAILED, error_code="key_collision", finished_at=now, error_message=collision_message(
                 job.destination, job.object_key, other)))
         return job_id, True, False
-    return job_id, new, new and state == "pending"
+    return job_id, new, new and state == JobState.PENDING
 
 
 def key_taken(db: Session, job_id: int, destination: str, key: str, manifest: bool) -> tuple[int, str] | None:

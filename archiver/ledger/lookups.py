@@ -14,6 +14,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from archiver.domain.states import LookupState
 from archiver.ledger.database import dml
 from archiver.ledger.files import insert_or_get
 from archiver.ledger.models import Lookup
@@ -22,7 +23,7 @@ from archiver.ledger.records import LookupRecord, _aware, utcnow
 
 def add(db: Session, event_id: int, recording_kind: str, resource_id: str) -> tuple[int, bool]:
     now = utcnow()
-    row = dict(event_id=event_id, recording_kind=recording_kind, resource_id=resource_id, state="pending",
+    row = dict(event_id=event_id, recording_kind=recording_kind, resource_id=resource_id, state=LookupState.PENDING,
                attempts=0, created_at=now, updated_at=now)
     return insert_or_get(db, Lookup, row, ("recording_kind", "resource_id"))
 
@@ -53,7 +54,7 @@ class Lookups:
     def start(self, lookup_id: int) -> LookupRecord | None:
         """Count an attempt of a pending lookup; None when it is done or failed already."""
         with self.sessions.begin() as db:
-            taken = dml(db, update(Lookup).where(Lookup.id == lookup_id, Lookup.state == "pending")
+            taken = dml(db, update(Lookup).where(Lookup.id == lookup_id, Lookup.state == LookupState.PENDING)
                                .values(attempts=Lookup.attempts + 1, updated_at=utcnow())).rowcount
             row = db.get(Lookup, lookup_id) if taken else None
             return _record(row) if row is not None else None
@@ -68,17 +69,17 @@ class Lookups:
     def retry(self, lookup_ids: Sequence[int] | None = None) -> builtins.list[int]:  # list: the method below
         """Operator retry: failed lookups (or the given ones) back to pending with a fresh budget."""
         with self.sessions.begin() as db:
-            query = select(Lookup.id).where(Lookup.state == "failed")
+            query = select(Lookup.id).where(Lookup.state == LookupState.FAILED)
             if lookup_ids is not None:
-                query = select(Lookup.id).where(Lookup.id.in_(list(lookup_ids)), Lookup.state != "done")
+                query = select(Lookup.id).where(Lookup.id.in_(list(lookup_ids)), Lookup.state != LookupState.DONE)
             ids = list(db.scalars(query))
             if ids:
                 db.execute(update(Lookup).where(Lookup.id.in_(ids))
-                           .values(state="pending", attempts=0, updated_at=utcnow()))
+                           .values(state=LookupState.PENDING, attempts=0, updated_at=utcnow()))
             return ids
 
     def stale(self, pending_for: timedelta) -> builtins.list[int]:
         """Pending lookups untouched this long: their message was lost (or their worker died)."""
         with self.reads() as db:
-            return list(db.scalars(select(Lookup.id).where(Lookup.state == "pending",
+            return list(db.scalars(select(Lookup.id).where(Lookup.state == LookupState.PENDING,
                                                            Lookup.updated_at < utcnow() - pending_for)))

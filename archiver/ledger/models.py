@@ -7,6 +7,8 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from archiver.domain.states import JobState, LookupState
+
 # "No participant"/"no kind" is stored as "" rather than NULL so the uniqueness of a recording file
 # holds on every database (NULLs never compare equal inside a UNIQUE constraint).
 NONE = ""
@@ -30,7 +32,9 @@ class Event(Base):
     body: Mapped[str] = mapped_column(Text)
 
 
-class RecordingFile(Base):
+class FileRow(Base):
+    """A row of recording_files (the ORM model); the domain value is archiver.domain.recordings.RecordingFile."""
+
     __tablename__ = "recording_files"
     # One row per file, whatever path form names it: a webhook says "encoded/videos/X.mp4" where the
     # REST API says "uploads/videos/X.mp4" for the same file (reference section 2), so the identity is
@@ -73,7 +77,7 @@ class CopyJob(Base):
     file_id: Mapped[int] = mapped_column(ForeignKey("recording_files.id"), index=True)
     destination: Mapped[str] = mapped_column(String(100))
     # pending | running | succeeded | failed | held (waiting for a source: the customer's storage)
-    state: Mapped[str] = mapped_column(String(20), default="pending")
+    state: Mapped[str] = mapped_column(String(20), default=JobState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     object_key: Mapped[str | None] = mapped_column(String(1024))
     bytes: Mapped[int | None] = mapped_column(BigInteger)
@@ -103,7 +107,7 @@ class Lookup(Base):
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
     recording_kind: Mapped[str] = mapped_column(String(20))
     resource_id: Mapped[str] = mapped_column(String(200))
-    state: Mapped[str] = mapped_column(String(20), default="pending")  # pending | done | failed
+    state: Mapped[str] = mapped_column(String(20), default=LookupState.PENDING)  # pending | done | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error_code: Mapped[str | None] = mapped_column(String(100))
     error_message: Mapped[str | None] = mapped_column(Text)

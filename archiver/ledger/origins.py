@@ -6,12 +6,12 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from archiver.ledger.models import CopyJob, Event, RecordingFile
+from archiver.ledger.models import CopyJob, Event, FileRow
 
 
 def first_event_body(reads: sessionmaker[Session], job_id: int) -> str | None:
     """The body of the event that recorded the file of ``job_id`` (None for an unknown job)."""
-    query = (select(Event.body).join(RecordingFile, RecordingFile.event_id == Event.id)
-             .join(CopyJob, CopyJob.file_id == RecordingFile.id).where(CopyJob.id == job_id))
+    query = (select(Event.body).join(FileRow, FileRow.event_id == Event.id)
+             .join(CopyJob, CopyJob.file_id == FileRow.id).where(CopyJob.id == job_id))
     with reads() as db:
         return db.scalar(query)

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from archiver.ledger.files import insert_or_get
-from archiver.ledger.models import CopyJob, JobAttempt, OutboxMessage, RecordingFile
+from archiver.ledger.models import CopyJob, FileRow, JobAttempt, OutboxMessage
 from archiver.ledger.records import _aware, utcnow
 
 log = logging.getLogger("archiver.notifications")
@@ -86,7 +86,7 @@ class Outbox:
 
     def _after_discovery(self, db: Session, file_ids: Sequence[int], event_id: int) -> None:
         for file_id in file_ids:
-            if db.scalar(select(RecordingFile.event_id).where(RecordingFile.id == file_id)) == event_id:
+            if db.scalar(select(FileRow.event_id).where(FileRow.id == file_id)) == event_id:
                 payload = functools.partial(self._payload, db, file_id, DISCOVERED)
                 self._write(db, DISCOVERED, f"file:{file_id}", payload)
 
@@ -102,7 +102,7 @@ class Outbox:
     def _payload(self, db: Session, file_id: int, event_type: str, failed: CopyJob | None = None) -> dict[str, Any]:
         """The body: Standard Webhooks' {type, timestamp, data}; data names the recording and every
         destination's copy (where, size, sha256, state)."""
-        f = db.get(RecordingFile, file_id)
+        f = db.get(FileRow, file_id)
         assert f is not None
         jobs = db.scalars(select(CopyJob).where(CopyJob.file_id == file_id).order_by(CopyJob.id))
         data: dict[str, Any] = {

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from archiver.domain.states import JobState
 from archiver.ledger.database import dml
 from archiver.ledger.files import insert_or_get
 from archiver.ledger.models import CopyJob, CopyPiece
@@ -44,7 +45,7 @@ class Pieces:
         now = utcnow()
         with self.sessions.begin() as db:
             leased = dml(db, update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
-                                                      CopyJob.state == "running")
+                                                      CopyJob.state == JobState.RUNNING)
                                 .values(updated_at=now)).rowcount
             if not leased:
                 return False

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from archiver.ledger.models import CopyJob, RecordingFile
+from archiver.ledger.models import CopyJob, FileRow
+from archiver.observability.redaction import redact_source
 
 
 def utcnow() -> datetime:
@@ -74,10 +75,8 @@ class JobRecord:
         """The job as shown (`archiver status --json`, the demo): the source URL without its query
         string, which carries the CDN's signed-URL token. `source_url` itself keeps it: the worker
         downloads from it."""
-        from archiver.copy.source.ssrf import redact
-
         data = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
-        data["source_url"] = redact(self.source_url) if self.source_url is not None else None
+        data["source_url"] = redact_source(self.source_url) if self.source_url is not None else None
         data["error"] = f"{self.error_code}: {self.error_message}" if self.error_code else None
         return data
 
@@ -127,17 +126,7 @@ class LookupRecord:
     updated_at: datetime
 
 
-VERIFY_CODES = ("verify_mismatch", "verify_missing")  # the error codes only `verify` sets and clears
-CLEARED_BY_VERIFY = (*VERIFY_CODES, "unverified")
-# A succeeded copy whose source never proved its length (no Content-Length, chunked end, Content-Range
-# total or VideoSDK size): set by the copy job, cleared by reconcile once VideoSDK's size agrees.
-SIZE_UNPROVEN = "size_unproven"
-# A succeeded copy that the destination would not let us read back after the commit (write-only
-# credentials): set by the copy job, cleared by `archiver verify` once it can read the object.
-UNVERIFIED = "unverified"
-
-
-def job_record(job: CopyJob, f: RecordingFile) -> JobRecord:
+def job_record(job: CopyJob, f: FileRow) -> JobRecord:
     return JobRecord(
         job_id=job.id, destination=job.destination, state=job.state, attempts=job.attempts,
         object_key=job.object_key, bytes=job.bytes, sha256=job.sha256, etag=job.etag,
@@ -151,7 +140,7 @@ def job_record(job: CopyJob, f: RecordingFile) -> JobRecord:
         confirmed=f.confirmed_at is not None)
 
 
-def file_record(f: RecordingFile, copies: tuple[CopyState, ...]) -> FileRecord:
+def file_record(f: FileRow, copies: tuple[CopyState, ...]) -> FileRecord:
     return FileRecord(f.id, f.meeting_id, f.session_id, f.participant_id or None, f.kind or None, f.file_path,
                       f.webhook_type, f.size, f.recording_id, _aware(f.deleted_from_videosdk_at), copies,
                       recording_kind=f.recording_kind, file_name=f.file_name, videosdk_file_id=f.videosdk_file_id,

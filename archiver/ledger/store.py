@@ -7,18 +7,18 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, and_, or_, select, text, update
 
-from archiver.domain.recordings import RecordingFile as NewFile
+from archiver.domain.recordings import RecordingFile
+from archiver.domain.states import CLEARED_BY_VERIFY, AttemptOutcome, Flag, JobState, RunResult
 from archiver.ledger import lookups as lookups_module
 from archiver.ledger import pieces as pieces_module
 from archiver.ledger.database import dml, read_only, session_factory
 from archiver.ledger.deliveries import Deliveries
 from archiver.ledger.files import collision_message, insert_or_get, key_taken, record_file, record_job
-from archiver.ledger.models import CopyJob, Deletion, Event, JobAttempt, RecordingFile
+from archiver.ledger.models import CopyJob, Deletion, Event, FileRow, JobAttempt
 from archiver.ledger.outbox import Outbox
 from archiver.ledger.records import (
-    CLEARED_BY_VERIFY,
     Accepted,
     CopyState,
     FileRecord,
@@ -35,7 +35,7 @@ from archiver.ledger.records import (
 API_ORIGINS = frozenset({"lookup", "reconcile", "merge-lookup"})
 
 # The record types are re-exported: callers import everything ledger-shaped from here.
-__all__ = ["Accepted", "CopyState", "FileRecord", "JobRecord", "Ledger", "LookupRecord", "NewFile", "NewJob",
+__all__ = ["Accepted", "CopyState", "FileRecord", "JobRecord", "Ledger", "LookupRecord", "NewJob",
            "utcnow"]
 
 
@@ -53,7 +53,7 @@ class Ledger:
     # ---- intake ---------------------------------------------------------------------------------
     def accept(self, *, body: str, dedupe_key: str, webhook_type: str, meeting_id: str | None,
                session_id: str | None, received_at: datetime, verified: bool, source: str,
-               files: Sequence[tuple[NewFile, Sequence[NewJob]]],
+               files: Sequence[tuple[RecordingFile, Sequence[NewJob]]],
                lookups: Sequence[tuple[str, str]] = (),
                publish: Callable[[Sequence[int]], None] | None = None,
                publish_lookups: Callable[[Sequence[int]], None] | None = None) -> Accepted:
@@ -105,16 +105,16 @@ class Ledger:
             taken = dml(db,
                 update(CopyJob)
                 .where(CopyJob.id == job_id, or_(
-                    CopyJob.state == "pending",
-                    and_(CopyJob.state == "running", CopyJob.lease_expires_at < now)))
-                .values(state="running", lease_owner=worker, lease_expires_at=now + lease,
+                    CopyJob.state == JobState.PENDING,
+                    and_(CopyJob.state == JobState.RUNNING, CopyJob.lease_expires_at < now)))
+                .values(state=JobState.RUNNING, lease_owner=worker, lease_expires_at=now + lease,
                         attempts=CopyJob.attempts + 1, started_at=now, updated_at=now)
             ).rowcount
             if not taken:
                 return None
             # An attempt still open belonged to a worker that died: close it as lost.
             db.execute(update(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.finished_at.is_(None))
-                       .values(finished_at=now, outcome="lost", error_code="lease_expired",
+                       .values(finished_at=now, outcome=AttemptOutcome.LOST, error_code="lease_expired",
                                error_message="the worker stopped before finishing (lease expired)"))
             attempts = db.scalar(select(CopyJob.attempts).where(CopyJob.id == job_id))
             db.add(JobAttempt(job_id=job_id, number=attempts, worker=worker, started_at=now))
@@ -126,7 +126,7 @@ class Ledger:
         now = utcnow()
         with self.sessions.begin() as db:
             renewed = bool(dml(db, update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
-                                                            CopyJob.state == "running")
+                                                            CopyJob.state == JobState.RUNNING)
                                       .values(lease_expires_at=now + lease)).rowcount)
             if renewed and done is not None:
                 db.execute(update(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.worker == worker,
@@ -142,16 +142,16 @@ class Ledger:
             if destination is not None and (other := key_taken(db, job_id, destination, key, manifest)) is not None:
                 return collision_message(destination, key, other)
             done = dml(db, update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
-                                                    CopyJob.state == "running", CopyJob.object_key.is_(None))
+                                                    CopyJob.state == JobState.RUNNING, CopyJob.object_key.is_(None))
                               .values(object_key=key, updated_at=utcnow())).rowcount
-            return None if done else "lost"
+            return None if done else RunResult.LOST
 
     def record_intent(self, job_id: int, worker: str, size: int, sha256: str) -> bool:
         """Before committing an object, remember what it will hold: a re-run after a crash in the
         window between commit and `succeed` can then recognise the object as its own."""
         with self.sessions.begin() as db:
             return bool(dml(db, update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
-                                                         CopyJob.state == "running")
+                                                         CopyJob.state == JobState.RUNNING)
                                    .values(bytes=size, sha256=sha256, updated_at=utcnow())).rowcount)
 
     def succeed(self, job_id: int, worker: str, *, size: int, sha256: str, etag: str | None,
@@ -159,14 +159,15 @@ class Ledger:
         """``flag``: (code, message) of a copy that is in place but not verified (see flag_copy), set in
         the same transaction, so nothing ever sees it succeeded and unflagged for a moment."""
         code, message = flag or (None, None)
-        return self._finish(job_id, worker, "succeeded", dict(bytes=size, sha256=sha256, etag=etag,
+        return self._finish(job_id, worker, JobState.SUCCEEDED, dict(bytes=size, sha256=sha256, etag=etag,
                                                               error_code=code, error_message=message), size)
 
     def fail(self, job_id: int, worker: str, *, code: str, message: str, retrying: bool,
              refund: bool = False) -> bool:
         """``refund``: the attempt does not count against the budget (waiting for a file that reaches the
         CDN late, a worker that was stopped): a later transient fault still gets every retry."""
-        state, outcome = ("pending", "retrying") if retrying else ("failed", "failed")
+        state, outcome = ((JobState.PENDING, AttemptOutcome.RETRYING) if retrying
+                          else (JobState.FAILED, AttemptOutcome.FAILED))
         values: dict[str, Any] = dict(error_code=code, error_message=message[:4000])
         if refund:
             values["attempts"] = CopyJob.attempts - 1
@@ -178,9 +179,9 @@ class Ledger:
         with self.sessions.begin() as db:
             done = dml(db,
                 update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
-                                      CopyJob.state == "running")
+                                      CopyJob.state == JobState.RUNNING)
                 .values(state=state, lease_owner=None, lease_expires_at=None, updated_at=now,
-                        finished_at=now if state != "pending" else None, **values)).rowcount
+                        finished_at=now if state != JobState.PENDING else None, **values)).rowcount
             if done:
                 db.execute(update(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.worker == worker,
                                                     JobAttempt.finished_at.is_(None))
@@ -196,12 +197,12 @@ class Ledger:
         as a source) or the given ones back to pending. Succeeded copies are never re-run, except one
         that `verify` found missing from its destination (deleted behind our back). `dry_run`: return
         the ids that would be requeued and change nothing."""
-        retryable = or_(CopyJob.state == "failed", and_(CopyJob.state == "succeeded",
-                                                         CopyJob.error_code == "verify_missing"))
+        retryable = or_(CopyJob.state == JobState.FAILED, and_(CopyJob.state == JobState.SUCCEEDED,
+                                                         CopyJob.error_code == Flag.VERIFY_MISSING))
         if held:
-            retryable = CopyJob.state == "held"
+            retryable = CopyJob.state == JobState.HELD
         elif not failed:
-            retryable = or_(retryable, CopyJob.state.in_(("pending", "held")))
+            retryable = or_(retryable, CopyJob.state.in_((JobState.PENDING, JobState.HELD)))
         with self.sessions.begin() as db:
             query = select(CopyJob.id).where(retryable)
             if job_ids is not None:
@@ -214,10 +215,10 @@ class Ledger:
                 db.execute(update(CopyJob).where(CopyJob.id.in_(ids), CopyJob.state != "succeeded")
                            .values(error_code=None, error_message=None))
                 db.execute(update(CopyJob).where(CopyJob.id.in_(ids))
-                           .values(state="pending", attempts=0, updated_at=utcnow(), finished_at=None,
+                           .values(state=JobState.PENDING, attempts=0, updated_at=utcnow(), finished_at=None,
                                    verified_at=None))
                 db.execute(update(CopyJob).where(CopyJob.id.in_(ids), CopyJob.error_code.in_(
-                    ("verify_missing", "customer_storage"))).values(bytes=None, sha256=None, etag=None,
+                    (Flag.VERIFY_MISSING, Flag.CUSTOMER_STORAGE))).values(bytes=None, sha256=None, etag=None,
                                                                      error_code=None, error_message=None))
             return ids
 
@@ -227,10 +228,15 @@ class Ledger:
         now = utcnow()
         with self.reads() as db:
             return list(db.scalars(select(CopyJob.id).where(or_(
-                and_(CopyJob.state == "running", CopyJob.lease_expires_at < now),
-                and_(CopyJob.state == "pending", CopyJob.updated_at < now - pending_for)))))
+                and_(CopyJob.state == JobState.RUNNING, CopyJob.lease_expires_at < now),
+                and_(CopyJob.state == JobState.PENDING, CopyJob.updated_at < now - pending_for)))))
 
     # ---- reading --------------------------------------------------------------------------------
+    def ping(self) -> None:
+        """One trivial read (readiness probes): raises what the database raises when it cannot answer."""
+        with self.reads() as db:
+            db.execute(text("SELECT 1"))
+
     def event_body(self, event_id: int) -> str | None:
         with self.reads() as db:
             return db.scalar(select(Event.body).where(Event.id == event_id))
@@ -241,13 +247,13 @@ class Ledger:
 
     def jobs(self, *, job_ids: Sequence[int] | None = None, state: str | None = None,
              meeting_id: str | None = None, since: datetime | None = None) -> list[JobRecord]:
-        query = select(CopyJob, RecordingFile).join(RecordingFile, CopyJob.file_id == RecordingFile.id)
+        query = select(CopyJob, FileRow).join(FileRow, CopyJob.file_id == FileRow.id)
         if job_ids is not None:
             query = query.where(CopyJob.id.in_(list(job_ids)))
         if state is not None:
             query = query.where(CopyJob.state == state)
         if meeting_id is not None:
-            query = query.where(RecordingFile.meeting_id == meeting_id)
+            query = query.where(FileRow.meeting_id == meeting_id)
         if since is not None:
             query = query.where(CopyJob.updated_at >= since)
         with self.reads() as db:
@@ -261,8 +267,8 @@ class Ledger:
         with self.reads() as db:
             events = select(Event.meeting_id).where(Event.received_at >= since, Event.meeting_id.is_not(None),
                                                     Event.source.in_(API_ORIGINS))
-            files = select(RecordingFile.meeting_id).where(RecordingFile.received_at >= since,
-                                                           RecordingFile.confirmed_at.is_not(None))
+            files = select(FileRow.meeting_id).where(FileRow.received_at >= since,
+                                                           FileRow.confirmed_at.is_not(None))
             return sorted({m for m in db.scalars(events.union(files)) if m})
 
     def confirm_file(self, job_id: int, *, size: int | None, recording_id: str | None, videosdk_file_id: str | None,
@@ -274,20 +280,20 @@ class Ledger:
             values: dict[str, Any] = {k: v for k, v in (("size", size), ("recording_id", recording_id),
                                                          ("videosdk_file_id", videosdk_file_id),
                                                          ("source_url", source_url)) if v is not None}
-            db.execute(update(RecordingFile).where(RecordingFile.id == file_id)
+            db.execute(update(FileRow).where(FileRow.id == file_id)
                        .values(confirmed_at=utcnow(), **values))
 
     def files(self, *, meeting_id: str | None = None, awaiting_deletion: bool = False) -> list[FileRecord]:
         """Recording files with their copies; `awaiting_deletion`: those with a recording id that
         retention has not yet deleted from VideoSDK."""
-        query = select(RecordingFile)
+        query = select(FileRow)
         if meeting_id is not None:
-            query = query.where(RecordingFile.meeting_id == meeting_id)
+            query = query.where(FileRow.meeting_id == meeting_id)
         if awaiting_deletion:
-            query = query.where(RecordingFile.recording_id.is_not(None),
-                                RecordingFile.deleted_from_videosdk_at.is_(None))
+            query = query.where(FileRow.recording_id.is_not(None),
+                                FileRow.deleted_from_videosdk_at.is_(None))
         with self.reads() as db:
-            rows = list(db.scalars(query.order_by(RecordingFile.id)))
+            rows = list(db.scalars(query.order_by(FileRow.id)))
             copies: dict[int, list[CopyState]] = {}
             if rows:
                 jobs = select(CopyJob).where(CopyJob.file_id.in_([f.id for f in rows])).order_by(CopyJob.id)
@@ -302,7 +308,7 @@ class Ledger:
         with self.sessions.begin() as db:
             db.execute(update(CopyJob).where(CopyJob.id == job_id, CopyJob.error_code.in_(CLEARED_BY_VERIFY))
                        .values(error_code=None, error_message=None))
-            done = bool(dml(db, update(CopyJob).where(CopyJob.id == job_id, CopyJob.state == "succeeded")
+            done = bool(dml(db, update(CopyJob).where(CopyJob.id == job_id, CopyJob.state == JobState.SUCCEEDED)
                                    .values(verified_at=utcnow())).rowcount)
             if done:
                 self.outbox.after_copy(db, job_id)  # its flag cleared: the recording may be archived now
@@ -312,7 +318,7 @@ class Ledger:
         """A succeeded copy turned out wrong: unverify it and show why. The state stays succeeded
         (see archiver.copy.verification); updated_at stays too, so `--since` windows are not reset."""
         with self.sessions.begin() as db:
-            return bool(dml(db, update(CopyJob).where(CopyJob.id == job_id, CopyJob.state == "succeeded")
+            return bool(dml(db, update(CopyJob).where(CopyJob.id == job_id, CopyJob.state == JobState.SUCCEEDED)
                                    .values(verified_at=None, error_code=code, error_message=message[:4000]))
                         .rowcount)
 
@@ -331,5 +337,5 @@ class Ledger:
             db.add(Deletion(file_id=file_id, recording_id=recording_id, attempted_at=now, outcome=outcome,
                             detail=detail[:4000] if detail else None))
             if outcome in ("deleted", "already_gone"):
-                db.execute(update(RecordingFile).where(RecordingFile.id == file_id)
+                db.execute(update(FileRow).where(FileRow.id == file_id)
                            .values(deleted_from_videosdk_at=now))

@@ -11,8 +11,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from archiver.ledger.models import CopyJob, JobAttempt, RecordingFile
-from archiver.ledger.records import VERIFY_CODES, _aware, utcnow
+from archiver.domain.states import VERIFY_CODES
+from archiver.ledger.models import CopyJob, FileRow, JobAttempt
+from archiver.ledger.records import _aware, utcnow
 from archiver.ledger.store import Ledger
 
 
@@ -52,11 +53,11 @@ def summarize(ledger: Ledger) -> Summary:
                                   .group_by(CopyJob.destination)).all())
         failures = dict(db.execute(select(func.coalesce(CopyJob.error_code, "unknown"), func.count())  # type: ignore[arg-type]
                                    .where(CopyJob.state == "failed").group_by(CopyJob.error_code)).all())
-        pending = db.execute(select(CopyJob.id, CopyJob.destination, RecordingFile.meeting_id, CopyJob.created_at)
-                             .join(RecordingFile, CopyJob.file_id == RecordingFile.id)
+        pending = db.execute(select(CopyJob.id, CopyJob.destination, FileRow.meeting_id, CopyJob.created_at)
+                             .join(FileRow, CopyJob.file_id == FileRow.id)
                              .where(CopyJob.state == "pending").order_by(CopyJob.created_at, CopyJob.id)
                              .limit(1)).first()
-        rows = list(db.execute(select(CopyJob, RecordingFile).join(RecordingFile, CopyJob.file_id == RecordingFile.id)
+        rows = list(db.execute(select(CopyJob, FileRow).join(FileRow, CopyJob.file_id == FileRow.id)
                                .where(CopyJob.state == "running").order_by(CopyJob.id)))
     done = progress(ledger, [j.id for j, _ in rows])
     running = [{"job_id": j.id, "destination": j.destination, "meeting_id": f.meeting_id, "file_path": f.file_path,
@@ -70,10 +71,10 @@ def summarize(ledger: Ledger) -> Summary:
 
 def flagged_job_ids(ledger: Ledger, *, meeting_id: str | None = None, since: datetime | None = None) -> list[int]:
     """Succeeded copies `verify` flagged (missing from the destination, or different): failed in effect."""
-    query = (select(CopyJob.id).join(RecordingFile, CopyJob.file_id == RecordingFile.id)
+    query = (select(CopyJob.id).join(FileRow, CopyJob.file_id == FileRow.id)
              .where(CopyJob.state == "succeeded", CopyJob.error_code.in_(VERIFY_CODES)))
     if meeting_id is not None:
-        query = query.where(RecordingFile.meeting_id == meeting_id)
+        query = query.where(FileRow.meeting_id == meeting_id)
     if since is not None:
         query = query.where(CopyJob.updated_at >= since)
     with ledger.reads() as db:

@@ -10,7 +10,6 @@ yet. So a reconcile every few minutes leaves the ledger alone when nothing chang
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import posixpath
@@ -18,8 +17,8 @@ from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from archiver.domain.recordings import RecordingFile, RecordingKind
-from archiver.intake.record import Origin, record_files
-from archiver.ledger.records import SIZE_UNPROVEN
+from archiver.domain.states import Flag, JobState
+from archiver.intake.record import Origin, record_files, short_dedupe_key
 from archiver.ledger.store import FileRecord, Ledger, utcnow
 from archiver.maintenance.reconcile_report import KindCounts, RoomReport
 from archiver.settings.config import Settings
@@ -29,7 +28,7 @@ from archiver.videosdk.items import NotReady, Unusable, files_of
 log = logging.getLogger("archiver.reconcile")
 
 SOURCE_TYPE = "reconcile"  # the webhook_type of reconcile's events; its files keep the type of their kind
-SIZE_MISMATCH = "size_mismatch"
+SIZE_MISMATCH = Flag.SIZE_MISMATCH
 Publish = Callable[[Sequence[int]], None]
 
 
@@ -158,16 +157,16 @@ def _check_sizes(ledger: Ledger, row: FileRecord, f: RecordingFile, counts: Kind
     if f.size is None or _name(row.file_path).lower().endswith(".m3u8"):
         return  # an HLS playlist's copy includes its segments: VideoSDK's size of the playlist says nothing
     for copy in row.copies:
-        if copy.state != "succeeded" or copy.bytes is None:
+        if copy.state != JobState.SUCCEEDED or copy.bytes is None:
             continue
         if copy.bytes != f.size:
             counts.mismatches += 1
             # verify's own flags (a copy missing or changed in its bucket) say more; they stay
-            if copy.error_code in (None, SIZE_UNPROVEN):
+            if copy.error_code in (None, Flag.SIZE_UNPROVEN):
                 counts.new_mismatches += 1
-                ledger.flag_copy(copy.job_id, SIZE_MISMATCH, f"copy has {copy.bytes} bytes, VideoSDK reports "
+                ledger.flag_copy(copy.job_id, Flag.SIZE_MISMATCH, f"copy has {copy.bytes} bytes, VideoSDK reports "
                                  f"{f.size} bytes for {f.recording_kind} recording {f.recording_id}")
-        elif copy.error_code in (SIZE_MISMATCH, SIZE_UNPROVEN):
+        elif copy.error_code in (Flag.SIZE_MISMATCH, Flag.SIZE_UNPROVEN):
             ledger.clear_flag(copy.job_id, copy.error_code)  # VideoSDK's size proves the length now
 
 
@@ -186,7 +185,6 @@ def _origin(kind: RecordingKind, files: list[RecordingFile]) -> Origin:
                        "files": [{"filePath": f.file_path, "fileUrl": _bare(f.file_url), "fileId": f.file_id,
                                   "size": f.size} for f in files]})
     # date parts of keys come from received_at: the recording's own time keeps them the same on every run
-    return Origin(body=body, dedupe_key=key if len(key) <= 64 else "reconcile:" + hashlib.sha256(
-        key.encode()).hexdigest()[:54], webhook_type=SOURCE_TYPE, meeting_id=first.meeting_id,
-        session_id=first.session_id or None, received_at=first.recorded_at or utcnow(), verified=True,
-        source="reconcile")
+    return Origin(body=body, dedupe_key=short_dedupe_key("reconcile", key), webhook_type=SOURCE_TYPE,
+        meeting_id=first.meeting_id, session_id=first.session_id or None,
+        received_at=first.recorded_at or utcnow(), verified=True, source="reconcile")

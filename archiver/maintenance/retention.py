@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from archiver.domain.recordings import ANNOUNCED_BY, RecordingKind
+from archiver.domain.states import JobState
 from archiver.ledger.store import FileRecord, Ledger
 from archiver.maintenance.reconcile_kinds import SOURCE_TYPE, match
 from archiver.settings.config import Settings
@@ -68,7 +69,7 @@ def judge(file: FileRecord, settings: Settings) -> tuple[str, str]:
         copy = copies.get(name)
         if copy is None:
             return KEEP, f"{name}: no copy"
-        if copy.state != "succeeded":
+        if copy.state != JobState.SUCCEEDED:
             return KEEP, f"{name}: copy {copy.state}"
         if copy.error_code is not None:
             return KEEP, f"{name}: copy flagged {copy.error_code}"

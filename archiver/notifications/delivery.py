@@ -21,7 +21,7 @@ from archiver.ledger.deliveries import Message
 from archiver.ledger.store import Ledger
 from archiver.notifications.sending import SendError, send
 from archiver.observability.metrics import observe_notification
-from archiver.retry import backoff_seconds
+from archiver.retry import Backoff
 from archiver.settings.config import Settings
 from archiver.settings.notifications import Notification
 
@@ -78,8 +78,8 @@ def _deliver_one(ledger: Ledger, endpoint: Notification | None, message: Message
         sent = send(client, endpoint, message.webhook_id, message.payload, resolver=resolver)
     except SendError as exc:
         final = message.attempts >= endpoint.max_attempts
-        delay = None if final else backoff_seconds(message.attempts, base=endpoint.retry_base_seconds,
-                                                   cap=endpoint.retry_max_seconds)
+        delay = None if final else Backoff(endpoint.retry_base_seconds, endpoint.retry_max_seconds).seconds(
+            message.attempts)
         error = f"{exc.code}: {exc}" + (f" (gave up after {message.attempts} attempts)" if final else "")
         ledger.deliveries.retry(message.message_id, worker, status=exc.status, error=error, delay=delay)
         (report.failed if final else report.retrying).append(message.webhook_id)

@@ -10,6 +10,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
 from prometheus_client.registry import Collector
 
+from archiver.domain.states import RunResult
+
 COPIES = Counter("archiver_copies", "Copy attempts by destination and outcome", ["destination", "outcome"])
 BYTES = Counter("archiver_copied_bytes", "Bytes of finished copy attempts written to destinations", ["destination"])
 # Moves while a copy runs (a one-hour copy shows as throughput, not as one step at its end); bytes of an
@@ -45,7 +47,7 @@ def observe_copy(destination: str | None, outcome: str, seconds: float, size: in
     DURATION.labels(label).observe(seconds)
     if size:
         BYTES.labels(label).inc(size)
-    if outcome == "pending":
+    if outcome == RunResult.PENDING:  # the copy failed and will retry
         RETRIES.labels(label, reason or "-").inc()
 
 

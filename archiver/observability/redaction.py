@@ -4,8 +4,8 @@ The URL names a service and may carry its credentials: a password in the userinf
 contain `@`, `/`, `?` or `#`, raw or percent-encoded), a `?password=` (or `token`, `key`, `sig`, ...)
 query parameter, a fragment, and several URLs joined by `;` (Redis Sentinel, kombu failover). Every
 place that shows or logs such a URL calls this function: `archiver config show`, the `archiver up`
-banner, the ledger's schema message. Source URLs from webhooks are another matter: `archiver.copy.source.ssrf.redact`
-drops their query string (signed-URL tokens) entirely.
+banner, the ledger's schema message. Source URLs from webhooks are another matter: `redact_source`
+drops their query string (signed-URL tokens) entirely, parsing them with httpx as the download does.
 
 The rules err on hiding too much: everything before the last `@` is userinfo (drivers and SQLAlchemy
 read a password up to that `@`; a `@` in a query value then hides a host, which costs only display), a
@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
+import httpx
+
 MASK = "***"
 # Substrings of query parameter names whose values are credentials (password, pass, passwd, pwd,
 # token, access_token, key, apikey, sslkey, secret, sig, signature, sas, auth, credential).
@@ -25,6 +27,20 @@ SENSITIVE = ("pass", "pwd", "token", "key", "secret", "sig", "sas", "auth", "cre
 # A new URL starts after ";" only where a scheme follows: a ";" inside a password stays in it.
 _SPLIT = re.compile(r";(?=\s*[A-Za-z][A-Za-z0-9+.\-]*://)")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*:)(//)?")
+
+
+def redact_source(url: str | httpx.URL) -> str:
+    """A source URL without credentials, query string or fragment (signed CDN URLs carry tokens),
+    parsed by httpx as the download parses it; "<unparseable URL>" for what httpx cannot parse."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return "<unparseable URL>"
+    port = f":{parsed.port}" if parsed.port is not None else ""
+    host = parsed.raw_host.decode("ascii", "replace")
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parsed.scheme}://{host}{port}{parsed.path}"
 
 
 def mask_url(url: str) -> str:

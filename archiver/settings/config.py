@@ -124,7 +124,7 @@ def _build(raw: dict[str, Any], environ: Mapping[str, str], problems: list[str],
         if not isinstance(table, dict):
             problems.append(f"{name}: must be a table")
             table = {}
-        declared_keys = [f.name for f in dataclasses.fields(cls)]
+        declared_keys = [f.name for f in dataclasses.fields(cls) if f.metadata.get("setting") is not False]
         problems += unknown_keys(table, declared_keys, f"{name}.")
         overrides = {"storage": _storage_source(table, problems, base)} if name == "videosdk" else None
         sections[name] = read_settings(cls, name, table, environ, problems, overrides)

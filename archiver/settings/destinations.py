@@ -12,7 +12,7 @@ from archiver.domain.recordings import ANNOUNCED_BY
 from archiver.domain.templates import PathTemplate, TemplateError, parse_template
 from archiver.settings.provider_options import option_problems
 from archiver.settings.urls import absolute_file_url, location_problem
-from providers import ConfigurationError, MissingSecret, StorageProvider, open_provider, split_url
+from providers import MAX_KEY_BYTES, ConfigurationError, MissingSecret, StorageProvider, open_provider, split_url
 
 # The webhook type each recording kind is planned as (archiver.domain.recordings.ANNOUNCED_BY): what a
 # destination's `events` may name.
@@ -110,7 +110,7 @@ def parse_destination(index: int, table: Any, problems: list[str], warnings: lis
     try:
         if not template_text:
             raise TemplateError("empty template: add a key template after the bucket, e.g. /{meetingId}/")
-        template = parse_template(template_text)
+        template = parse_template(template_text, max_key_bytes=MAX_KEY_BYTES)
     except TemplateError as exc:
         problems.append(f"{where}.url: {exc}")
     problems += option_problems(where, provider_url, options, secret_hint=" or use the SDK's credential chain")

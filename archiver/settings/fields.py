@@ -60,7 +60,7 @@ def declared(cls: type, section: str | None) -> list[Declared]:
     out = []
     for f in dataclasses.fields(cls):
         spec = f.metadata.get("setting")
-        if spec is None:
+        if not spec:  # None: not a setting (a table of its own); False: a tuning value (domain TUNING)
             continue
         variable = spec.env
         if variable == "":

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from archiver.domain.source_policy import SourcePolicy
 from archiver.settings.destinations import Destination
 from archiver.settings.fields import absolute_http_url, at_least, more_than, one_of, optional, setting, zero_or_more
 from archiver.settings.notifications import Notification
@@ -33,7 +34,10 @@ def _networks(values: tuple[str, ...]) -> str | None:
 
 
 @dataclass(frozen=True)
-class SourceSettings:
+class SourceSettings(SourcePolicy):
+    """[source]: the one source policy type (archiver.domain.source_policy), its settings declared here with
+    their checks and variables; what the download reads is this value."""
+
     allow_hosts: tuple[str, ...] = setting(("cdn.videosdk.live", "*.videosdk.live"))
     allow_private_addresses: bool = setting(False, env="ARCHIVER_SOURCE_ALLOW_PRIVATE")
     allow_http: bool = setting(False)

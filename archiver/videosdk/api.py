@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
@@ -24,6 +23,7 @@ import httpx
 import jwt
 
 from archiver.domain.recordings import RecordingKind
+from archiver.retry import Backoff, retrying
 from archiver.videosdk.items import ENDPOINTS
 from archiver.videosdk.paging import PagingError, walk
 
@@ -44,6 +44,7 @@ class VideoSDKError(Exception):
         super().__init__(message)
         self.code = code
         self.retryable = retryable
+        self.retry_after: float | None = None  # seconds the server asked us to wait (Retry-After)
 
 
 class VideoSDKAuthError(VideoSDKError):
@@ -69,7 +70,6 @@ class VideoSDKClient:
         self._timeout = httpx.Timeout(timeout)  # per request, so it applies to a caller's client too
         self._lock = threading.Lock()
         self._token: tuple[str, float] | None = None  # (jwt, exp)
-        self._random = random.Random()
 
     @classmethod
     def from_settings(cls, settings: Any) -> VideoSDKClient:
@@ -200,40 +200,58 @@ class VideoSDKClient:
               idempotent: bool = True) -> httpx.Response:
         base = self.origin if from_origin else self.api_base
         where = f"{method} {path}"
-        for attempt in range(1, self.max_attempts + 1):
-            headers = {"Authorization": self.token()} if auth else {}
-            retry_after: float | None = None
-            error: VideoSDKError | None
-            try:
-                response = self._http.request(method, base + path, params=params, headers=headers,
-                                              json=json_body, timeout=self._timeout)
-            except httpx.TimeoutException as exc:
-                error = VideoSDKError(f"{where}: timed out ({type(exc).__name__})", "timeout", retryable=True)
-            except httpx.TransportError as exc:
-                # `from None` everywhere: httpx exceptions hold the request, Authorization header included
-                error = VideoSDKError(f"{where}: connection failed: {str(exc) or type(exc).__name__}",
-                                      "connection", retryable=True)
-            else:
-                error = _status_error(response, where)
-                if error is None:
-                    return response
-                retry_after = _retry_after(response)
-                if not idempotent and (said := _message_of(response)):
-                    error.args = (f"{error}: {said}",)  # why a start was refused ("room not active", ...)
-            # a non-idempotent call may have taken effect before a 5xx or a dropped connection
-            once = not idempotent and error.code != "rate_limited"
-            if not error.retryable or attempt == self.max_attempts or once:
-                if once and error.retryable:
-                    error.args = (f"{error} (not retried: the call may have taken effect; check before repeating)",)
-                elif error.retryable and self.max_attempts > 1:
-                    error.args = (f"{error} (gave up after {attempt} attempts)",)
-                raise error from None
-            ceiling = min(MAX_DELAY, self.backoff * 2 ** (attempt - 1))
-            delay = retry_after if retry_after is not None else self._random.uniform(0, ceiling)
-            log.info("%s: %s; attempt %d of %d, retrying in %.2f s", where, error.code, attempt,
+
+        def told(error: BaseException, attempt: int, delay: float) -> None:
+            log.info("%s: %s; attempt %d of %d, retrying in %.2f s", where, getattr(error, "code", "-"), attempt,
                      self.max_attempts, delay)
-            self._sleep(delay)
+
+        def again(error: BaseException) -> bool:
+            # A non-idempotent call (a start) may have taken effect before a 5xx or a dropped connection:
+            # only a 429 (refused, not done) is sent again.
+            return (isinstance(error, VideoSDKError) and error.retryable
+                    and (idempotent or error.code == "rate_limited"))
+
+        attempts = retrying(Backoff(self.backoff, MAX_DELAY), attempts=self.max_attempts, sleep=self._sleep,
+                            retry_if=again,
+                            wait_hint=lambda e: getattr(e, "retry_after", None), before_sleep=told)
+        try:
+            for attempt in attempts:
+                with attempt:
+                    return self._send_once(method, base + path, where, params, auth, json_body, idempotent)
+        except VideoSDKError as error:
+            tries = attempts.statistics.get("attempt_number", 1)
+            if not again(error) and error.retryable:
+                error.args = (f"{error} (not retried: the call may have taken effect; check before repeating)",)
+            elif error.retryable and self.max_attempts > 1:
+                error.args = (f"{error} (gave up after {tries} attempts)",)
+            raise error from None
         raise AssertionError("unreachable")
+
+    def _send_once(self, method: str, url: str, where: str, params: Mapping[str, str | int] | None,
+                   auth: bool, json_body: dict[str, Any] | None = None, idempotent: bool = True) -> httpx.Response:
+        """One request; a failure raises VideoSDKError (``retry_after``: the server's Retry-After, or None)."""
+        headers = {"Authorization": self.token()} if auth else {}
+        retry_after: float | None = None
+        error: VideoSDKError | None
+        try:
+            response = self._http.request(method, url, params=params, headers=headers, json=json_body,
+                                          timeout=self._timeout)
+        except httpx.TimeoutException as exc:
+            error = VideoSDKError(f"{where}: timed out ({type(exc).__name__})", "timeout", retryable=True)
+        except httpx.TransportError as exc:
+            # `from None` everywhere: httpx exceptions hold the request, Authorization header included
+            error = VideoSDKError(f"{where}: connection failed: {str(exc) or type(exc).__name__}",
+                                  "connection", retryable=True)
+        else:
+            error = _status_error(response, where)
+            if error is None:
+                return response
+            retry_after = _retry_after(response)
+            if not idempotent and (said := _message_of(response)):
+                error.args = (f"{error}: {said}",)  # why a start was refused ("room not active", ...)
+        assert error is not None  # every branch that gets here has one
+        error.retry_after = retry_after
+        raise error from None
 
 
 def _status_error(response: httpx.Response, where: str) -> VideoSDKError | None:

@@ -9,17 +9,17 @@ running, the API is down, the id is not visible yet) is retried with backoff; on
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from archiver.domain.recordings import ANNOUNCED_BY, RecordingKind
+from archiver.domain.states import LookupState
 from archiver.intake.events import parse_event
-from archiver.intake.record import Origin, record_files
+from archiver.intake.record import Origin, record_files, short_dedupe_key
 from archiver.ledger.store import utcnow
-from archiver.retry import backoff_seconds
+from archiver.retry import Backoff
 from archiver.runtime import Runtime
 from archiver.videosdk.api import VideoSDKClient, VideoSDKError
 from archiver.videosdk.items import NotReady, Unusable, files_of
@@ -43,7 +43,7 @@ def run_lookup(runtime: Runtime, lookup_id: int, client: VideoSDKClient,
     ledger = runtime.ledger
     lookup = ledger.lookups.start(lookup_id)
     if lookup is None:
-        return LookupOutcome(lookup_id, "skipped")
+        return LookupOutcome(lookup_id, LookupState.SKIPPED)
     kind, resource = RecordingKind(lookup.recording_kind), lookup.resource_id
     where = f"{kind} {resource}"
     body = ledger.event_body(lookup.event_id)
@@ -66,28 +66,28 @@ def run_lookup(runtime: Runtime, lookup_id: int, client: VideoSDKClient,
     files = [f if f.recording_id else replace(f, recording_id=resource) for f in files]
     key = f"lookup:{kind}:{resource}"
     origin = Origin(body=json.dumps({"lookup": str(kind), "id": resource, "files": [f.file_path for f in files]}),
-                    dedupe_key=key if len(key) <= 64 else "lookup:" + hashlib.sha256(key.encode()).hexdigest()[:57],
+                    dedupe_key=short_dedupe_key("lookup", key),
                     webhook_type=ANNOUNCED_BY[kind], meeting_id=files[0].meeting_id if files else None,
                     session_id=files[0].session_id if files else None, received_at=utcnow(), verified=True,
                     source="lookup")
     accepted = record_files(ledger, runtime.settings, origin, files, publish=publish)
-    ledger.lookups.finish(lookup_id, state="done")
+    ledger.lookups.finish(lookup_id, state=LookupState.DONE)
     log.info("lookup %s: %d files, %d new jobs", where, len(files), len(accepted.created),
              extra={"lookup_id": lookup_id})
-    return LookupOutcome(lookup_id, "done", created=accepted.created)
+    return LookupOutcome(lookup_id, LookupState.DONE, created=accepted.created)
 
 
 def _again(runtime: Runtime, lookup_id: int, attempts: int, code: str, message: str) -> LookupOutcome:
     if attempts >= MAX_ATTEMPTS:
         return _fail(runtime, lookup_id, code, f"{message} (gave up after {attempts} attempts; "
                      "`archiver retry --lookups` tries again)")
-    runtime.ledger.lookups.finish(lookup_id, state="pending", code=code, message=message)
-    delay = backoff_seconds(attempts, base=BASE_DELAY, cap=runtime.settings.retry.max_delay)
+    runtime.ledger.lookups.finish(lookup_id, state=LookupState.PENDING, code=code, message=message)
+    delay = Backoff(BASE_DELAY, runtime.settings.retry.max_delay).seconds(attempts)
     log.info("lookup %s: %s; again in %.0f s", lookup_id, message, delay)
-    return LookupOutcome(lookup_id, "pending", retry_in=delay, error=f"{code}: {message}")
+    return LookupOutcome(lookup_id, LookupState.PENDING, retry_in=delay, error=f"{code}: {message}")
 
 
 def _fail(runtime: Runtime, lookup_id: int, code: str, message: str) -> LookupOutcome:
-    runtime.ledger.lookups.finish(lookup_id, state="failed", code=code, message=message)
+    runtime.ledger.lookups.finish(lookup_id, state=LookupState.FAILED, code=code, message=message)
     log.error("lookup %s failed for good: %s", lookup_id, message)
-    return LookupOutcome(lookup_id, "failed", error=f"{code}: {message}")
+    return LookupOutcome(lookup_id, LookupState.FAILED, error=f"{code}: {message}")

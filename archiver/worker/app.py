@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from celery import Celery
+from kombu.exceptions import OperationalError
 
 import celeryconfig
 from archiver.preflight import BROKER, ensure_sqlite_folder
@@ -27,7 +29,23 @@ def create_app(settings: Settings | None = None) -> Celery:
     return app
 
 
+class BrokerUnreachable(Exception):
+    """A message could not be put on the broker (kombu's OperationalError, by our name: callers outside
+    archiver.worker need not import kombu). Nothing was sent; the message says why."""
+
+
+@contextmanager
+def _sending() -> Iterator[None]:
+    try:
+        yield
+    except OperationalError as exc:
+        raise BrokerUnreachable(str(exc)) from exc
+
+
 class Publisher:
+    """The one way work reaches the broker: copy jobs (with time limits from the file size), saved
+    webhook bodies and lookups, each on its queue. Raises BrokerUnreachable when the broker is down."""
+
     def __init__(self, app: Celery) -> None:
         self.app = app
         self._folder_ready = False
@@ -39,23 +57,31 @@ class Publisher:
             ensure_sqlite_folder(str(self.app.conf.broker_url), BROKER)
             self._folder_ready = True
 
-    def copies(self, job_ids: Sequence[int], *, size: int | None = None, countdown: float | None = None) -> None:
+    def copies(self, job_ids: Sequence[int], *, size: int | None = None, countdown: float | None = None,
+               missing_retries: int = 0) -> None:
+        """``missing_retries``: how many times a worker already found the job not visible yet (intake
+        publishes before it commits); the task gives up after a few."""
         self._broker_folder()
         limits = copy_time_limits(size, self.app.conf.visibility_timeout)
-        for job_id in job_ids:
-            self.app.send_task("archiver.copy_file", (job_id,), countdown=countdown, time_limit=limits.hard,
-                               soft_time_limit=limits.soft, queue="archive", routing_key="archive")
+        with _sending():
+            for job_id in job_ids:
+                args = (job_id, missing_retries) if missing_retries else (job_id,)
+                self.app.send_task("archiver.copy_file", args, countdown=countdown, time_limit=limits.hard,
+                                   soft_time_limit=limits.soft, queue="archive", routing_key="archive")
 
     def event(self, body: str, *, source: str = "replay", verified: bool = False) -> None:
         self._broker_folder()
-        self.app.send_task("archiver.accept_event", (body, source, verified), queue="events", routing_key="events")
+        with _sending():
+            self.app.send_task("archiver.accept_event", (body, source, verified), queue="events",
+                               routing_key="events")
 
     def lookups(self, lookup_ids: Sequence[int], *, countdown: float | None = None) -> None:
         if lookup_ids:
             self._broker_folder()
-        for lookup_id in lookup_ids:
-            self.app.send_task("archiver.run_lookup", (lookup_id,), countdown=countdown, queue="events",
-                               routing_key="events")
+        with _sending():
+            for lookup_id in lookup_ids:
+                self.app.send_task("archiver.run_lookup", (lookup_id,), countdown=countdown, queue="events",
+                                   routing_key="events")
 
     def notifications(self, *, countdown: float | None = None) -> None:
         """Ask a worker to send the notifications due now (archiver.notifications.delivery)."""

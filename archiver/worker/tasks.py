@@ -10,6 +10,7 @@ from celery.utils.log import get_task_logger
 
 from archiver.copy.job import run_copy_job
 from archiver.domain.recordings import RecordingKind
+from archiver.domain.states import RunResult
 from archiver.intake.record import accept_event
 from archiver.ledger.store import JobRecord
 from archiver.observability.metrics import IN_FLIGHT, RECONCILE_FINDS, observe_copy, progress_counter
@@ -62,9 +63,9 @@ def copy_file(job_id: int, missing_retries: int = 0) -> str:
     log.info("job %s: %s%s", job_id, outcome.state, f" ({detail})" if detail else "")
     if outcome.retry_in is not None:
         publisher.copies([job_id], countdown=outcome.retry_in)
-    elif outcome.state == "missing" and missing_retries < MISSING_RETRIES:
-        copy_file.apply_async((job_id, missing_retries + 1), countdown=MISSING_DELAY)
-    if outcome.state in ("succeeded", "failed"):
+    elif outcome.state == RunResult.MISSING and missing_retries < MISSING_RETRIES:
+        publisher.copies([job_id], countdown=MISSING_DELAY, missing_retries=missing_retries + 1)
+    if outcome.state in (RunResult.SUCCEEDED, RunResult.FAILED):
         _kick_notifications()
     return outcome.state
 

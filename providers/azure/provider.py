@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Callable
 from typing import Any, BinaryIO, ClassVar, TypeVar
+from urllib.parse import urlsplit
 
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
 from azure.core.exceptions import AzureError, HttpResponseError
@@ -44,6 +45,10 @@ class AzureBlobProvider(StorageProvider):
         "read": "SAS read (r), or the Storage Blob Data Reader role",
         "delete": "SAS delete (d), or the Storage Blob Data Contributor role",
         "tag": "SAS tag (t), or the Storage Blob Data Owner role"}
+    credentials_hint: ClassVar[str] = (
+        "give the destination connection_string_env = \"VARIABLE\", or account_url with account_key_env or "
+        "sas_token_env, or account_url alone for Azure AD (azure-identity: AZURE_CLIENT_ID, AZURE_TENANT_ID, "
+        "AZURE_CLIENT_SECRET or a managed identity); or set AZURE_STORAGE_CONNECTION_STRING")
 
     def probe_variant(self, *, tags: bool) -> StorageProvider:
         probe = super().probe_variant(tags=tags)
@@ -61,6 +66,11 @@ class AzureBlobProvider(StorageProvider):
 
     def _check_secrets(self) -> None:
         check_options(self.options, self.location, f"az://{self.location}", resolved=True)
+
+    def service_endpoint(self) -> str | None:
+        """The account's blob endpoint: the container URL without the container (or any query)."""
+        parts = urlsplit(self.client.url)
+        return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/').rpartition('/')[0]}"
 
     def _new_client(self) -> ContainerClient:
         timeout = self.options["timeout"]

@@ -46,7 +46,7 @@ CHUNK_MULTIPLE = 256 << 10  # every non-final chunk of a resumable upload is a m
 _SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 _KMS_KEY = re.compile(r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
-__all__ = ["GCSProvider", "crc32c_update", "object_info", "response_error", "translate"]
+__all__ = ["GCSProvider", "blob_info", "crc32c_update", "object_info", "response_error", "translate"]
 
 
 def crc32c_update(crc: google_crc32c.Checksum, data: bytes | bytearray | memoryview) -> None:
@@ -57,6 +57,15 @@ def crc32c_update(crc: google_crc32c.Checksum, data: bytes | bytearray | memoryv
     view = memoryview(data).cast("B")
     for start in range(0, len(view), 1 << 20):
         crc.update(bytes(view[start:start + (1 << 20)]))
+
+
+def blob_info(key: str, blob: Any) -> ObjectInfo:
+    """ObjectInfo of a ``google.cloud.storage.Blob`` just loaded or written, from its public properties."""
+    updated = blob.updated
+    resource = {"size": blob.size, "etag": blob.etag, "contentType": blob.content_type, "metadata": blob.metadata,
+                "crc32c": blob.crc32c, "md5Hash": blob.md5_hash, "storageClass": blob.storage_class,
+                "updated": updated.isoformat() if updated is not None else None}
+    return object_info(key, {name: value for name, value in resource.items() if value is not None})
 
 
 def object_info(key: str, resource: Mapping[str, Any]) -> ObjectInfo:
@@ -80,6 +89,10 @@ class GCSProvider(StorageProvider):
     scheme = "gs"
     permissions: ClassVar[dict[str, str]] = {"write": "storage.objects.create", "read": "storage.objects.get",
                                              "delete": "storage.objects.delete", "tag": "storage.objects.update"}
+    credentials_hint: ClassVar[str] = (
+        "give the destination credentials_file = \"/path/to/service-account.json\", or leave it out for "
+        "Application Default Credentials: GOOGLE_APPLICATION_CREDENTIALS, `gcloud auth application-default "
+        "login`, or the instance's service account")
     options_spec: ClassVar[dict[str, Option]] = {
         "project": Option("str", doc="Google Cloud project for quota/billing attribution (objects do not "
                                      "need one); default: the credentials' project"),
@@ -124,6 +137,9 @@ class GCSProvider(StorageProvider):
             problem = "is not readable" if os.path.isfile(full) else "no such file"
             raise MissingSecret(f"option 'credentials_file' for gs://{self.location}: {problem}: {path!r}", what=path)
 
+    def service_endpoint(self) -> str | None:
+        return self.endpoint or "https://storage.googleapis.com"
+
     @property
     def emulator(self) -> bool:
         """Talking anonymously to an emulator (fake-gcs-server), not to Google."""
@@ -152,9 +168,21 @@ class GCSProvider(StorageProvider):
             except auth_exceptions.DefaultCredentialsError as exc:
                 raise make_error(AuthenticationError, "no Application Default Credentials",
                                  self.describe()) from exc
+        from google.auth.transport.requests import AuthorizedSession
+
         options = {"api_endpoint": self.endpoint} if self.endpoint else None
+        # Our own requests session with the same credentials for the raw calls the SDK has no public
+        # method for (streaming a generation's bytes, driving an upload session); made with the
+        # client, so it is per process like the client.
+        self._authorized = AuthorizedSession(credentials)
         return storage.Client(project=self.options["project"] or project, credentials=credentials,
                               client_options=options)
+
+    @property
+    def http(self) -> Any:
+        """An authorized ``requests`` session (google.auth) for this process's credentials."""
+        self.client  # noqa: B018 -- makes the client, and the session with it, once per process
+        return self._authorized
 
     def _service_account(self) -> tuple[Any, str | None]:
         # Only service-account keys: the generic loader would also accept external-account configs,
@@ -207,7 +235,7 @@ class GCSProvider(StorageProvider):
             blob.reload(timeout=self.timeout)
         except Exception as exc:
             raise self.error(exc, self.describe(key)) from exc
-        return object_info(key, blob._properties)  # the object resource as the service sent it
+        return blob_info(key, blob)
 
     def _open_reader(self, full_key: str) -> BinaryIO:
         return self.open_generation(full_key)
@@ -216,8 +244,7 @@ class GCSProvider(StorageProvider):
                         length: int | None = None) -> BinaryIO:
         """Stream the object (that generation of it, when given), or bytes [start, start+length)."""
         what = self.describe(full_key[len(self.prefix):])
-        client = self.client
-        url = (f"{client._connection.API_BASE_URL}/download/storage/v1/b/{quote(self.location, safe='')}"
+        url = (f"{self.client.api_endpoint}/download/storage/v1/b/{quote(self.location, safe='')}"
                f"/o/{quote(full_key, safe='')}?alt=media")
         if generation is not None:
             url += f"&generation={generation}"
@@ -227,7 +254,7 @@ class GCSProvider(StorageProvider):
         if ranged:
             headers["Range"] = f"bytes={start}-{'' if length is None else start + length - 1}"
         try:
-            response = client._http.get(url, stream=True, timeout=self.timeout, headers=headers)
+            response = self.http.get(url, stream=True, timeout=self.timeout, headers=headers)
         except Exception as exc:
             raise self.error(exc, what) from exc
         if response.status_code != (206 if ranged else 200):

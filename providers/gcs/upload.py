@@ -34,7 +34,7 @@ import google_crc32c
 
 from providers.errors import AccessDenied, ObjectExists, ObjectNotFound, StorageError, TransientError, make_error
 from providers.gcs.errors import response_error, translate
-from providers.gcs.provider import crc32c_update, object_info
+from providers.gcs.provider import blob_info, crc32c_update, object_info
 from providers.types import ObjectInfo
 from providers.writer import ObjectWriter, Part, WriteRequest
 
@@ -135,7 +135,7 @@ class GCSWriter(ObjectWriter):
         except Exception as exc:
             raise self.provider.error(exc, self.describe) from exc
         self._generation = blob.generation
-        return object_info(self.request.key, blob._properties)
+        return blob_info(self.request.key, blob)
 
     def _service_mismatches(self, info: ObjectInfo, parts: list[Part]) -> list[str]:
         # Either is settled by reading the object back; neither alone proves different bytes.
@@ -154,7 +154,7 @@ class GCSWriter(ObjectWriter):
             if isinstance(err, ObjectNotFound):
                 return None
             raise err from exc
-        info = object_info(self.request.key, blob._properties)
+        info = blob_info(self.request.key, blob)
         if info.size != self._size or info.checksums.get("crc32c") != self._crc.digest().hex():
             return None
         self._session, self._tail = None, bytearray()  # finalized after all: nothing is left to cancel
@@ -180,7 +180,7 @@ class GCSWriter(ObjectWriter):
         if session is None:
             return
         try:
-            self.provider.client._http.delete(session, timeout=self.provider.timeout)
+            self.provider.http.delete(session, timeout=self.provider.timeout)
         except Exception as exc:  # an unfinished session expires after a week and is never visible
             log.debug("cancelling the upload session for %s failed: %s", self.describe, type(exc).__name__)
 
@@ -214,7 +214,7 @@ class GCSWriter(ObjectWriter):
                 headers["X-Goog-Hash"] = "crc32c=" + base64.b64encode(self._crc.digest()).decode()
             assert self._session is not None
             try:
-                response = self.provider.client._http.put(self._session, data=body, headers=headers,
+                response = self.provider.http.put(self._session, data=body, headers=headers,
                                                            timeout=self.provider.timeout)
             except Exception as exc:
                 raise translate(exc, self.describe) from exc

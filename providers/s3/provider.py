@@ -41,6 +41,10 @@ class S3Provider(StorageProvider):
     scheme = "s3"
     permissions: ClassVar[dict[str, str]] = {"write": "s3:PutObject", "read": "s3:GetObject",
                                              "delete": "s3:DeleteObject", "tag": "s3:PutObjectTagging"}
+    credentials_hint: ClassVar[str] = (
+        "give the destination access_key_id with secret_access_key_env = \"VARIABLE\", or profile, or role_arn; "
+        "or leave them out for boto3's chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, ~/.aws/credentials, "
+        "an instance or task role")
     options_spec: ClassVar[dict[str, Option]] = {
         "region": Option("str", doc="AWS region of the bucket (default: from the environment or profile)"),
         "endpoint_url": Option("str", doc="S3-compatible endpoint, e.g. https://minio.example.com:9000"),
@@ -101,6 +105,10 @@ class S3Provider(StorageProvider):
                                      and len(v) <= 256 for k, v in tags.items()):
             raise ConfigurationError(f"option 'tags' for {self.url}: S3 allows at most 10 tags of letters, "
                                      "digits, spaces and _ . : / = + - @ (keys up to 128, values 256)")
+
+    def service_endpoint(self) -> str | None:
+        """The endpoint the client signs for (botocore's public ``meta.endpoint_url``)."""
+        return str(self.client.meta.endpoint_url)
 
     def _new_client(self) -> Any:
         o = self.options

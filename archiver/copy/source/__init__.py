@@ -3,5 +3,6 @@
 Lives here: `opener` (open_source, the entry point), `stream` (reading, resuming, proving the length),
 `status` (what an answer means, the SourceError types), `resume` (validators and Content-Range),
 `ssrf` (the address guard for untrusted URLs).
-May import: `archiver.domain` and the HTTP libraries (urllib3).
+May import: `archiver.domain`, `archiver.retry` (the backoff), `archiver.observability` and the HTTP
+libraries (httpx).
 """

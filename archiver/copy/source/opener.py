@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import ssl
-from dataclasses import dataclass
 from datetime import datetime
 
 import httpx
@@ -32,6 +31,7 @@ from archiver.copy.source.status import (
 )
 from archiver.copy.source.stream import REPORTED, SourceStream, framing, guarded_get
 from archiver.domain.formats import Format
+from archiver.domain.source_policy import SourcePolicy
 
 __all__ = ["PermanentSourceError", "SourceChanged", "SourceError", "SourcePolicy", "SourceStream",
            "TransientSourceError", "check_url", "new_client", "open_source"]
@@ -44,22 +44,6 @@ __all__ = ["PermanentSourceError", "SourceChanged", "SourceError", "SourcePolicy
 HTTP11Connection.READ_NUM_BYTES = max(HTTP11Connection.READ_NUM_BYTES, 256 << 10)
 
 _EVERYWHERE = ("0.0.0.0/0", "::/0")
-
-
-@dataclass(frozen=True)
-class SourcePolicy:
-    allow_hosts: tuple[str, ...] = ("cdn.videosdk.live", "*.videosdk.live")  # exact, or "*.suffix"
-    allow_private_addresses: bool = False
-    allow_http: bool = False
-    max_redirects: int = 3
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    max_resumes: int = 5  # resumptions after dropped connections within one download
-    # CIDRs exempt from the non-public address refusal (e.g. ("127.0.0.1/32",) for a local test CDN)
-    allowed_networks: tuple[str, ...] = ()
-    resume_backoff: float = 0.5  # seconds before the first resume, doubling, capped at 5 s
-    # seconds after the webhook during which 401/403/404/410 mean "not on the CDN yet" (retried)
-    not_found_grace: float = 600.0
 
 
 def check_url(url: str | httpx.URL, policy: SourcePolicy) -> None:

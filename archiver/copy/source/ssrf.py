@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import httpx
 
+from archiver.observability.redaction import redact_source as redact
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # (host, port) -> IP address strings. Injectable so tests can map names without real DNS.
@@ -51,19 +53,6 @@ class RedirectError(Exception):
 
 class Unreachable(Exception):
     """No checked address answered; the message is the redacted URL, ``__cause__`` the httpx error."""
-
-
-def redact(url: str | httpx.URL) -> str:
-    """The URL without credentials, query string or fragment: signed CDN URLs carry tokens."""
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError):
-        return "<unparseable URL>"
-    port = f":{parsed.port}" if parsed.port is not None else ""
-    host = parsed.raw_host.decode("ascii", "replace")
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parsed.scheme}://{host}{port}{parsed.path}"
 
 
 def host_name(url: httpx.URL) -> str:

@@ -27,12 +27,14 @@ from archiver.copy.source.status import (
     status_error,
     transport_error,
 )
+from archiver.retry import Backoff
 
 if TYPE_CHECKING:
     from archiver.copy.source.opener import SourcePolicy
 
 log = logging.getLogger("archiver.source")
 REPORTED = "the size VideoSDK reported"  # where an expected_size comes from, in messages
+RESUME_BACKOFF_CAP = 5.0  # seconds: the longest wait before a resume (the first waits resume_backoff)
 
 
 def guarded_get(guard: ssrf.GuardedClient, url: httpx.URL,
@@ -206,7 +208,7 @@ class SourceStream(io.RawIOBase):
         while True:
             if not probe:
                 self._count_resume(error)
-                time.sleep(min(self._policy.resume_backoff * 2 ** (self.resumes - 1), 5.0))
+                time.sleep(Backoff(self._policy.resume_backoff, RESUME_BACKOFF_CAP, jitter=False).seconds(self.resumes))
                 log.info("resuming %s at byte %d (%s)", self._where, n, error.code if error else "-")
             try:
                 response, final = guarded_get(self._guard, self._original, headers)

@@ -2,10 +2,14 @@
 
 Memory is bounded by design: a part holds one of `concurrency` slots from the moment its buffer
 starts filling until the service has acknowledged it, so at most `part_size * concurrency` bytes of
-payload are alive whatever the object's size. The bytes are counted and SHA-256 hashed as they
-stream; after the provider commits, the object is verified (providers/committed.py): only proof that
-its bytes differ from the stream deletes it, and nothing committed is ever left visible behind an
-error without the error saying so (`StorageError.left_visible`).
+payload are alive whatever the object's size. Part buffers come from the process's pool
+(providers/pool.py) and go back to it once sent (or abandoned), so a stream faults no fresh pages in.
+An object whose length is known and fits within `single_request_max` (at most what the slots hold)
+is held and sent with one create-only request (`_put_single`) instead of a multipart session. The
+bytes are counted and SHA-256 hashed once, as they stream; after the provider commits, the object
+is verified (providers/committed.py): only proof that its bytes differ from the stream deletes it,
+and nothing committed is ever left visible behind an error without the error saying so
+(`StorageError.left_visible`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 from providers.committed import CommittedObjectChecks
 from providers.errors import StorageError, TransientError
+from providers.pool import Chain, pool_for
 from providers.types import ObjectInfo, Part, WriteRequest
 
 __all__ = ["ObjectWriter", "Part", "WriteRequest"]
@@ -43,7 +48,12 @@ class ObjectWriter(CommittedObjectChecks):
         self.describe = describe  # e.g. "s3://bucket/prefix/key", for messages
         self._hash = hashlib.sha256()
         self._size = 0
-        self._buffer = bytearray()
+        self._buffers = pool_for(request.part_size)
+        self._buf: bytearray | None = None  # the pool buffer being filled (holds a slot)
+        self._fill = 0  # bytes of it filled
+        self._held: list[bytearray] = []  # full buffers kept for one whole-object request (each holds a slot)
+        self._inflight: dict[int, bytearray] = {}  # part number -> its pool buffer, until sent or abandoned
+        self._inflight_lock = threading.Lock()
         self._next_part = 1
         self._pending: list[Future[Part]] = []
         self._slots = threading.BoundedSemaphore(request.concurrency)
@@ -69,8 +79,10 @@ class ObjectWriter(CommittedObjectChecks):
         """Make the object visible (create-only when if_absent); return what the service reports."""
 
     @abstractmethod
-    def _put_single(self, data: bytearray, sha256_hex: str) -> ObjectInfo:
-        """Write a whole object that fits in one part with one request (create-only when if_absent).
+    def _put_single(self, data: bytearray | Chain, sha256_hex: str) -> ObjectInfo:
+        """Write a whole object with one request (create-only when if_absent): a bytearray when it fits
+        in one part, else a Chain of part buffers (file-like, iterable, no copy); within
+        `request.single_request_max` bytes.
         If it fails after the object became visible, it must raise `self._unpublish(error)`, which
         removes the object or records on the error that it could not: abort() calls `_cancel` only
         for uploads that `_begin` started."""
@@ -96,14 +108,54 @@ class ObjectWriter(CommittedObjectChecks):
         self._size += len(view)
         part_size = self.request.part_size
         while len(view):
-            if not self._holding_slot:
-                self._take_slot()
-            room = part_size - len(self._buffer)
-            self._buffer += view[:room]
+            buf = self._buf if self._buf is not None else self._take_buffer()
+            room = min(part_size - self._fill, len(view))
+            buf[self._fill:self._fill + room] = view[:room]
+            self._fill += room
             view = view[room:]
-            if len(self._buffer) >= part_size:
-                self._ship_buffer()
+            if self._fill == part_size:
+                self._part_full()
         return len(data)
+
+    def fill(self, readinto: Callable[[memoryview], int]) -> int:
+        """Call ``readinto`` once with the free room of the part being filled (the bytes land in the
+        part buffer itself: no copy on the way); returns what it read, 0 at the end of the source."""
+        self._require_open()
+        buf = self._buf if self._buf is not None else self._take_buffer()
+        room = memoryview(buf)[self._fill:]
+        n = readinto(room)
+        if n:
+            self._hash.update(room[:n])
+            self._size += n
+            self._fill += n
+            if self._fill == self.request.part_size:
+                self._part_full()
+        return n
+
+    def _take_buffer(self) -> bytearray:
+        if self._held and self._whole_too_big():
+            self._ship_held()  # the source sent more than it declared: no longer one request
+        self._take_slot()
+        self._buf, self._fill = self._buffers.take(), 0
+        return self._buf
+
+    def _whole_too_big(self) -> bool:
+        hint = self.request.size_hint
+        return hint is None or hint > self.request.single_request_max or self._size > hint
+
+    def _part_full(self) -> None:
+        if not self._began and not self._whole_too_big():
+            assert self._buf is not None
+            self._held.append(self._buf)  # kept, with its slot, for one whole-object request
+            self._buf, self._fill, self._holding_slot = None, 0, False
+            return
+        self._ship_held()
+        self._ship_buffer()
+
+    def _ship_held(self) -> None:
+        held, self._held = self._held, []
+        for buf in held:
+            self._ship(buf, buf)
 
     def _take_slot(self) -> None:
         # Blocks while `concurrency` parts are alive; raises at once if one of them already failed.
@@ -118,16 +170,37 @@ class ObjectWriter(CommittedObjectChecks):
                 raise fut.exception()  # type: ignore[misc]
 
     def _ship_buffer(self) -> None:
+        """Send the part being filled: the pool buffer itself when full, else a copy of the short part."""
+        buf, fill = self._buf, self._fill
+        assert buf is not None
+        self._buf, self._fill = None, 0
+        if fill == len(buf):
+            self._ship(buf, buf)
+        else:
+            # The short last part: a bytearray of its own (SDKs want the whole object they are given).
+            data = bytearray(memoryview(buf)[:fill])
+            self._buffers.give(buf)
+            self._ship(data, None)
+
+    def _ship(self, data: bytearray, pooled: bytearray | None) -> None:
         if not self._began:
             self._begin()
             self._began = True
             workers = 1 if self.ordered_parts else self.request.concurrency
             self._pool = ThreadPoolExecutor(workers, thread_name_prefix="archiver-part")
-        data, self._buffer = self._buffer, bytearray()
         number, self._next_part = self._next_part, self._next_part + 1
         self._holding_slot = False  # the slot now travels with the part and is released when it is done
+        if pooled is not None:
+            with self._inflight_lock:
+                self._inflight[number] = pooled
         assert self._pool is not None
         self._pending.append(self._pool.submit(self._run_part, number, data))
+
+    def _give_back(self, number: int) -> None:
+        with self._inflight_lock:
+            buf = self._inflight.pop(number, None)
+        if buf is not None:
+            self._buffers.give(buf)
 
     def _run_part(self, number: int, data: bytearray) -> Part:
         try:
@@ -135,6 +208,7 @@ class ObjectWriter(CommittedObjectChecks):
             receipt = self._send_part(number, data, digest)
             return Part(number, len(data), digest, receipt)
         finally:
+            self._give_back(number)  # sent or failed: the buffer is free for the next part
             self._slots.release()
 
     # ---- finishing ------------------------------------------------------------------------------
@@ -142,15 +216,20 @@ class ObjectWriter(CommittedObjectChecks):
         self._require_open()
         try:
             sha256_hex = self._hash.hexdigest()
-            if not self._began:
-                info = self._committing(lambda: self._put_single(self._buffer, sha256_hex))
+            if not self._began and not (self._held and self._whole_too_big()):
+                whole = self._whole()
+                try:
+                    info = self._committing(lambda: self._put_single(whole, sha256_hex))
+                finally:
+                    self._release_buffers()
                 parts: list[Part] = [Part(1, self._size, self._hash.digest(), None)]
             else:
-                if self._buffer:
+                self._ship_held()
+                if self._fill:
                     self._ship_buffer()
                 parts = [fut.result() for fut in self._pending]
                 info = self._committing(lambda: self._complete(parts, sha256_hex))
-            self._buffer = bytearray()
+            self._release_buffers()
             self._state = "committed"
         except BaseException as exc:
             self.abort()
@@ -181,14 +260,40 @@ class ObjectWriter(CommittedObjectChecks):
                          self.describe, exc.code)
             return found
 
+    def _whole(self) -> bytearray | Chain:
+        """The object held for one request: one bytearray when it is a single buffer, else a Chain."""
+        views = [memoryview(b) for b in self._held]
+        if self._buf is not None and self._fill:
+            views.append(memoryview(self._buf)[:self._fill])
+        if len(views) == 1 and self._held:
+            return self._held[0]  # exactly one full part: the pool buffer as it is
+        if len(views) == 1:
+            return bytearray(views[0])  # a short object: its own bytearray, as SDKs want
+        return Chain(views) if views else bytearray()
+
+    def _release_buffers(self) -> None:
+        """Hand every buffer this writer still holds back to the pool (and its slot back)."""
+        held, self._held = self._held, []
+        if self._buf is not None:
+            held.append(self._buf)
+            self._buf, self._fill = None, 0
+        for buf in held:
+            self._buffers.give(buf)
+            self._slots.release()
+        self._holding_slot = False
+        with self._inflight_lock:
+            numbers = list(self._inflight)
+        for number in numbers:  # parts cancelled before they ran
+            self._give_back(number)
+
     def abort(self) -> None:
         if self._state != "open":
             return
         self._state = "aborted"
-        self._buffer = bytearray()
         for fut in self._pending:
             fut.cancel()
         self._release_pool()
+        self._release_buffers()
         if self._began:
             self._cancel()
 

@@ -37,6 +37,7 @@ from providers.errors import (
 )
 from providers.local.paths import SymlinkRefused, is_symlink, open_file, open_parent
 from providers.options import Option
+from providers.pool import Chain, views_of
 from providers.types import ObjectInfo
 from providers.writer import ObjectWriter, Part, WriteRequest
 
@@ -262,10 +263,11 @@ class LocalWriter(ObjectWriter):
             view = view[self._os(os.write, self._fd, view):]
         return None
 
-    def _put_single(self, data: bytearray, sha256_hex: str) -> ObjectInfo:
+    def _put_single(self, data: bytearray | Chain, sha256_hex: str) -> ObjectInfo:
         self._begin()
         self._began = True
-        self._send_part(1, data, b"")
+        for view in views_of(data):
+            self._send_part(1, view, b"")  # type: ignore[arg-type] - written as it is, from its buffer
         return self._complete([], sha256_hex)
 
     def _complete(self, parts: list[Part], sha256_hex: str) -> ObjectInfo:

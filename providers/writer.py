@@ -274,13 +274,15 @@ class ObjectWriter(CommittedObjectChecks):
     def _release_buffers(self) -> None:
         """Hand every buffer this writer still holds back to the pool (and its slot back)."""
         held, self._held = self._held, []
-        if self._buf is not None:
-            held.append(self._buf)
-            self._buf, self._fill = None, 0
-        for buf in held:
+        for buf in held:  # each held buffer holds a slot
             self._buffers.give(buf)
             self._slots.release()
-        self._holding_slot = False
+        if self._buf is not None:
+            self._buffers.give(self._buf)
+            self._buf, self._fill = None, 0
+        if self._holding_slot:  # the part being filled (or about to be: a failure may come right after)
+            self._slots.release()
+            self._holding_slot = False
         with self._inflight_lock:
             numbers = list(self._inflight)
         for number in numbers:  # parts cancelled before they ran

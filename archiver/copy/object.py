@@ -106,12 +106,10 @@ def put(task: CopyTask, key: str, download: Download, *, content_type: str, head
                                    if_absent=not task.dest.overwrite) as writer:
         if head:
             writer.write(head)
-        buffer = bytearray(CHUNK)
-        view = memoryview(buffer)
-        while n := download.readinto(view):
-            if writer.bytes_written + n > cap:  # a source without a length must not fill the destination
-                refuse_if_too_large(task.runtime, writer.bytes_written + n, f"{key}: the source sent at least")
-            writer.write(view[:n])
+        # The source reads straight into the writer's part buffer: no copy between them.
+        while writer.fill(download.readinto):
+            if writer.bytes_written > cap:  # a source without a length must not fill the destination
+                refuse_if_too_large(task.runtime, writer.bytes_written, f"{key}: the source sent at least")
             task.lease.check()
             if task.progress is not None:
                 task.progress(task.job, task.uploaded_bytes + writer.bytes_written,

@@ -132,6 +132,31 @@ class ObjectWriter(CommittedObjectChecks):
                 self._part_full()
         return n
 
+    def take_part(self, buffer: bytearray, length: int) -> None:
+        """Take ``buffer``, a buffer of this writer's pool (``pool_for(part_size)``) holding the next
+        ``length`` bytes of the stream, as a part: it is hashed here, in stream order, and sent without
+        a copy; the writer gives it back to the pool. Only the last part may be short, and nothing may
+        be written between parts (a parallel ranged download hands whole parts over)."""
+        try:
+            self._require_open()
+            if self._fill or len(buffer) != self.request.part_size or length > len(buffer):
+                raise ValueError(f"take_part: a part of {length} bytes in a {len(buffer)}-byte buffer, "
+                                 f"{self._fill} bytes already filled; parts are {self.request.part_size} bytes")
+            if self._buf is not None:  # taken by fill() at the very end of a previous read: not needed
+                self._buffers.give(self._buf)
+                self._buf = None
+            elif not self._holding_slot:
+                self._take_slot()  # blocks while `concurrency` parts are alive
+        except BaseException:
+            self._buffers.give(buffer)
+            raise
+        view = memoryview(buffer)[:length]
+        self._hash.update(view)
+        self._size += length
+        self._buf, self._fill = buffer, length
+        if length == self.request.part_size:
+            self._part_full()
+
     def _take_buffer(self) -> bytearray:
         if self._held and self._whole_too_big():
             self._ship_held()  # the source sent more than it declared: no longer one request

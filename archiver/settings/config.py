@@ -43,6 +43,8 @@ class SourceSettings:
     not_found_grace_minutes: float = 10.0
     # the largest file (bytes) copied: a webhook naming a bigger one (or a source sending more) fails
     max_file_bytes: int = 50 << 30
+    # ranges of one large file fetched at once (a CDN throttles each connection); 1: one stream
+    parallel_ranges: int = 4
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,7 @@ ENVIRONMENT: dict[tuple[str | None, str], tuple[str, Callable[[str], Any]]] = {
     ("source", "allowed_networks"): ("ARCHIVER_SOURCE_ALLOWED_NETWORKS", _hosts),
     ("source", "not_found_grace_minutes"): ("ARCHIVER_SOURCE_NOT_FOUND_GRACE_MINUTES", float),
     ("source", "max_file_bytes"): ("ARCHIVER_SOURCE_MAX_FILE_BYTES", int),
+    ("source", "parallel_ranges"): ("ARCHIVER_SOURCE_PARALLEL_RANGES", int),
     ("retry", "max_attempts"): ("ARCHIVER_RETRY_MAX_ATTEMPTS", int),
     ("retry", "max_delay"): ("ARCHIVER_RETRY_MAX_DELAY", float),
     ("retry", "base_delay"): ("ARCHIVER_RETRY_BASE_DELAY", float),
@@ -250,11 +253,13 @@ def _build(raw: dict[str, Any], problems: list[str], origin: str) -> Settings:
     source = _section(raw, "source", SourceSettings, {"allow_hosts": list, "allow_private_addresses": bool,
                                                       "allow_http": bool, "allowed_networks": list,
                                                       "not_found_grace_minutes": (int, float),
-                                                      "max_file_bytes": int}, problems)
+                                                      "max_file_bytes": int, "parallel_ranges": int}, problems)
     if source.not_found_grace_minutes < 0:
         problems.append("source.not_found_grace_minutes: must be 0 (a 404 is final at once) or more")
     if source.max_file_bytes < 1:
         problems.append(f"source.max_file_bytes: must be at least 1 byte, got {source.max_file_bytes}")
+    if not 1 <= source.parallel_ranges <= 32:
+        problems.append(f"source.parallel_ranges: must be 1 (one stream) to 32, got {source.parallel_ranges}")
     retry = _section(raw, "retry", RetrySettings, {"max_attempts": int, "max_delay": (int, float),
                                                    "base_delay": (int, float), "sweep_seconds": (int, float),
                                                    "requeue_after_seconds": (int, float)}, problems)

@@ -47,8 +47,8 @@ COMMON_OPTIONS: dict[str, Option] = {
     "concurrency": Option("int", doc="parts in memory and in flight at once"),
     "timeout": Option("float", 60.0, doc="connect/read timeout per request, seconds"),
     "single_request_max": Option("size", doc="objects of a known length up to this size are written with one "
-                                 "create-only request instead of a multipart upload (default 200MiB, capped "
-                                 "at part_size x concurrency so memory stays bounded)"),
+                                 "create-only request instead of a multipart upload; capped at part_size x "
+                                 "concurrency, so holding one costs no more memory than streaming it"),
 }
 
 

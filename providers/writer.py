@@ -132,28 +132,42 @@ class ObjectWriter(CommittedObjectChecks):
                 self._part_full()
         return n
 
+    def reserve(self, timeout: float) -> bool:
+        """Take one of the writer's slots for a part filled elsewhere (a parallel range), so the buffers
+        being filled and the parts being sent share the one bound: at most `concurrency` alive. False
+        when none came free within ``timeout`` seconds; raises the error of a part that failed. Thread-safe.
+        The slot goes with the part to ``take_part``, or back with ``unreserve``."""
+        if self._slots.acquire(timeout=timeout):
+            return True
+        self._raise_failed_part()
+        return False
+
+    def unreserve(self) -> None:
+        self._slots.release()
+
     def take_part(self, buffer: bytearray, length: int) -> None:
         """Take ``buffer``, a buffer of this writer's pool (``pool_for(part_size)``) holding the next
-        ``length`` bytes of the stream, as a part: it is hashed here, in stream order, and sent without
-        a copy; the writer gives it back to the pool. Only the last part may be short, and nothing may
-        be written between parts (a parallel ranged download hands whole parts over)."""
+        ``length`` bytes of the stream, with the slot ``reserve`` took for it, as a part: it is hashed
+        here, in stream order, and sent without a copy; the writer gives it back to the pool. Only the
+        last part may be short, and nothing may be written between parts."""
         try:
             self._require_open()
             if self._fill or len(buffer) != self.request.part_size or length > len(buffer):
                 raise ValueError(f"take_part: a part of {length} bytes in a {len(buffer)}-byte buffer, "
                                  f"{self._fill} bytes already filled; parts are {self.request.part_size} bytes")
-            if self._buf is not None:  # taken by fill() at the very end of a previous read: not needed
-                self._buffers.give(self._buf)
-                self._buf = None
-            elif not self._holding_slot:
-                self._take_slot()  # blocks while `concurrency` parts are alive
         except BaseException:
             self._buffers.give(buffer)
+            self._slots.release()
             raise
+        if self._buf is not None:  # taken by an earlier fill() that read nothing: not needed
+            self._buffers.give(self._buf)
+            self._buf = None
+        if self._holding_slot:
+            self._slots.release()
         view = memoryview(buffer)[:length]
         self._hash.update(view)
         self._size += length
-        self._buf, self._fill = buffer, length
+        self._buf, self._fill, self._holding_slot = buffer, length, True
         if length == self.request.part_size:
             self._part_full()
 

@@ -11,7 +11,10 @@ ahead of the oldest part not yet handed on (the reordering window). The caller's
 to the writer strictly in order, which hashes them (so the recorded SHA-256 is the plain SHA-256 of the
 whole file, exactly as for one stream, and ``verify --deep`` checks the same) and uploads them with its
 own concurrency (S3 parts and Azure blocks complete in any order; a GCS session takes them in order).
-Payload memory: at most (ranges + the writer's concurrency) x part_size.
+Payload memory: each buffer being filled holds one of the writer's slots, as a part being sent does,
+so at most the writer's ``concurrency`` x part_size is alive, as for one stream (the issue's bound of
+(ranges + parts in flight) x part_size, made tighter): uploads that keep up leave the slots to the
+ranges; uploads that lag take them, and fetching further ahead would not help then.
 
 Integrity, per range: each 206 must name exactly the bytes asked for, the total the first answer
 declared and the same validators; a 200 (If-Range failed: another version), a 416 or changed
@@ -42,8 +45,11 @@ _IGNORES_RANGES: set[str] = set()  # hosts that answered a Range with the whole 
 
 
 class PartSink(Protocol):
-    """The writer side (providers.ObjectWriter): takes a pool buffer holding the next bytes, in order."""
+    """The writer side (providers.ObjectWriter): a slot for each buffer being filled (``reserve``), then
+    the pool buffer holding the next bytes, in order, with its slot (``take_part``)."""
 
+    def reserve(self, timeout: float) -> bool: ...
+    def unreserve(self) -> None: ...
     def take_part(self, buffer: bytearray, length: int) -> None: ...
 
 
@@ -163,7 +169,7 @@ class RangedCopy:
     def run(self, sink: PartSink, head: bytes, after_part: Callable[[int], None]) -> None:
         """Copy the file into ``sink``; ``head`` is what was already read from the first answer.
         ``after_part(bytes handed so far)`` runs in the caller's thread after each part (lease, progress)."""
-        self._head = head
+        self._head, self._sink = head, sink
         threads = [threading.Thread(target=self._worker, name=f"archiver-range-{i}", daemon=True)
                    for i in range(min(self.ranges, self.count))]
         for thread in threads:
@@ -181,11 +187,12 @@ class RangedCopy:
             with self._cond:
                 self._stop = True
                 self._cond.notify_all()
+                done, self._done = self._done, {}
+            for buffer in done.values():  # fetched, never handed over: buffer and slot go back
+                self._give(buffer)
+                sink.unreserve()
             for thread in threads:
                 thread.join()
-            for buffer in self._done.values():
-                self._give(buffer)
-            self._done.clear()
         self.stream.size_proven = True
         self.stream.size_note = (f"{self.size} bytes, as Content-Length said; fetched as {self.count} parts over "
                                  f"{len(threads)} parallel ranges, each 206 naming that total and the same "
@@ -200,11 +207,12 @@ class RangedCopy:
             return self._done.pop(number)
 
     def _worker(self) -> None:
-        while True:
+        while self._reserve():
             with self._cond:
-                self._cond.wait_for(lambda: self._stop or self._failure is not None or self._next_take >= self.count
+                self._cond.wait_for(lambda: self._stopped or self._next_take >= self.count
                                     or self._next_take < self._next_hand + self.ranges)
-                if self._stop or self._failure is not None or self._next_take >= self.count:
+                if self._stopped or self._next_take >= self.count:
+                    self._sink.unreserve()
                     return
                 number, self._next_take = self._next_take, self._next_take + 1
             buffer = self._take()
@@ -218,13 +226,36 @@ class RangedCopy:
                     fill_range(self.stream, start, view)
             except BaseException as exc:
                 self._give(buffer)
-                with self._cond:
-                    self._failure = self._failure or exc
-                    self._cond.notify_all()
+                self._sink.unreserve()
+                self._fail(exc)
                 return
             with self._cond:
-                if self._stop:
-                    self._give(buffer)
-                    return
-                self._done[number] = buffer
-                self._cond.notify_all()
+                if not self._stop:
+                    self._done[number] = buffer
+                    self._cond.notify_all()
+                    continue
+            self._give(buffer)
+            self._sink.unreserve()
+            return
+
+    @property
+    def _stopped(self) -> bool:
+        return self._stop or self._failure is not None
+
+    def _reserve(self) -> bool:
+        """A writer slot for the next part; False when the copy is over (or failed) meanwhile."""
+        while True:
+            with self._cond:
+                if self._stopped or self._next_take >= self.count:
+                    return False
+            try:
+                if self._sink.reserve(timeout=0.2):
+                    return True
+            except BaseException as exc:  # a part upload failed: the copy fails with its error
+                self._fail(exc)
+                return False
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._cond:
+            self._failure = self._failure or exc
+            self._cond.notify_all()

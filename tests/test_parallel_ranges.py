@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from archiver.copy import job as copy_job
+from archiver.copy.verification import OK, verify_copies
 from archiver.intake.record import accept_event
 from archiver.runtime import Runtime
 from providers.pool import pool_for
@@ -87,6 +88,8 @@ def test_parts_completing_out_of_order_make_the_same_object_and_identity(
     assert outcome.size_proven is True
     data = stored(rt, job.object_key)
     assert data == http_source.content("big.mp4", SIZE)
+    [verdict] = verify_copies(rt, since=None, deep=True)  # reads it back and hashes it: the same identity
+    assert (verdict.job_id, verdict.result) == (job.job_id, OK), verdict
 
 
 @pytest.mark.parametrize("kind", ["s3", "gs"])

@@ -52,6 +52,26 @@ def destination_toml(provider: str, target: dict[str, Any], options: dict[str, A
     return f'[[destinations]]\nname = "{provider}"\n' + "\n".join(lines) + "\n"
 
 
+def secrets(provider: str, target: dict[str, Any]) -> dict[str, str]:
+    """The environment variables the destination's *_env options name."""
+    return {S3_SECRET: "moto-secret-key", **({AZURE_CONNECTION: target["connection"]} if provider == "az" else {})}
+
+
+def setup(root: Path, provider: str, target: dict[str, Any], url: str, meeting: str, options: dict[str, Any],
+          ledger: Path) -> tuple[Path, str]:
+    """A config and a migrated ledger under ``root``, and the webhook body naming ``url``: (config, body)."""
+    shutil.copyfile(ledger, root / "ledger.db")  # migrated by the caller: a worker never migrates
+    database = f"sqlite:///{root}/ledger.db"
+    config = root / "archiver.toml"
+    config.write_text(f'broker_url = "sqla+sqlite:///{root}/broker.db"\ndatabase_url = "{database}"\n'
+                      '[source]\nallow_hosts = ["127.0.0.1"]\nallow_http = true\n'
+                      'allowed_networks = ["127.0.0.1/32"]\n' + destination_toml(provider, target, options))
+    body = json.dumps({"webhookType": "recording-stopped",
+                       "data": {"meetingId": meeting, "sessionId": "s1", "filePath": "/" + url.split("/")[-1]
+                                .split("?")[0], "fileUrl": url}})
+    return config, body
+
+
 def ours(provider: str, target: dict[str, Any], url: str, meeting: str, options: dict[str, Any],
          ledger: Path) -> dict[str, Any]:
     from archiver.copy.job import run_copy_job
@@ -60,20 +80,10 @@ def ours(provider: str, target: dict[str, Any], url: str, meeting: str, options:
     from archiver.settings.config import load_settings
 
     root = Path(tempfile.mkdtemp(prefix="bench-ours-"))
-    shutil.copyfile(ledger, root / "ledger.db")  # migrated by the caller: a worker never migrates
-    os.environ[S3_SECRET] = "moto-secret-key"
-    if provider == "az":
-        os.environ[AZURE_CONNECTION] = target["connection"]
-    database = f"sqlite:///{root}/ledger.db"
-    config = root / "archiver.toml"
-    config.write_text(f'broker_url = "sqla+sqlite:///{root}/broker.db"\ndatabase_url = "{database}"\n'
-                      '[source]\nallow_hosts = ["127.0.0.1"]\nallow_http = true\n'
-                      'allowed_networks = ["127.0.0.1/32"]\n' + destination_toml(provider, target, options))
+    config, body = setup(root, provider, target, url, meeting, options, ledger)
+    os.environ.update(secrets(provider, target))
     settings = load_settings(config, environ={})  # nothing from the caller's ARCHIVER_* variables
     runtime = Runtime.create(settings)  # as the worker does: checks the schema is current
-    body = json.dumps({"webhookType": "recording-stopped",
-                       "data": {"meetingId": meeting, "sessionId": "s1", "filePath": "/" + url.split("/")[-1]
-                                .split("?")[0], "fileUrl": url}})
     _, accepted = accept_event(runtime.ledger, settings, body, verified=True, source="bench")
     [job_id] = accepted.created
     destination = settings.destinations[0]

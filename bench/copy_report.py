@@ -20,8 +20,8 @@ from typing import Any
 from tests.emulators import ROOT
 
 Sample = dict[str, Any]
-LABELS = {"ours": "ours (run_copy_job)", "rclone": "rclone copyurl", "rclone-tuned": "rclone copyurl tuned",
-          "ceiling": "SDK from file (ceiling)"}
+LABELS = {"ours": "ours (run_copy_job)", "archive": "archiver archive (process)", "rclone": "rclone copyurl",
+          "rclone-tuned": "rclone copyurl tuned", "ceiling": "SDK from file (ceiling)"}
 NAMES = {"s3": "S3 (moto)", "az": "Azure (Azurite)", "gs": "GCS (fake-gcs)"}
 RSS_LIMIT_MB = 160.0
 RSS_GROWTH_MB = 16.0
@@ -45,7 +45,9 @@ def summarise(samples: list[Sample]) -> list[dict[str, Any]]:
                         "errors": sorted({r["error"] for r in runs if r["error"]}),
                         "mb_s": _stats([r["mb_s"] for r in good]),
                         "peak_rss_mb": _stats([r["peak_rss_mb"] for r in good]),
-                        "process_cpu_s": _stats([r["process_cpu_s"] for r in good])})
+                        "process_cpu_s": _stats([r["process_cpu_s"] for r in good]),
+                        # CPU seconds of the whole contender process per GiB copied (start-up included)
+                        "cpu_s_per_gib": _stats([r["process_cpu_s"] / (r["bytes"] / (1 << 30)) for r in good])})
     return summary
 
 
@@ -58,14 +60,18 @@ def _median(summary: list[dict[str, Any]], kind: str, provider: str, size: int, 
 
 
 def ratios(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """ours / each other contender (throughput medians); and `archiver archive` / rclone copyurl."""
     out = []
     for row in summary:
         if row["kind"] != "throughput" or row["contender"] == "ours":
             continue
         ours = _median(summary, "throughput", row["provider"], row["size_mib"], "ours")
+        archive = _median(summary, "throughput", row["provider"], row["size_mib"], "archive")
         other = row["mb_s"]["median"] if row["mb_s"] else None
         out.append({"provider": row["provider"], "size_mib": row["size_mib"], "versus": row["contender"],
-                    "ours_over": round(ours / other, 3) if ours and other else None})
+                    "ours_over": round(ours / other, 3) if ours and other else None,
+                    "archive_over": round(archive / other, 3) if archive and other and row["contender"] != "archive"
+                    else None})
     return out
 
 
@@ -76,16 +82,34 @@ def _target(text: str, value: float | None, limit: float, at_most: bool = False,
 
 
 def targets(summary: list[dict[str, Any]], ratio_rows: list[dict[str, Any]],
-            memory_sizes: list[int]) -> list[dict[str, Any]]:
+            memory_sizes: list[int], throttled: bool = False) -> list[dict[str, Any]]:
+    """Issue 16's targets that this run can measure: the throttled ones when the source was throttled
+    per connection, the loopback ones otherwise; CPU per GiB and memory either way."""
     found = {(r["provider"], r["size_mib"], r["versus"]): r["ours_over"] for r in ratio_rows}
+    whole = {(r["provider"], r["size_mib"], r["versus"]): r["archive_over"] for r in ratio_rows}
     sizes = sorted({(r["provider"], r["size_mib"]) for r in summary if r["kind"] == "throughput"})
     out = []
     for provider, size in sizes:
-        if provider == "s3":
-            out.append(_target(f"{NAMES[provider]} {size} MiB: ours >= 1.3x rclone copyurl (defaults)",
-                               found.get((provider, size, "rclone")), 1.3))
-        out.append(_target(f"{NAMES[provider]} {size} MiB: ours >= 0.9x the SDK ceiling",
-                           found.get((provider, size, "ceiling")), 0.9))
+        name = f"{NAMES[provider]} {size} MiB"
+        if throttled:
+            out.append(_target(f"{name}, throttled source: ours >= 3x rclone copyurl",
+                               found.get((provider, size, "rclone")), 3.0))
+            if whole.get((provider, size, "rclone")) is not None:
+                out.append(_target(f"{name}, throttled source: archiver archive >= 3x rclone copyurl",
+                                   whole.get((provider, size, "rclone")), 3.0))
+            continue
+        if provider == "s3" and size <= 100:
+            out.append(_target(f"{name}: ours >= 1.0x rclone copyurl", found.get((provider, size, "rclone")), 1.0))
+        if provider == "s3" and whole.get((provider, size, "rclone")) is not None:
+            out.append(_target(f"{name}: archiver archive (whole process) >= 1.3x rclone copyurl",
+                               whole.get((provider, size, "rclone")), 1.3))
+        if size >= 1024:
+            out.append(_target(f"{name}: ours >= 0.9x the SDK ceiling", found.get((provider, size, "ceiling")), 0.9))
+        ours_cpu = _median(summary, "throughput", provider, size, "ours", "cpu_s_per_gib")
+        ceiling_cpu = _median(summary, "throughput", provider, size, "ceiling", "cpu_s_per_gib")
+        if ours_cpu is not None and ceiling_cpu:
+            out.append(_target(f"{name}: CPU per GiB of ours <= 1.5x the ceiling's", ours_cpu / ceiling_cpu, 1.5,
+                               at_most=True))
     for provider in sorted({r["provider"] for r in summary if r["contender"] == "ours"}):
         rss = [r["peak_rss_mb"]["median"] for r in summary if r["provider"] == provider
                and r["contender"] == "ours" and r["peak_rss_mb"]]
@@ -108,8 +132,8 @@ def _range(stats: dict[str, float] | None, digits: int = 1) -> tuple[str, str]:
 
 def table(summary: list[dict[str, Any]], ratio_rows: list[dict[str, Any]], target_rows: list[dict[str, Any]]) -> str:
     found = {(r["provider"], r["size_mib"], r["versus"]): r["ours_over"] for r in ratio_rows}
-    lines = [f"{'case':<31}{'contender':<26}{'MB/s med':>9}{'min-max':>14}{'RSS MB':>8}{'RSS min-max':>14}"
-             f"{'CPU s':>7}{'ours/this':>10}", "-" * 119]
+    lines = [f"{'case':<31}{'contender':<28}{'MB/s med':>9}{'min-max':>14}{'RSS MB':>8}{'RSS min-max':>14}"
+             f"{'CPU s':>7}{'CPU s/GiB':>10}{'ours/this':>10}", "-" * 131]
     order = {c: i for i, c in enumerate(LABELS)}
     rows = sorted(summary, key=lambda r: (r["kind"] != "throughput", r["provider"], r["size_mib"],
                                           order.get(r["contender"], 9)))
@@ -123,9 +147,9 @@ def table(summary: list[dict[str, Any]], ratio_rows: list[dict[str, Any]], targe
         name = LABELS.get(row["contender"], row["contender"])
         if row["failed"]:
             name += f" [{row['failed']}/{row['runs']} failed]"
-        cpu = _range(row["process_cpu_s"])[0]
-        lines.append(f"{case if case != last else '':<31}{name:<26}{speed:>9}{speed_range:>14}{rss:>8}"
-                     f"{rss_range:>14}{cpu:>7}{'' if ratio is None else f'{ratio:.2f}':>10}")
+        cpu, per_gib = _range(row["process_cpu_s"])[0], _range(row.get("cpu_s_per_gib"), 2)[0]
+        lines.append(f"{case if case != last else '':<31}{name:<28}{speed:>9}{speed_range:>14}{rss:>8}"
+                     f"{rss_range:>14}{cpu:>7}{per_gib:>10}{'' if ratio is None else f'{ratio:.2f}':>10}")
         last = case
     lines += ["", "targets:"]
     for t in target_rows:

@@ -23,6 +23,10 @@ class StorageProvider(ABC):
     options_spec: ClassVar[dict[str, Option]]
     default_part_size: ClassVar[int] = 8 << 20
     default_concurrency: ClassVar[int] = 4
+    # Objects of a known length up to this are written in one request (rclone's cutoff is 200 MiB);
+    # max_single_request is what one request of the service (or its SDK) may carry.
+    default_single_request_max: ClassVar[int] = 200 << 20
+    max_single_request: ClassVar[int] = 5 << 30
     # The permission each kind of access needs, in the service's words, for `check()` to name.
     permissions: ClassVar[dict[str, str]] = {"write": "write", "read": "read", "delete": "delete", "tag": "tag"}
     # Where this backend's credentials go, for `check()` to say when they are missing or refused.
@@ -121,12 +125,17 @@ class StorageProvider(ABC):
 
     def open_writer(self, key: str, *, size_hint: int | None = None, content_type: str | None = None,
                     metadata: Mapping[str, str] | None = None, if_absent: bool = True) -> ObjectWriter:
+        part_size = self._part_size(size_hint)
+        concurrency = int(self.options["concurrency"] or self.default_concurrency)
+        single = int(self.options.get("single_request_max") or self.default_single_request_max)
         request = WriteRequest(
-            key=key, full_key=self.full_key(key), part_size=self._part_size(size_hint),
-            concurrency=int(self.options["concurrency"] or self.default_concurrency),
+            key=key, full_key=self.full_key(key), part_size=part_size, concurrency=concurrency,
             size_hint=size_hint, content_type=content_type, metadata=dict(metadata or {}),
-            if_absent=if_absent)
-        return self._writer(request)
+            if_absent=if_absent, single_request_max=min(single, part_size * concurrency, self.max_single_request))
+        writer = self._writer(request)
+        # a writer may lower its concurrency (local: 2): the objects it holds whole must still fit
+        request.single_request_max = min(request.single_request_max, part_size * request.concurrency)
+        return writer
 
     def upload(self, key: str, stream: BinaryIO, *, size_hint: int | None = None,
                content_type: str | None = None, metadata: Mapping[str, str] | None = None,

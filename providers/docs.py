@@ -15,6 +15,8 @@ def _default(name: str, opt: Option, scheme: str) -> str:
         return f"{cls.default_part_size >> 20} MiB"
     if name == "concurrency":
         return str(cls.default_concurrency)
+    if name == "single_request_max":
+        return f"{cls.default_single_request_max >> 20} MiB"
     if name == "file_mode":
         return oct(opt.default)
     return "" if opt.default is None else f"`{opt.default}`".lower() if isinstance(opt.default, bool) \

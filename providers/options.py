@@ -46,6 +46,9 @@ COMMON_OPTIONS: dict[str, Option] = {
     "part_size": Option("size", doc="bytes per part/block/chunk (int or '16MiB')"),
     "concurrency": Option("int", doc="parts in memory and in flight at once"),
     "timeout": Option("float", 60.0, doc="connect/read timeout per request, seconds"),
+    "single_request_max": Option("size", doc="objects of a known length up to this size are written with one "
+                                 "create-only request instead of a multipart upload; capped at part_size x "
+                                 "concurrency, so holding one costs no more memory than streaming it"),
 }
 
 

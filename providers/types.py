@@ -19,6 +19,10 @@ class WriteRequest:
     content_type: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     if_absent: bool = True
+    # A known size_hint up to this many bytes is sent with one request (_put_single); the provider
+    # resolves it to at most part_size x concurrency, so holding the object needs no more memory
+    # than streaming it. 0: only objects that fit in one part.
+    single_request_max: int = 0
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,11 @@ Fault parameters for /files (counted per request target, i.e. path plus query):
   missing=K       answer 404 to the first K requests, then serve the file (a file that reaches the
                   CDN a little after its webhook)
   to=<url>        redirect (302) to <url> (absolute or relative), after the faults above
+  rangedrop=S:N   the first request for a Range starting at byte S closes after N body bytes
+  rangeslow=S:T   a request for a Range starting at byte S waits T seconds before answering
+  rangestatus=S:C a request for a Range starting at byte S is answered C (404, 500 ...)
+  changeat=K      from the K-th request on, ETag and Last-Modified name another version (replaced once)
+  rate=B          each connection sends at most B bytes per second (a CDN throttling per connection)
   signed=1        redirect (302) to /signed/<token>/<name> with the same query; each token answers
                   `uses` requests (default 1), later ones get `expired` (403, 401 or 410; default
                   403). The faults above apply to the signed target, counted across its tokens.
@@ -100,6 +105,12 @@ def sha256(name: str, size: int) -> str:
 
 def _flag(query: dict[str, str], key: str) -> bool:
     return query.get(key, "0") not in ("", "0", "false")
+
+
+def _at(query: dict[str, str], key: str, start: int) -> str | None:
+    """The value of a ``key=S:V`` fault when S is ``start``."""
+    offset, _, value = query.get(key, "").partition(":")
+    return value if offset and int(offset) == start else None
 
 
 @dataclass(frozen=True)
@@ -192,6 +203,8 @@ class _Handler(BaseHTTPRequestHandler):
         if wanted and not _flag(query, "norange") and honoured:
             first, _, last = wanted.removeprefix("bytes=").partition("-")
             start = int(first)
+            if (fault := self._range_fault(query, start)) is not None:
+                return fault
             if start >= size:
                 return self._simple(416, b"", extra={"Content-Range": f"bytes */{size}", **validators})
             end, status = min(int(last) + 1, size) if last else size, 206
@@ -228,10 +241,14 @@ class _Handler(BaseHTTPRequestHandler):
         if not body:
             return
         drop = int(query["drop"]) if "drop" in query and count <= int(query.get("drops", 1)) else None
+        if status == 206 and _at(query, "rangedrop", start) is not None \
+                and self.server.count(f"rangedrop:{self.path}:{start}") == 1:
+            drop = int(_at(query, "rangedrop", start) or 0)
         chunk, pause = (int(query["trickle"].split(":")[0]), float(query["trickle"].split(":")[1])) \
             if "trickle" in query else (256 * 1024, 0.0)
         write = self._write_chunk if chunked else self.wfile.write
         written = 0
+        rate, began = float(query.get("rate", 0)), time.monotonic()
         for piece in self._pieces(name, data, start, start + sent, chunk):
             if drop is not None and written + len(piece) >= drop:
                 if drop > written:
@@ -239,6 +256,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._drop(_flag(query, "reset"))
             write(piece)
             written += len(piece)
+            if rate and (ahead := written / rate - (time.monotonic() - began)) > 0:
+                time.sleep(ahead)  # this connection's throttle
             if pause:
                 self.wfile.flush()
                 time.sleep(pause)
@@ -247,10 +266,21 @@ class _Handler(BaseHTTPRequestHandler):
         if sent != declared and not close:
             self.close_connection = True  # the framing is broken either way; the client must see EOF
 
+    def _range_fault(self, query: dict[str, str], start: int) -> bool | None:
+        """Answer a Range starting at ``start`` as rangeslow/rangestatus say; True when answered."""
+        if (wait := _at(query, "rangeslow", start)) is not None:
+            time.sleep(float(wait))
+        if (code := _at(query, "rangestatus", start)) is not None:
+            self._simple(int(code), b"error\n")
+            return True
+        return None
+
     def _validators(self, name: str, size: int, query: dict[str, str], count: int) -> dict[str, str]:
         rotate = query.get("rotate", "0")
         etag_version = count if rotate in ("1", "true", "etag") else 0
         lm_version = count if rotate in ("1", "true", "lm") else 0
+        if "changeat" in query and count >= int(query["changeat"]):
+            etag_version = lm_version = 1
         tag = hashlib.sha1(f"{name}/{size}/{etag_version}".encode()).hexdigest()
         validators = {}
         if not (_flag(query, "novalidator") or _flag(query, "noetag")):

@@ -136,12 +136,14 @@ def test_an_exact_multiple_is_finalized_with_an_empty_request(proxy: Proxy, buck
 
 
 def test_a_single_part_too_big_for_one_request_still_stores_its_sha256(proxy: Proxy, bucket: str) -> None:
-    # Above 8 MiB the SDK would not send one request; our own session is used, and it can carry
-    # the SHA-256 because the whole object is known before the session starts.
+    # Above 8 MiB the SDK would not send one request; our own multipart upload is, and it carries
+    # the SHA-256 because the whole object is known before it starts.
     p = provider(proxy.url, bucket, part_size=9 << 20)
     data = os.urandom((8 << 20) + 1)
     p.upload("big-single.bin", io.BytesIO(data), metadata={"m": "1"})
-    assert [s.headers["Content-Range"] for s in chunks(proxy)] == [f"bytes 0-{len(data) - 1}/{len(data)}"]
+    assert chunks(proxy) == []
+    uploads = [s.query.get("uploadType") for s in proxy.seen if s.method == "POST" and s.target.startswith("/upload/")]
+    assert uploads == [["multipart"]]
     info = p.stat("big-single.bin")
     assert info.checksums["sha256"] == hashlib.sha256(data).hexdigest()
     assert info.metadata == {"m": "1"}

@@ -18,11 +18,13 @@ from urllib.parse import quote
 from archiver.copy.errors import Conflict, FileTooLarge, LeaseLost
 from archiver.copy.lease import LeaseKeeper
 from archiver.copy.source.opener import SourceChanged
+from archiver.copy.source.ranges import RangedCopy, range_count
 from archiver.copy.sources import Download
 from archiver.ledger.store import JobRecord
 from archiver.runtime import Runtime
 from archiver.settings.config import Destination
 from providers import AccessDenied, ObjectExists, ObjectInfo, ObjectNotFound, StorageProvider, digest_stream
+from providers.pool import pool_for
 
 log = logging.getLogger("archiver.copy")
 
@@ -103,18 +105,27 @@ def put(task: CopyTask, key: str, download: Download, *, content_type: str, head
     cap = task.runtime.settings.source.max_file_bytes
     with task.provider.open_writer(key, size_hint=download.size, metadata=task.metadata, content_type=content_type,
                                    if_absent=not task.dest.overwrite) as writer:
-        if head:
-            writer.write(head)
-        buffer = bytearray(CHUNK)
-        view = memoryview(buffer)
-        while n := download.readinto(view):
-            if writer.bytes_written + n > cap:  # a source without a length must not fill the destination
-                refuse_if_too_large(task.runtime, writer.bytes_written + n, f"{key}: the source sent at least")
-            writer.write(view[:n])
+        def after(done: int) -> None:
             task.lease.check()
-            task.lease.done = task.uploaded_bytes + writer.bytes_written
+            task.lease.done = task.uploaded_bytes + done
             if task.progress is not None:
                 task.progress(task.job, task.lease.done, None if task.many else download.size)
+
+        request = writer.request
+        ranges = range_count(download, download.size, request.part_size,
+                             task.runtime.settings.source.parallel_ranges, request.single_request_max)
+        if ranges:  # a large file from a server that proves ranges: several connections at once
+            pool = pool_for(request.part_size)
+            RangedCopy(download, request.part_size, ranges, pool.take, pool.give).run(  # type: ignore[arg-type]
+                writer, head, after)
+        else:
+            if head:
+                writer.write(head)
+            # The source reads straight into the writer's part buffer: no copy between them.
+            while writer.fill(download.readinto):
+                if writer.bytes_written > cap:  # a source without a length must not fill the destination
+                    refuse_if_too_large(task.runtime, writer.bytes_written, f"{key}: the source sent at least")
+                after(writer.bytes_written)
         size, sha256 = writer.bytes_written, writer.sha256_hex
         if download.expected_sha256 is not None and download.expected_sha256 != sha256:
             raise SourceChanged(f"{key}: read sha256 {sha256}, the source's own digest is {download.expected_sha256}")

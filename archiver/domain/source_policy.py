@@ -26,6 +26,8 @@ class SourcePolicy:
     not_found_grace_minutes: float = 10.0
     # the largest file (bytes) copied: a webhook naming a bigger one (or a source sending more) fails
     max_file_bytes: int = 50 << 30
+    # ranges of one large file fetched at once (a CDN throttles each connection); 1: one stream
+    parallel_ranges: int = 4
     # ---- tuning: no setting (marked so, for whatever lists the settings)
     max_redirects: int = field(default=3, metadata=TUNING)
     connect_timeout: float = field(default=10.0, metadata=TUNING)  # seconds

@@ -154,6 +154,12 @@ def at_least(low: float, unit: str = "", *, show: bool = True) -> Check:
     return check
 
 
+def between(low: int, high: int, note: str = "") -> Check:
+    def check(value: Any) -> str | None:
+        return None if low <= value <= high else f"must be {low} to {high}{' ' + note if note else ''}, got {value}"
+    return check
+
+
 def more_than(low: float, unit: str = "") -> Check:
     def check(value: Any) -> str | None:
         return None if value > low else f"must be more than {low:g}{' ' + unit if unit else ''}, got {value:g}"

@@ -13,7 +13,16 @@ from typing import Any
 
 from archiver.domain.source_policy import SourcePolicy
 from archiver.settings.destinations import Destination
-from archiver.settings.fields import absolute_http_url, at_least, more_than, one_of, optional, setting, zero_or_more
+from archiver.settings.fields import (
+    absolute_http_url,
+    at_least,
+    between,
+    more_than,
+    one_of,
+    optional,
+    setting,
+    zero_or_more,
+)
 from archiver.settings.notifications import Notification
 from archiver.settings.urls import api_base_problem, broker_url_problem, database_url_problem
 from providers import StorageProvider, open_provider
@@ -46,6 +55,8 @@ class SourceSettings(SourcePolicy):
     not_found_grace_minutes: float = setting(10.0, check=zero_or_more("a 404 is final at once"))
     # the largest file (bytes) copied: a webhook naming a bigger one (or a source sending more) fails
     max_file_bytes: int = setting(50 << 30, check=at_least(1, "byte"))
+    # ranges of one large file fetched at once (a CDN throttles each connection); 1: one stream
+    parallel_ranges: int = setting(4, check=between(1, 32, "(1: one stream)"))
 
 
 @dataclass(frozen=True)

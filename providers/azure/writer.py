@@ -19,6 +19,7 @@ from azure.storage.blob import BlobClient, BlobProperties, ContentSettings, Stan
 
 from providers.azure.errors import error_code, translate
 from providers.errors import AccessDenied, ConfigurationError, ObjectNotFound, StorageError
+from providers.pool import Chain
 from providers.reader import chunk_reader
 from providers.types import ObjectInfo
 from providers.writer import ObjectWriter, Part, WriteRequest
@@ -84,14 +85,15 @@ class AzureBlobWriter(ObjectWriter):
         answer.pop("content_md5", None)  # Put Block List answers the MD5 of the block list, not of the blob
         return self._committed(answer)
 
-    def _put_single(self, data: bytearray, sha256_hex: str) -> ObjectInfo:
-        self._md5 = _md5(data)
+    def _put_single(self, data: bytearray | Chain, sha256_hex: str) -> ObjectInfo:
         # overwrite=False sends If-None-Match: * (409 BlobAlreadyExists). The service checks the
         # Content-MD5 on arrival and stores the MD5 it computed itself, compared after the write.
-        # Put Blob wants bytes: one copy of less than one part.
+        # Put Blob wants bytes: one copy of the object (at most single_request_max, within the slots).
+        body = data.read() if isinstance(data, Chain) else bytes(data)
+        self._md5 = _md5(body)
         settings = self._settings(sha256_hex, content_md5=None)
         answer = self._call(lambda: self.blob.upload_blob(
-            bytes(data), length=len(data), overwrite=not self.request.if_absent,
+            body, length=len(body), overwrite=not self.request.if_absent,
             transactional_content_md5=self._md5, **settings))
         return self._committed(answer)
 

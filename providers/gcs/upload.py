@@ -26,15 +26,20 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
 import logging
 import threading
+import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import quote
 
 import google_crc32c
 
 from providers.errors import AccessDenied, ObjectExists, ObjectNotFound, StorageError, TransientError, make_error
 from providers.gcs.errors import response_error, translate
 from providers.gcs.provider import blob_info, crc32c_update, object_info
+from providers.pool import Chain, views_of
 from providers.types import ObjectInfo
 from providers.writer import ObjectWriter, Part, WriteRequest
 
@@ -114,28 +119,63 @@ class GCSWriter(ObjectWriter):
         self._generation = int(resource["generation"]) if resource.get("generation") else None
         return object_info(self.request.key, resource)
 
-    def _put_single(self, data: bytearray, sha256_hex: str) -> ObjectInfo:
+    def _put_single(self, data: bytearray | Chain, sha256_hex: str) -> ObjectInfo:
+        for view in views_of(data):
+            crc32c_update(self._crc, view)
         if len(data) > _MULTIPART_MAX:
-            # Beyond what the SDK sends as one request: use our own session, which can carry the
-            # SHA-256 since it is already known, and is cancelled by abort() like any other.
-            self._begin(sha256_hex)
-            self._began = True
-            crc32c_update(self._crc, data)
-            self._tail = data
-            return self._complete([], sha256_hex)
-        crc32c_update(self._crc, data)
+            # Beyond what the SDK sends as one request: our own multipart upload, the same request
+            # the SDK makes, with the part buffers sent as they are (no joined copy of the object).
+            return self._multipart(data, sha256_hex)
         blob = self._blob(sha256_hex)
+        body = data.read() if isinstance(data, Chain) else data
         try:
             # checksum="crc32c" declares the CRC32C in the request, so Google validates the bytes.
             # retry=None: after a lost reply, a retried create-only upload would report our own
             # object as "already exists"; the caller retries the whole upload instead.
-            blob.upload_from_file(io.BytesIO(data), size=len(data), content_type=self.request.content_type,
+            blob.upload_from_file(io.BytesIO(body), size=len(body), content_type=self.request.content_type,
                                   if_generation_match=0 if self.request.if_absent else None,
                                   checksum="crc32c", timeout=self.provider.timeout, retry=None)
         except Exception as exc:
             raise self.provider.error(exc, self.describe) from exc
         self._generation = blob.generation
         return blob_info(self.request.key, blob)
+
+    def _multipart(self, data: bytearray | Chain, sha256_hex: str) -> ObjectInfo:
+        """One multipart upload (JSON API uploadType=multipart): the object's resource, with its CRC32C
+        for Google to check, then its bytes; create-only is ifGenerationMatch=0."""
+        if self.request.if_absent and self.provider.emulator and self._exists():
+            raise make_error(ObjectExists, "conditionNotMet", self.describe)  # fake-gcs-server's gap, as above
+        blob = self._blob(sha256_hex)
+        # The object resource of the JSON API, from the blob's public properties (what the SDK would send).
+        resource: dict[str, Any] = {"name": self.request.full_key,
+                                    "crc32c": base64.b64encode(self._crc.digest()).decode(),
+                                    "contentType": self.request.content_type or "application/octet-stream"}
+        if blob.metadata:
+            resource["metadata"] = blob.metadata
+        if blob.storage_class:
+            resource["storageClass"] = blob.storage_class
+        params = {"uploadType": "multipart", "name": self.request.full_key}
+        if self.request.if_absent:
+            params["ifGenerationMatch"] = "0"
+        if self.provider.options["kms_key_name"]:
+            params["kmsKeyName"] = self.provider.options["kms_key_name"]
+        boundary = "archiver-" + uuid.uuid4().hex
+        head = (f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{json.dumps(resource)}\r\n"
+                f"--{boundary}\r\nContent-Type: {resource['contentType']}\r\n\r\n").encode()
+        body = _Body([memoryview(head), *views_of(data), memoryview(f"\r\n--{boundary}--".encode())])
+        host = self.provider.client.api_endpoint.rstrip("/")
+        url = f"{host}/upload/storage/v1/b/{quote(self.provider.location, safe='')}/o"
+        headers = {"Content-Type": f'multipart/related; boundary="{boundary}"', "Content-Length": str(len(body))}
+        try:
+            response = self.provider.http.post(url, params=params, data=body, headers=headers,
+                                               timeout=self.provider.timeout)
+        except Exception as exc:
+            raise translate(exc, self.describe) from exc
+        if response.status_code not in (200, 201):
+            raise response_error(response.status_code, None, response, self.describe)
+        answer = response.json()
+        self._generation = int(answer["generation"]) if answer.get("generation") else None
+        return object_info(self.request.key, answer)
 
     def _service_mismatches(self, info: ObjectInfo, parts: list[Part]) -> list[str]:
         # Either is settled by reading the object back; neither alone proves different bytes.
@@ -234,6 +274,20 @@ class GCSWriter(ObjectWriter):
         if response.status_code in (404, 410):  # the session expired or was cancelled
             return make_error(TransientError, "upload session expired", self.describe)
         return response_error(response.status_code, None, response, self.describe)
+
+
+class _Body:
+    """A request body of several buffers with a known length: requests sends Content-Length and
+    urllib3 writes each buffer to the socket as it is (no read() copies, no chunked encoding)."""
+
+    def __init__(self, views: list[memoryview]) -> None:
+        self.views = views
+
+    def __len__(self) -> int:
+        return sum(v.nbytes for v in self.views)
+
+    def __iter__(self) -> Iterator[memoryview]:
+        return iter(self.views)
 
 
 def _persisted(header: str | None) -> int:

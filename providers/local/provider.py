@@ -37,6 +37,7 @@ from providers.errors import (
 )
 from providers.local.paths import SymlinkRefused, is_symlink, open_file, open_parent
 from providers.options import Option
+from providers.pool import Chain, views_of
 from providers.types import ObjectInfo
 from providers.writer import ObjectWriter, Part, WriteRequest
 
@@ -255,17 +256,20 @@ class LocalWriter(ObjectWriter):
                                  f"{size} more would leave less than min_free_bytes ({floor})", code="disk_full")
 
     def _send_part(self, number: int, data: bytearray, sha256: bytes) -> Any:
-        assert self._fd is not None
-        self._room_for(len(data))
-        view = memoryview(data)
-        while len(view):
-            view = view[self._os(os.write, self._fd, view):]
+        self._write_all(memoryview(data))
         return None
 
-    def _put_single(self, data: bytearray, sha256_hex: str) -> ObjectInfo:
+    def _write_all(self, view: memoryview) -> None:
+        assert self._fd is not None
+        self._room_for(len(view))
+        while len(view):
+            view = view[self._os(os.write, self._fd, view):]
+
+    def _put_single(self, data: bytearray | Chain, sha256_hex: str) -> ObjectInfo:
         self._begin()
         self._began = True
-        self._send_part(1, data, b"")
+        for view in views_of(data):  # written as it is, from its buffer
+            self._write_all(view)
         return self._complete([], sha256_hex)
 
     def _complete(self, parts: list[Part], sha256_hex: str) -> ObjectInfo:

@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from providers.errors import AccessDenied, ConfigurationError, ObjectExists, ObjectNotFound, StorageError
+from providers.pool import Chain, views_of
 from providers.readback import FULL
 from providers.s3.verify import b64 as _b64
 from providers.s3.verify import etag_proves, md5_etag, object_info, sha256_disagreement, why_etag_is_no_md5
@@ -52,19 +53,22 @@ class S3Writer(ObjectWriter):
             args["ContentType"] = self.request.content_type
         return args
 
-    def _put_single(self, data: bytearray, sha256_hex: str) -> ObjectInfo:
+    def _put_single(self, data: bytearray | Chain, sha256_hex: str) -> ObjectInfo:
         args = self._headers()
         args["Metadata"] = {**self.request.metadata, "sha256": sha256_hex}
         if self.mode == "sha256":
             # The algorithm header as well as the value: without it moto (and some stores) keep no checksum.
             args.update(ChecksumAlgorithm="SHA256", ChecksumSHA256=_b64(bytes.fromhex(sha256_hex)))
         elif self.mode == "md5":
-            md5 = hashlib.md5(data, usedforsecurity=False)
+            md5 = hashlib.md5(usedforsecurity=False)
+            for view in views_of(data):
+                md5.update(view)
             self.single_md5 = md5.hexdigest()
             args["ContentMD5"] = _b64(md5.digest())
         if self.request.if_absent:
             args["IfNoneMatch"] = "*"
-        # botocore sends a bytearray as it is: no copy of the part (see tests/test_s3.py).
+        # botocore sends a bytearray as it is: no copy of the part (see tests/test_s3.py); a Chain (an
+        # object held in several part buffers) is read from the buffers as it is sent.
         return self._published(self._call(self.client.put_object, Body=data, **args))
 
     def _begin(self) -> None:

@@ -85,6 +85,7 @@ class SourceStream(io.RawIOBase):
         self.size: int | None = self._length if self._length is not None else expected_size
         self.content_type: str | None = response.headers.get("content-type")
         self._validators = Validators.of(response)
+        self._accepts_ranges = response.headers.get("accept-ranges", "").strip().lower() == "bytes"
         self.etag, self.last_modified = self._validators.etag, self._validators.last_modified
         self.bytes_read = 0
         self.resumes = 0
@@ -93,11 +94,30 @@ class SourceStream(io.RawIOBase):
         self._original, self._final = original, final
         self._expected, self._announced_at = expected_size, announced_at
         self._policy, self._guard = policy, guard
+        self.policy, self.validators, self.announced_at = policy, self._validators, announced_at  # for ranges
         self._owns_client = owns_client
         self._pending = memoryview(b"")
         self._eof = False
         self._failed: SourceError | None = None
         self._attach(response, end=self._length)
+
+    @property
+    def ranges_ok(self) -> bool:
+        """Whether the rest of the file may be fetched as ranges beside this body (archiver.copy.source.ranges):
+        its length is the first answer's Content-Length, the server said ``Accept-Ranges: bytes``, and it
+        named a validator that If-Range can carry, so every range is provably from the same version."""
+        return self._length is not None and self._accepts_ranges and self._validators.if_range is not None
+
+    def get_range(self, start: int, end: int) -> tuple[httpx.Response, httpx.URL]:
+        """GET bytes [start, end) of the ORIGINAL URL with If-Range (the SSRF guard applies as to every
+        request); the caller checks and closes the answer. Raises SourceError as ``guarded_get``."""
+        assert self._validators.if_range is not None
+        return guarded_get(self._guard, self._original,
+                           {"Range": f"bytes={start}-{end - 1}", "If-Range": self._validators.if_range})
+
+    def stop_body(self) -> None:
+        """Stop reading the first answer's body (the rest comes as ranges): its connection closes."""
+        self._response.close()
 
     def readable(self) -> bool:
         return True  # io.RawIOBase.read(n) and read() (readall) are built on readinto

@@ -44,10 +44,11 @@ def test_a_busy_port_is_refused_first_in_one_line(verb: str, tmp_path: Path) -> 
 
 
 def test_make_run_takes_a_port() -> None:
-    planned = subprocess.run(["make", "-n", "run", "PORT=8080"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=60)
+    # --no-print-directory: under CI's own `make test` this make is nested and would add "Leaving directory"
+    planned = subprocess.run(["make", "-n", "--no-print-directory", "run", "PORT=8080"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
     assert planned.returncode == 0, planned.stderr
-    assert planned.stdout.strip().splitlines()[-1].endswith("archiver up --port 8080")
+    assert planned.stdout.strip().splitlines()[-1].endswith("archiver up --port 8080"), planned.stdout
 
 
 def test_an_unreachable_key_endpoint_is_named_and_readyz_says_not_ready(

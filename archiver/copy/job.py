@@ -71,14 +71,14 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
     prepared = _claim(runtime, job_id, worker)
     if isinstance(prepared, JobOutcome):
         return prepared
-    job, destination = prepared
+    job, destination, first = prepared
     provider = runtime.provider(destination)
     try:
         with LeaseKeeper(runtime, job_id, worker) as lease:
             if needs_confirmation(runtime, job):
                 job = confirm(runtime, job)  # only our account's recordings are copied
             refuse_if_too_large(runtime, job.size, "VideoSDK reports")
-            task = CopyTask(runtime, job, destination, provider, lease, progress)
+            task = CopyTask(runtime, job, destination, provider, lease, progress, first=first)
             copied = _copy(task)
             if destination.manifest:
                 write_manifest(provider, job, destination, copied.info, copied.manifest)
@@ -119,7 +119,10 @@ def run_copy_job(runtime: Runtime, job_id: int, progress: Progress | None = None
 def _discard_leftovers(task: CopyTask) -> None:
     """Anything unfinished still at the key now is a leftover this job owns: e.g. a second S3 multipart
     upload that botocore's retry of a CreateMultipartUpload whose answer was lost started. Best effort:
-    a cleanup failure must not fail a verified copy (a bucket lifecycle rule is the backstop)."""
+    a cleanup failure must not fail a verified copy (a bucket lifecycle rule is the backstop).
+    Nothing to look for when no attempt of the job ever ran before and this one opened no session."""
+    if task.first and not task.sessions:
+        return
     try:
         if (found := task.provider.discard_incomplete(task.key)):
             log.info("job %s: discarded %d unfinished upload(s) left at %s", task.job.job_id, found,
@@ -129,16 +132,18 @@ def _discard_leftovers(task: CopyTask) -> None:
                     task.provider.describe(task.key), exc.code or type(exc).__name__)
 
 
-def _claim(runtime: Runtime, job_id: int, worker: str) -> tuple[JobRecord, Destination] | JobOutcome:
-    """Take the job and make sure it has a destination and a key; an outcome when it cannot run."""
-    job = runtime.ledger.claim(job_id, worker, runtime.lease)
-    if job is None:
+def _claim(runtime: Runtime, job_id: int, worker: str) -> tuple[JobRecord, Destination, bool] | JobOutcome:
+    """Take the job and make sure it has a destination and a key; an outcome when it cannot run.
+    The flag: this is the job's first attempt ever (``Claim.first``)."""
+    claimed = runtime.ledger.take(job_id, worker, runtime.lease)
+    if claimed is None:
         current = runtime.ledger.job(job_id)
         if current is not None and current.state == JobState.PENDING:
             # The claim ran before intake's commit became visible and the read after it: claim again.
-            job = runtime.ledger.claim(job_id, worker, runtime.lease)
-        if job is None:
+            claimed = runtime.ledger.take(job_id, worker, runtime.lease)
+        if claimed is None:
             return _not_claimed(runtime, job_id, current)
+    job = claimed.job
     try:
         destination = runtime.settings.destination(job.destination)
     except KeyError:
@@ -160,7 +165,7 @@ def _claim(runtime: Runtime, job_id: int, worker: str) -> tuple[JobRecord, Desti
             runtime.ledger.fail(job_id, worker, code="key_collision", message=problem, retrying=False)
             return JobOutcome(job_id, RunResult.FAILED, error=f"key_collision: {problem}", destination=job.destination)
         job = dataclasses.replace(job, object_key=key)
-    return job, destination
+    return job, destination, claimed.first
 
 
 def _not_claimed(runtime: Runtime, job_id: int, current: JobRecord | None) -> JobOutcome:
@@ -206,15 +211,19 @@ def _failed(runtime: Runtime, job: JobRecord, worker: str, exc: Exception) -> Jo
 
 
 def _copy(task: CopyTask) -> Copied:
-    """Look first, then stream; a playlist (by name, served type or content) goes the HLS way."""
-    # We hold the lease: any unfinished upload to this key is a dead attempt's leftover.
-    task.provider.discard_incomplete(task.key)
+    """Look first, then stream; a playlist (by name, served type or content) goes the HLS way.
+    A job's first attempt skips the look: no attempt of it ran before, so nothing of it is at the key.
+    An object put there by anything else is still never replaced: the create-only commit refuses, and
+    `put` adopts it when it holds the same bytes, else it is a conflict, as after a look."""
+    if not task.first:
+        # We hold the lease: any unfinished upload to this key is a dead attempt's leftover.
+        task.provider.discard_incomplete(task.key)
     declared = declared_format(task.job.file_path)
     origin = origin_for(task.runtime, task.job)
     try:
         if declared.family is Family.PLAYLIST:
             return copy_playlist(task, origin)
-        if not task.dest.overwrite:
+        if not task.dest.overwrite and not task.first:
             found = existing(task.provider, task.key)
             if found is not None:
                 return Copied(_adopt(task, origin, declared, found), False, (None, None))

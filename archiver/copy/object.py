@@ -45,6 +45,11 @@ class CopyTask:
     progress: Progress | None = None
     uploaded_bytes: int = 0  # bytes committed by this attempt, over every object it wrote
     many: bool = False  # several objects (HLS): progress reports no total
+    # No attempt of this job ran before (ledger Claim.first): nothing of it can be at its key yet, so
+    # there is no dead attempt's object or unfinished upload to look for before writing.
+    first: bool = False
+    # This attempt may have started an upload session (multipart) that could outlive it unfinished.
+    sessions: bool = False
 
     @property
     def key(self) -> str:
@@ -114,6 +119,9 @@ def put(task: CopyTask, key: str, download: Download, *, content_type: str, head
         request = writer.request
         ranges = range_count(download, download.size, request.part_size,
                              task.runtime.settings.source.parallel_ranges, request.single_request_max)
+        # The writer sends a known length within single_request_max as one create-only request, which
+        # leaves nothing unfinished behind (providers/writer.py); anything else may open a session.
+        task.sessions |= bool(ranges) or download.size is None or download.size > request.single_request_max
         if ranges:  # a large file from a server that proves ranges: several connections at once
             pool = pool_for(request.part_size)
             RangedCopy(download, request.part_size, ranges, pool.take, pool.give).run(  # type: ignore[arg-type]
@@ -127,6 +135,7 @@ def put(task: CopyTask, key: str, download: Download, *, content_type: str, head
                     refuse_if_too_large(task.runtime, writer.bytes_written, f"{key}: the source sent at least")
                 after(writer.bytes_written)
         size, sha256 = writer.bytes_written, writer.sha256_hex
+        task.sessions |= download.size is not None and size > download.size  # more than declared: multipart
         if download.expected_sha256 is not None and download.expected_sha256 != sha256:
             raise SourceChanged(f"{key}: read sha256 {sha256}, the source's own digest is {download.expected_sha256}")
         if intent is not None and not intent(size, sha256):

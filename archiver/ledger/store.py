@@ -11,12 +11,14 @@ from sqlalchemy import Engine, and_, or_, select, text, update
 
 from archiver.domain.recordings import RecordingFile
 from archiver.domain.states import CLEARED_BY_VERIFY, AttemptOutcome, Flag, JobState, RunResult
+from archiver.ledger import claims
 from archiver.ledger import lookups as lookups_module
 from archiver.ledger import pieces as pieces_module
+from archiver.ledger.claims import Claim
 from archiver.ledger.database import dml, read_only, session_factory
 from archiver.ledger.deliveries import Deliveries
 from archiver.ledger.files import collision_message, insert_or_get, key_taken, record_file, record_job
-from archiver.ledger.models import CopyJob, Deletion, Event, FileRow, JobAttempt
+from archiver.ledger.models import CopyJob, Deletion, Event, FileRow
 from archiver.ledger.outbox import Outbox
 from archiver.ledger.records import (
     Accepted,
@@ -35,7 +37,7 @@ from archiver.ledger.records import (
 API_ORIGINS = frozenset({"lookup", "reconcile", "merge-lookup"})
 
 # The record types are re-exported: callers import everything ledger-shaped from here.
-__all__ = ["Accepted", "CopyState", "FileRecord", "JobRecord", "Ledger", "LookupRecord", "NewJob",
+__all__ = ["Accepted", "Claim", "CopyState", "FileRecord", "JobRecord", "Ledger", "LookupRecord", "NewJob",
            "utcnow"]
 
 
@@ -100,38 +102,17 @@ class Ledger:
     # ---- a worker's view of one job -------------------------------------------------------------
     def claim(self, job_id: int, worker: str, lease: timedelta) -> JobRecord | None:
         """Take the job if it is pending or its owner's lease ran out; count the attempt."""
-        now = utcnow()
-        with self.sessions.begin() as db:
-            taken = dml(db,
-                update(CopyJob)
-                .where(CopyJob.id == job_id, or_(
-                    CopyJob.state == JobState.PENDING,
-                    and_(CopyJob.state == JobState.RUNNING, CopyJob.lease_expires_at < now)))
-                .values(state=JobState.RUNNING, lease_owner=worker, lease_expires_at=now + lease,
-                        attempts=CopyJob.attempts + 1, started_at=now, updated_at=now)
-            ).rowcount
-            if not taken:
-                return None
-            # An attempt still open belonged to a worker that died: close it as lost.
-            db.execute(update(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.finished_at.is_(None))
-                       .values(finished_at=now, outcome=AttemptOutcome.LOST, error_code="lease_expired",
-                               error_message="the worker stopped before finishing (lease expired)"))
-            attempts = db.scalar(select(CopyJob.attempts).where(CopyJob.id == job_id))
-            db.add(JobAttempt(job_id=job_id, number=attempts, worker=worker, started_at=now))
-        return self.job(job_id)
+        claimed = self.take(job_id, worker, lease)
+        return claimed.job if claimed is not None else None
+
+    def take(self, job_id: int, worker: str, lease: timedelta) -> Claim | None:
+        """``claim``, and whether this is the job's first attempt ever (see ``Claim``)."""
+        return claims.take(self.sessions, job_id, worker, lease)
 
     def renew(self, job_id: int, worker: str, lease: timedelta, *, done: int | None = None) -> bool:
         """Extend the lease; `done` (bytes copied so far) goes on the open attempt, so `archiver status`
         shows how far a running copy is (as of the last renewal)."""
-        now = utcnow()
-        with self.sessions.begin() as db:
-            renewed = bool(dml(db, update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
-                                                            CopyJob.state == JobState.RUNNING)
-                                      .values(lease_expires_at=now + lease)).rowcount)
-            if renewed and done is not None:
-                db.execute(update(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.worker == worker,
-                                                    JobAttempt.finished_at.is_(None)).values(bytes=done))
-            return renewed
+        return claims.renew(self.sessions, job_id, worker, lease, done)
 
     def set_key(self, job_id: int, worker: str, key: str, *, manifest: bool = False) -> str | None:
         """Record the key a job rendered at claim time (it had none: its template failed at intake).
@@ -149,18 +130,14 @@ class Ledger:
     def record_intent(self, job_id: int, worker: str, size: int, sha256: str) -> bool:
         """Before committing an object, remember what it will hold: a re-run after a crash in the
         window between commit and `succeed` can then recognise the object as its own."""
-        with self.sessions.begin() as db:
-            return bool(dml(db, update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
-                                                         CopyJob.state == JobState.RUNNING)
-                                   .values(bytes=size, sha256=sha256, updated_at=utcnow())).rowcount)
+        return claims.record_intent(self.sessions, job_id, worker, size, sha256)
 
     def succeed(self, job_id: int, worker: str, *, size: int, sha256: str, etag: str | None,
                 flag: tuple[str, str] | None = None) -> bool:
         """``flag``: (code, message) of a copy that is in place but not verified (see flag_copy), set in
         the same transaction, so nothing ever sees it succeeded and unflagged for a moment."""
-        code, message = flag or (None, None)
-        return self._finish(job_id, worker, JobState.SUCCEEDED, dict(bytes=size, sha256=sha256, etag=etag,
-                                                              error_code=code, error_message=message), size)
+        return claims.succeed(self.sessions, self.outbox, job_id, worker, size=size, sha256=sha256, etag=etag,
+                              flag=flag)
 
     def fail(self, job_id: int, worker: str, *, code: str, message: str, retrying: bool,
              refund: bool = False) -> bool:
@@ -171,25 +148,7 @@ class Ledger:
         values: dict[str, Any] = dict(error_code=code, error_message=message[:4000])
         if refund:
             values["attempts"] = CopyJob.attempts - 1
-        return self._finish(job_id, worker, state, values, None, outcome)
-
-    def _finish(self, job_id: int, worker: str, state: str, values: dict[str, Any], size: int | None,
-                outcome: str | None = None) -> bool:
-        now = utcnow()
-        with self.sessions.begin() as db:
-            done = dml(db,
-                update(CopyJob).where(CopyJob.id == job_id, CopyJob.lease_owner == worker,
-                                      CopyJob.state == JobState.RUNNING)
-                .values(state=state, lease_owner=None, lease_expires_at=None, updated_at=now,
-                        finished_at=now if state != JobState.PENDING else None, **values)).rowcount
-            if done:
-                db.execute(update(JobAttempt).where(JobAttempt.job_id == job_id, JobAttempt.worker == worker,
-                                                    JobAttempt.finished_at.is_(None))
-                           .values(finished_at=now, outcome=outcome or state, bytes=size,
-                                   error_code=values.get("error_code"), error_message=values.get("error_message")))
-                if state != "pending":
-                    self.outbox.after_copy(db, job_id)
-            return bool(done)
+        return claims.finish(self.sessions, self.outbox, job_id, worker, state, values, outcome)
 
     def requeue(self, job_ids: Iterable[int] | None = None, *, failed: bool = False,
                 held: bool = False, dry_run: bool = False) -> list[int]:

@@ -4,6 +4,7 @@ request); an attempt after another one still looks first and cleans up what a de
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -113,3 +114,19 @@ def test_only_a_jobs_very_first_claim_is_first(s3_runtime: tuple[Runtime, Proxy]
     assert ledger.requeue([job_id]) == [job_id]
     retried = ledger.take(job_id, "w1", lease)
     assert retried is not None and not retried.first and retried.job.attempts == 1
+
+
+def test_a_first_attempt_still_looks_before_uploading_a_file_of_unknown_length(s3_runtime: tuple[Runtime,
+                                                                                               Proxy]) -> None:
+    # A conflict found only by the create-only commit would cost the whole upload of a large file first.
+    runtime, proxy = s3_runtime
+    provider = runtime.provider(runtime.settings.destination("s3"))
+    with HttpSource() as source:
+        job_id = accept(runtime, "m4", source.file_url("m4.mp4", size=1 << 20, chunked=1))
+        job = runtime.ledger.job(job_id)
+        assert job is not None and job.object_key is not None
+        provider.upload(job.object_key, io.BytesIO(b"somebody else's bytes"))
+        proxy.seen.clear()
+        outcome = run_copy_job(runtime, job_id)
+    assert outcome.state == "failed" and (outcome.error or "").startswith("conflict:"), outcome
+    assert "PUT" not in requests(proxy) and "POST?uploads" not in requests(proxy), requests(proxy)

@@ -49,6 +49,10 @@ __all__ = ["JobOutcome", "LeaseKeeper", "Progress", "run_copy_job"]
 WINDOWED_CODES = frozenset({"source_not_found_yet", "not_in_account_yet"})
 MAX_SOURCE_RESTARTS = 3
 SNIFF_BYTES = 16  # enough to see "#EXTM3U" after a byte order mark
+# A first attempt still looks before writing a file larger than this (or of unknown length): an object
+# already at the key is then found before its upload, not after it. For a small file the look would
+# cost more than the upload it might save.
+LOOK_FIRST_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -212,9 +216,9 @@ def _failed(runtime: Runtime, job: JobRecord, worker: str, exc: Exception) -> Jo
 
 def _copy(task: CopyTask) -> Copied:
     """Look first, then stream; a playlist (by name, served type or content) goes the HLS way.
-    A job's first attempt skips the look: no attempt of it ran before, so nothing of it is at the key.
-    An object put there by anything else is still never replaced: the create-only commit refuses, and
-    `put` adopts it when it holds the same bytes, else it is a conflict, as after a look."""
+    A job's first attempt skips the look for a small file: no attempt of it ran before, so nothing of it
+    is at the key. An object put there by anything else is still never replaced: the create-only commit
+    refuses, and `put` adopts it when it holds the same bytes, else it is a conflict, as after a look."""
     if not task.first:
         # We hold the lease: any unfinished upload to this key is a dead attempt's leftover.
         task.provider.discard_incomplete(task.key)
@@ -245,6 +249,11 @@ def _stream(task: CopyTask, origin: Origin, declared: Format) -> Copied:
         head = _head(download)
         if looks_like_playlist(declared, download.content_type, head):
             return copy_playlist(task, origin, opened=(download, head))
+        if task.first and not task.dest.overwrite and (download.size is None or download.size > LOOK_FIRST_BYTES):
+            found = existing(task.provider, task.key)
+            if found is not None:
+                download.close()
+                return Copied(_adopt(task, origin, declared, found), False, (None, None))
         info, uploaded = put(task, task.key, download, head=head,
                              content_type=object_content_type(declared, download.content_type),
                              intent=lambda size, sha: runtime.ledger.record_intent(job.job_id, runtime.worker_id,

@@ -153,7 +153,7 @@ def test_a_different_object_at_the_key_is_a_conflict_and_an_identical_one_is_ado
     jobs = {j.destination: j for j in stack.wait_for_jobs(mid, 3)}
     assert (jobs["s3"].state, jobs["s3"].error_code) == ("failed", "conflict")
     assert "overwrite" in (jobs["s3"].error_message or "")
-    assert jobs["azure"].state == "succeeded"  # our bytes were already there: adopted, not re-uploaded
+    assert jobs["azure"].state == "succeeded"  # our bytes were already there: adopted (found by the create-only commit)
     assert jobs["gcs"].state == "succeeded"
 
 

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from archiver.intake.openapi import openapi_document
+from archiver.intake.relay import Relay
 from archiver.intake.signature import KeyCache, KeyUnavailable
 from archiver.intake.webhook import WebhookIntake
 from archiver.ledger.store import Ledger
@@ -28,6 +29,7 @@ from archiver.settings.config import Settings
 
 log = logging.getLogger("archiver.receiver")
 KEY_PATH = "/public/rsa-public-key"  # below [videosdk] api_base (archiver.videosdk.api public_key)
+RELAY_STOP_SECONDS = 5.0  # at shutdown, how long the relay may take to put what it holds on the broker
 
 
 class BodyTooLarge(Exception):
@@ -74,6 +76,33 @@ def key_cache(settings: Settings) -> KeyCache | None:
     return KeyCache(fetch=fetch, min_refetch_seconds=settings.videosdk.key_refetch_seconds)
 
 
+def relay_for(publisher: Any) -> Relay:
+    """The relay of `publisher`: one broker message per batch where it offers `relay` (a worker fans
+    the batch out, archiver.worker.relay), else its `copies` and `lookups` per batch."""
+    batch = getattr(publisher, "relay", None)
+    if batch is not None:
+        return Relay(batch)
+
+    def each(copies: Any, lookups: Any) -> None:
+        if copies:
+            publisher.copies(copies)
+        if lookups:
+            publisher.lookups(lookups)
+    return Relay(each)
+
+
+class Unpublished(Collector):
+    """archiver_intake_unpublished: jobs and lookups this receiver process accepted and has not yet put
+    on the broker (grows while the broker is down; the relay sends them when it is back)."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily("archiver_intake_unpublished", "Accepted jobs and lookups of this receiver process "
+                                "not yet on the broker", value=float(self.relay.pending()))
+
+
 class KeyAvailable(Collector):
     """archiver_signature_key_available: 1 when the webhook public key is at hand, 0 when it could not
     be fetched (every signed webhook is then refused)."""
@@ -92,8 +121,9 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
     """The receiver's ASGI app. `shared_metrics`: one of several receiver processes (archiver.intake.
     processes), whose /metrics serves the sum over all of them (prometheus_client multiprocess files)."""
     keys = key_cache(settings)
+    relay = relay_for(publisher)
     intake = WebhookIntake(settings, ledger, publish_copies=publisher.copies, publish_lookups=publisher.lookups,
-                           keys=keys)
+                           keys=keys, relay=relay)
     registry = CollectorRegistry()
     requests = Counter("archiver_webhook_requests", "Webhook requests by HTTP status and webhook type",
                        ["status", "webhook_type"], registry=registry)
@@ -104,6 +134,7 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
     local = registry if not shared_metrics else CollectorRegistry()
     if keys is not None:  # absent when signatures are not verified: no key is needed then
         local.register(KeyAvailable(keys))
+    local.register(Unpublished(relay))
 
     def exposition() -> bytes:
         if not shared_metrics:
@@ -148,14 +179,18 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
             try:
                 await run_in_threadpool(probe)
                 checks[name] = "ok"
-            except Exception as exc:  # any failure means not ready; say which and why
+            except Exception as exc:  # any failure: say which and why
                 checks[name] = f"unreachable: {type(exc).__name__}"
+        # Webhooks are accepted without the broker (the relay sends their work when it is back): a broker
+        # outage is named, with what waits for it, but is no reason to send webhooks elsewhere.
+        if checks["broker"] != "ok":
+            checks["broker"] += f" (webhooks are still accepted; {relay.pending()} jobs wait for it)"
         if keys is not None:  # without the signing key every webhook is refused: not ready
             problem = keys.unavailable()
             if problem is not None:
                 keys.prefetch()
             checks["webhook_key"] = "ok" if problem is None else f"unavailable: {problem}"
-        ready = all(v == "ok" for v in checks.values())
+        ready = all(v == "ok" for k, v in checks.items() if k != "broker")
         return JSONResponse(checks, 200 if ready else 503)
 
     async def healthz(_: Request) -> Response:
@@ -175,6 +210,7 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
         if keys is not None:
             keys.prefetch()  # at start: the log says at once whether the signing key can be had
         yield
+        await run_in_threadpool(relay.close, RELAY_STOP_SECONDS)  # what it holds, to the broker
 
     return Starlette(lifespan=lifespan, routes=[
         Route(settings.receiver.path, webhook, methods=["POST"]),

@@ -18,6 +18,7 @@ from archiver.intake.events import EventValidationError, WebhookEvent, parse_eve
 from archiver.intake.record import accept_event
 from archiver.intake.relay import Relay
 from archiver.intake.signature import KeyCache, SignatureError
+from archiver.ledger.fresh import FreshEvents
 from archiver.ledger.store import Ledger
 from archiver.settings.config import Settings
 
@@ -44,6 +45,7 @@ class WebhookIntake:
         self.relay = relay or Relay(lambda copies, lookups: _publish_each(publish_copies, publish_lookups,
                                                                           copies, lookups))
         self.keys = keys
+        self.fresh = FreshEvents(ledger.engine)  # the common case in three statements (archiver.ledger.fresh)
         self.verify = settings.videosdk.verify_signatures
         if not self.verify:
             log.warning("webhook signatures are NOT verified (videosdk.verify_signatures = false): anyone who "
@@ -87,7 +89,7 @@ class WebhookIntake:
         try:
             # Nothing is published inside the transaction: the committed pending jobs are the outbox.
             _, accepted = accept_event(self.ledger, self.settings, raw, verified=self.verify, source="webhook",
-                                       event=event)
+                                       event=event, fresh=self.fresh)
         except Exception as exc:  # the ledger could not take it: nothing was committed
             log.error("event %s not accepted: %s: %s", event.webhook_type, type(exc).__name__, exc)
             return Answer(503, {"error": "the event could not be recorded; retry later"}, event.webhook_type,

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, select
 
 from archiver.intake.record import accept_event
@@ -80,18 +81,21 @@ def ledger_at(url: str) -> Ledger:
     return Ledger(engine)
 
 
+@pytest.mark.parametrize("destinations", [1, 2])  # PostgreSQL: one job per file is one statement (CTEs)
 def test_the_fresh_path_writes_what_the_general_path_writes(tmp_path: Path, database_url: str,
-                                                            postgres_server_url: str | None) -> None:
+                                                            postgres_server_url: str | None, destinations: int) -> None:
+    second = f"""
+[[destinations]]
+name = "second"
+url = "file://{tmp_path}/second/{{meetingId}}/{{sessionId}}/"
+"""
     (tmp_path / "archiver.toml").write_text(f"""
 database_url = "{database_url}"
 [[destinations]]
 name = "local"
 url = "file://{tmp_path}/archive/{{meetingId}}/"
 manifest = true
-[[destinations]]
-name = "second"
-url = "file://{tmp_path}/second/{{meetingId}}/{{sessionId}}/"
-""")
+{second if destinations == 2 else ""}""")
     settings = load_settings(tmp_path / "archiver.toml", environ={})
     if database_url.startswith("sqlite"):
         other_url = f"sqlite:///{tmp_path}/general.db"

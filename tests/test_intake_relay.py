@@ -5,7 +5,9 @@ real ledger, real receiver over HTTP."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -14,17 +16,30 @@ from pathlib import Path
 
 import httpx
 import redis as redis_client
-from sqlalchemy import func, select
 
 from archiver.copy.job import run_copy_job
 from archiver.intake.relay import Relay
-from archiver.ledger.models import CopyJob
 from archiver.runtime import Runtime
 from archiver.worker.app import Publisher, create_app
-from tests.emulators import free_port, wait_until
+from tests.emulators import ROOT, free_port, wait_until
 from tests.http_source import HttpSource
 from tests.receiver_harness import new_key, running_receiver, write_receiver_config
 from tests.test_receiver import broker_work, stopped
+
+SOURCE = """
+[videosdk]
+webhook_public_key = "{key}"
+[source]
+allow_hosts = ["127.0.0.1"]
+allow_http = true
+allowed_networks = ["127.0.0.1/32"]
+"""
+
+
+def recording(source: HttpSource, name: str) -> dict:
+    body = stopped(name, f"/encoded/videos/{name}.mp4")
+    body["data"]["fileUrl"] = source.file_url(f"{name}.mp4", size=50_000)
+    return body
 
 
 def relay_messages(broker_url: str) -> int:
@@ -47,33 +62,55 @@ def start_redis(port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
-def test_webhooks_accepted_while_the_broker_is_down_reach_it_once_it_is_back(tmp_path: Path) -> None:
+def start_worker(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """A real worker on the receiver's config: it fans relay batches out and copies."""
+    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "archiver.worker.app", "worker", "-Q",
+                             "events,archive,maintenance", "-c", "1", "-n", f"relay-{os.getpid()}@%h",
+                             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
+                            cwd=ROOT, env={**os.environ, "ARCHIVER_CONFIG": str(config)}, stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    wait_until(lambda: b" ready." in log.read_bytes(), "worker", proc, timeout=60)
+    return proc
+
+
+def test_webhooks_accepted_while_the_broker_is_down_are_copied_once_it_is_back(tmp_path: Path) -> None:
     """Before: 503 while the broker was down (VideoSDK's retries, if any, were the only way in)."""
     private, pem = new_key()
     (tmp_path / "k.pem").write_text(pem)
     port = free_port()
     broker = start_redis(port)
     url = f"redis://127.0.0.1:{port}/0"
+    worker = None
     try:
-        config = write_receiver_config(tmp_path, url, f'[videosdk]\nwebhook_public_key = "{tmp_path}/k.pem"')
-        with running_receiver(config, private) as receiver:
+        config = write_receiver_config(tmp_path, url, SOURCE.format(key=tmp_path / "k.pem"))
+        with running_receiver(config, private) as receiver, HttpSource() as source:
             redis_client.Redis.from_url(url).shutdown(nosave=True)
             broker.wait(timeout=10)
-            answers = [receiver.post(stopped(f"while-down-{n}")) for n in range(3)]
+            answers = [receiver.post(recording(source, f"while-down-{n}")) for n in range(3)]
             assert [a.status_code for a in answers] == [202] * 3
             job_ids = sorted(j for a in answers for j in a.json()["jobs"])
             ready = httpx.get(receiver.url + "/readyz", timeout=30)
             assert ready.status_code == 200, ready.text  # it takes webhooks: it is ready
             assert ready.json()["broker"].startswith("unreachable") and "3 jobs wait" in ready.json()["broker"]
             assert "archiver_intake_unpublished 3.0" in httpx.get(receiver.url + "/metrics").text
-            with receiver.ledger.sessions() as db:
-                assert db.scalar(select(func.count()).select_from(CopyJob).where(CopyJob.state == "pending")) == 3
+            assert {j.state for j in receiver.ledger.jobs()} == {"pending"} and len(receiver.ledger.jobs()) == 3
 
             broker = start_redis(port)  # back, empty: what it held before is gone
             assert sorted(wait_for_jobs(receiver, 3)) == job_ids  # each once
             assert "archiver_intake_unpublished 0.0" in httpx.get(receiver.url + "/metrics").text
             assert httpx.get(receiver.url + "/readyz", timeout=30).json()["broker"] == "ok"
+
+            worker = start_worker(config, tmp_path / "worker.log")
+            deadline = time.monotonic() + 60
+            while {j.state for j in receiver.ledger.jobs()} != {"succeeded"} and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert [j.attempts for j in receiver.ledger.jobs()] == [1, 1, 1], (tmp_path / "worker.log").read_text()
+            assert sorted(p.name for p in (tmp_path / "archive").rglob("*.mp4")) == \
+                [f"while-down-{n}.mp4" for n in range(3)]
     finally:
+        if worker is not None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=30)
         broker.terminate()
         broker.wait(timeout=10)
 
@@ -104,14 +141,7 @@ def test_a_batch_sent_twice_copies_each_file_once(tmp_path: Path, redis_url: str
     redis_client.Redis.from_url(redis_url).flushdb()
     private, pem = new_key()
     (tmp_path / "k.pem").write_text(pem)
-    config = write_receiver_config(tmp_path, redis_url, f"""
-[videosdk]
-webhook_public_key = "{tmp_path}/k.pem"
-[source]
-allow_hosts = ["127.0.0.1"]
-allow_http = true
-allowed_networks = ["127.0.0.1/32"]
-""")
+    config = write_receiver_config(tmp_path, redis_url, SOURCE.format(key=tmp_path / "k.pem"))
     with running_receiver(config, private) as receiver, HttpSource() as source:
         publisher = Publisher(create_app(receiver.settings))
         sends: list[list[int]] = []
@@ -125,9 +155,7 @@ allowed_networks = ["127.0.0.1/32"]
         relay = Relay(send_then_lose_the_answer, linger=0.01)
         accepted = []
         for n in range(3):
-            raw = stopped(f"twice-{n}", f"/encoded/videos/twice-{n}.mp4")
-            raw["data"]["fileUrl"] = source.file_url(f"twice-{n}.mp4", size=50_000)
-            accepted += receiver.post(raw).json()["jobs"]
+            accepted += receiver.post(recording(source, f"twice-{n}")).json()["jobs"]
         receiver_jobs = sorted(wait_for_jobs(receiver, 3))  # the receiver's own relay sent them once
         relay.add(accepted)
         assert relay.flush(timeout=15) and sends[0] == sends[1] == accepted

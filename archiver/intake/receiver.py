@@ -189,6 +189,7 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
         yield
         await run_in_threadpool(relay.close, RELAY_STOP_SECONDS)  # what it holds, to the broker
         webhook.close()
+        intake.fresh.close()
 
     return Receiver(webhook, settings.receiver.path, lifespan=lifespan, routes=[
         Route(settings.receiver.path, _unreachable, methods=["POST"]),  # listed (OpenAPI, tests): Receiver serves it

@@ -87,7 +87,8 @@ def check_lost(database_url: str, broker_url: str, accepted: list[list[Any]]) ->
         broker.delete(key)
     missing = {"events": len(set(events) - found_events), "jobs": len(set(jobs) - set(states)),
                "messages": len(set(jobs) - set(queued))}
-    return {"accepted": len(accepted), "jobs": len(jobs), "messages": len(messages),
+    return {"accepted": len(accepted), "jobs": len(jobs), "messages": sum(queued.values()),
+            "broker_messages": len(messages),  # fewer than messages: the relay names many jobs in one
             "missing": missing, "lost": sum(missing.values()),
             "jobs_not_pending": sum(1 for s in states.values() if s != "pending"),
             "messages_unexpected": sum(n for j, n in queued.items() if j not in set(jobs)),

@@ -125,3 +125,29 @@ def _compare(settings: Any, fast: Ledger, general: Ledger) -> None:
     assert {("pending", None), ("failed", "key_collision"), ("held", "customer_storage")} <= codes
     fresh.close()
     fast.engine.dispose()
+
+
+def test_a_held_connection_the_server_dropped_costs_no_webhook(tmp_path: Path, postgres_server_url: str | None) -> None:
+    """The fresh path keeps its connections (no pool pre-ping per webhook): one the server closed
+    (a restart, an idle timeout) is replaced on the spot instead of answering that webhook 503."""
+    if postgres_server_url is None:
+        pytest.skip("PostgreSQL only: ARCHIVER_TEST_DATABASE_URL")
+    from sqlalchemy import create_engine, make_url, text
+
+    with emulators.postgres_database(postgres_server_url) as url:
+        (tmp_path / "archiver.toml").write_text(f'database_url = "{url}"\n[[destinations]]\nname = "local"\n'
+                                                f'url = "file://{tmp_path}/archive/{{meetingId}}/"\n')
+        settings = load_settings(tmp_path / "archiver.toml", environ={})
+        ledger = ledger_at(url)
+        fresh = FreshEvents(ledger.engine)
+        _, first = accept_event(ledger, settings, stopped("held-1"), verified=True, fresh=fresh)
+        admin = create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:  # every session of the test database: the held one among them
+            dropped = conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :db"),
+                                   {"db": make_url(url).database}).all()
+        admin.dispose()
+        assert len(dropped) >= 1
+        _, second = accept_event(ledger, settings, stopped("held-2"), verified=True, fresh=fresh)
+        assert not second.duplicate and len(second.created) == 1 and second.event_id == first.event_id + 1
+        fresh.close()
+        ledger.engine.dispose()

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, bindparam, exists, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 
 from archiver.domain.recordings import RecordingFile
 from archiver.domain.states import JobState
@@ -88,22 +89,34 @@ class FreshEvents:
         (nothing written). Raises what the database raises (nothing written then either)."""
         event = dict(dedupe_key=dedupe_key, webhook_type=webhook_type, meeting_id=meeting_id, session_id=session_id,
                      received_at=received_at, signature_verified=verified, source=source, body=body)
-        conn = self._take()
-        try:
-            with conn.begin():
-                if conn.dialect.name == "postgresql" and len(files) == 1 and len(files[0][1]) == 1:
-                    event_id, file_ids, job_ids = _in_one_statement(conn, event, files[0][0], files[0][1][0])
-                else:
-                    event_id, file_ids, job_ids = _statement_each(conn, event, files)
-        except NotFresh:
+        for held in (True, False):
+            conn = self._take() if held else self.engine.connect()  # a new one is pinged by the pool
+            try:
+                with conn.begin():
+                    if conn.dialect.name == "postgresql" and len(files) == 1 and len(files[0][1]) == 1:
+                        event_id, file_ids, job_ids = _in_one_statement(conn, event, files[0][0], files[0][1][0])
+                    else:
+                        event_id, file_ids, job_ids = _statement_each(conn, event, files)
+            except NotFresh:
+                self._give_back(conn)
+                return None
+            except DBAPIError as exc:
+                conn.invalidate()  # whatever state it is in, it is not reused
+                conn.close()
+                # A held connection the server dropped (restart, idle timeout): once more on a new one, as
+                # the pool's pre-ping would have done at checkout. (Had the lost commit gone through, the
+                # second try finds the event: Ledger.accept answers it as a duplicate; the sweeper
+                # enqueues its jobs.)
+                if not (held and exc.connection_invalidated):
+                    raise
+                continue
+            except BaseException:
+                conn.invalidate()
+                conn.close()
+                raise
             self._give_back(conn)
-            return None
-        except BaseException:
-            conn.invalidate()  # whatever state it is in, it is not reused
-            conn.close()
-            raise
-        self._give_back(conn)
-        return Accepted(event_id, False, tuple(file_ids), tuple(job_ids), tuple(job_ids))
+            return Accepted(event_id, False, tuple(file_ids), tuple(job_ids), tuple(job_ids))
+        raise AssertionError("unreachable: the second try returns or raises")
 
     def close(self) -> None:
         with self._lock:

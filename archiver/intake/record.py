@@ -4,7 +4,9 @@ A webhook body (receiver, `replay`, `archive`), a REST lookup by id (merge, tran
 and reconcile's listings all describe their finds as ``RecordingFile`` values and call
 ``record_files``: each file's key is rendered for each destination, and the event, its files, their
 jobs and any lookups are written in one ledger transaction, with the new work published to the
-broker before it commits. Pure of Celery: the receiver, the CLI, the tasks and the tests call it.
+broker before it commits; the receiver instead hands it to its relay after the commit
+(archiver.intake.relay), and writes a fresh event through archiver.ledger.fresh. Pure of Celery: the
+receiver, the CLI, the tasks and the tests call it.
 """
 
 from __future__ import annotations

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-import anyio.to_thread
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from archiver.intake.endpoint import Receive, Scope, Send, WebhookEndpoint
 from archiver.intake.openapi import openapi_document
+from archiver.intake.relay import Relay
 from archiver.intake.signature import KeyCache, KeyUnavailable
 from archiver.intake.webhook import WebhookIntake
 from archiver.ledger.store import Ledger
@@ -28,24 +28,7 @@ from archiver.settings.config import Settings
 
 log = logging.getLogger("archiver.receiver")
 KEY_PATH = "/public/rsa-public-key"  # below [videosdk] api_base (archiver.videosdk.api public_key)
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused as soon as it is known to exceed `limit`: by its Content-Length before a
-    byte is read, or while streaming when the length is not declared."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise BodyTooLarge
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BodyTooLarge
-    return bytes(body)
+RELAY_STOP_SECONDS = 5.0  # at shutdown, how long the relay may take to put what it holds on the broker
 
 
 def key_cache(settings: Settings) -> KeyCache | None:
@@ -74,6 +57,33 @@ def key_cache(settings: Settings) -> KeyCache | None:
     return KeyCache(fetch=fetch, min_refetch_seconds=settings.videosdk.key_refetch_seconds)
 
 
+def relay_for(publisher: Any) -> Relay:
+    """The relay of `publisher`: one broker message per batch where it offers `relay` (a worker fans
+    the batch out, archiver.worker.relay), else its `copies` and `lookups` per batch."""
+    batch = getattr(publisher, "relay", None)
+    if batch is not None:
+        return Relay(batch)
+
+    def each(copies: Any, lookups: Any) -> None:
+        if copies:
+            publisher.copies(copies)
+        if lookups:
+            publisher.lookups(lookups)
+    return Relay(each)
+
+
+class Unpublished(Collector):
+    """archiver_intake_unpublished: jobs and lookups this receiver process accepted and has not yet put
+    on the broker (grows while the broker is down; the relay sends them when it is back)."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily("archiver_intake_unpublished", "Accepted jobs and lookups of this receiver process "
+                                "not yet on the broker", value=float(self.relay.pending()))
+
+
 class KeyAvailable(Collector):
     """archiver_signature_key_available: 1 when the webhook public key is at hand, 0 when it could not
     be fetched (every signed webhook is then refused)."""
@@ -87,13 +97,32 @@ class KeyAvailable(Collector):
                                 value=1.0 if self.keys.available() else 0.0)
 
 
+class Receiver(Starlette):
+    """Starlette for everything but POST {path}, which goes straight to the WebhookEndpoint."""
+
+    def __init__(self, webhook: WebhookEndpoint, path: str, **options: Any) -> None:
+        super().__init__(**options)
+        self.webhook, self.webhook_path = webhook, path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self.webhook_path and scope["method"] == "POST":
+            await self.webhook(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+async def _unreachable(_: Request) -> Response:
+    raise AssertionError("POST to the webhook path is served by Receiver.__call__")
+
+
 def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
                     ledger_ping: Callable[[], None] | None = None, shared_metrics: bool = False) -> Starlette:
     """The receiver's ASGI app. `shared_metrics`: one of several receiver processes (archiver.intake.
     processes), whose /metrics serves the sum over all of them (prometheus_client multiprocess files)."""
     keys = key_cache(settings)
+    relay = relay_for(publisher)
     intake = WebhookIntake(settings, ledger, publish_copies=publisher.copies, publish_lookups=publisher.lookups,
-                           keys=keys)
+                           keys=keys, relay=relay)
     registry = CollectorRegistry()
     requests = Counter("archiver_webhook_requests", "Webhook requests by HTTP status and webhook type",
                        ["status", "webhook_type"], registry=registry)
@@ -104,6 +133,7 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
     local = registry if not shared_metrics else CollectorRegistry()
     if keys is not None:  # absent when signatures are not verified: no key is needed then
         local.register(KeyAvailable(keys))
+    local.register(Unpublished(relay))
 
     def exposition() -> bytes:
         if not shared_metrics:
@@ -111,36 +141,14 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
         summed = CollectorRegistry()
         multiprocess.MultiProcessCollector(summed)
         return generate_latest(summed) + generate_latest(local)
+    def observe(status: int, webhook_type: str, seconds: float | None) -> None:
+        requests.labels(str(status), webhook_type).inc()
+        if seconds is not None:
+            latency.observe(seconds)
+
     limit = settings.receiver.max_body_bytes
-    limiters: list[anyio.CapacityLimiter] = []
-
-    def intake_threads() -> anyio.CapacityLimiter:
-        # Made on first use, inside the event loop. Not anyio's shared 40 threads: SQLite takes one
-        # writer at a time, so more threads only wait in its busy handler (sleeps of up to 100 ms)
-        # and fight over the GIL. (4 for PostgreSQL is a guess, not a measurement.)
-        if not limiters:
-            limiters.append(anyio.CapacityLimiter(1 if settings.database_url.startswith("sqlite") else 4))
-        return limiters[0]
-
-    async def webhook(request: Request) -> Response:
-        started = time.perf_counter()
-        try:
-            raw = await read_body(request, limit)
-        except BodyTooLarge:
-            requests.labels("413", "-").inc()
-            return JSONResponse({"error": f"body larger than {limit} bytes"}, 413, headers={"Connection": "close"})
-        except ClientDisconnect:
-            # The client closed the connection, or the server cut off a body that came too slowly (and
-            # answered 408: archiver.intake.protocol). Nobody is left to answer; unhandled, this
-            # would be logged with a traceback for every such request.
-            log.info("webhook body not received: the connection was closed before its end")
-            return Response(status_code=400)
-        answer = await anyio.to_thread.run_sync(intake.handle, raw, request.headers, limiter=intake_threads())
-        requests.labels(str(answer.status), answer.webhook_type).inc()
-        latency.observe(time.perf_counter() - started)
-        if answer.status >= 400:
-            log.info("webhook refused with %s: %s", answer.status, answer.body.get("error"))
-        return JSONResponse(answer.body, answer.status, headers=answer.headers)
+    webhook = WebhookEndpoint(intake.handle, limit=limit, observe=observe,
+                              threads=1 if settings.database_url.startswith("sqlite") else 4)
 
     async def readyz(_: Request) -> Response:
         checks: dict[str, str] = {}
@@ -148,14 +156,18 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
             try:
                 await run_in_threadpool(probe)
                 checks[name] = "ok"
-            except Exception as exc:  # any failure means not ready; say which and why
+            except Exception as exc:  # any failure: say which and why
                 checks[name] = f"unreachable: {type(exc).__name__}"
+        # Webhooks are accepted without the broker (the relay sends their work when it is back): a broker
+        # outage is named, with what waits for it, but is no reason to send webhooks elsewhere.
+        if checks["broker"] != "ok":
+            checks["broker"] += f" (webhooks are still accepted; {relay.pending()} jobs wait for it)"
         if keys is not None:  # without the signing key every webhook is refused: not ready
             problem = keys.unavailable()
             if problem is not None:
                 keys.prefetch()
             checks["webhook_key"] = "ok" if problem is None else f"unavailable: {problem}"
-        ready = all(v == "ok" for v in checks.values())
+        ready = all(v == "ok" for k, v in checks.items() if k != "broker")
         return JSONResponse(checks, 200 if ready else 503)
 
     async def healthz(_: Request) -> Response:
@@ -175,9 +187,12 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
         if keys is not None:
             keys.prefetch()  # at start: the log says at once whether the signing key can be had
         yield
+        await run_in_threadpool(relay.close, RELAY_STOP_SECONDS)  # what it holds, to the broker
+        webhook.close()
+        intake.fresh.close()
 
-    return Starlette(lifespan=lifespan, routes=[
-        Route(settings.receiver.path, webhook, methods=["POST"]),
+    return Receiver(webhook, settings.receiver.path, lifespan=lifespan, routes=[
+        Route(settings.receiver.path, _unreachable, methods=["POST"]),  # listed (OpenAPI, tests): Receiver serves it
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

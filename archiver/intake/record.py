@@ -4,7 +4,9 @@ A webhook body (receiver, `replay`, `archive`), a REST lookup by id (merge, tran
 and reconcile's listings all describe their finds as ``RecordingFile`` values and call
 ``record_files``: each file's key is rendered for each destination, and the event, its files, their
 jobs and any lookups are written in one ledger transaction, with the new work published to the
-broker before it commits. Pure of Celery: the receiver, the CLI, the tasks and the tests call it.
+broker before it commits; the receiver instead hands it to its relay after the commit
+(archiver.intake.relay), and writes a fresh event through archiver.ledger.fresh. Pure of Celery: the
+receiver, the CLI, the tasks and the tests call it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from datetime import datetime
 from archiver.domain.recordings import RecordingFile, RecordingKind, Storage
 from archiver.domain.templates import RenderError, template_values
 from archiver.intake.events import WebhookEvent, dedupe_key, parse_event
-from archiver.ledger.store import Accepted, JobRecord, Ledger, NewJob, utcnow
+from archiver.ledger.fresh import FreshEvents, eligible
+from archiver.ledger.store import API_ORIGINS, Accepted, JobRecord, Ledger, NewJob, utcnow
 from archiver.settings.config import Destination, Settings
 
 Publish = Callable[[Sequence[int]], None]
@@ -91,13 +94,25 @@ def render_job_key(job: JobRecord, dest: Destination) -> str:
 
 def record_files(ledger: Ledger, settings: Settings, origin: Origin, files: Sequence[RecordingFile], *,
                  lookups: Sequence[tuple[str, str]] = (), publish: Publish | None = None,
-                 publish_lookups: Publish | None = None) -> Accepted:
+                 publish_lookups: Publish | None = None, fresh: FreshEvents | None = None) -> Accepted:
     """Record ``origin`` with ``files`` (a job per file x destination that wants it) and ``lookups``
     ((recording kind, resource id)) in one transaction; new jobs and lookups are published before it
     commits (see Ledger.accept). A file VideoSDK wrote to the customer's storage gets jobs held until
-    that storage is configured as a source. Date parts of keys come from ``received_at``, as stored."""
+    that storage is configured as a source. Date parts of keys come from ``received_at``, as stored.
+
+    ``fresh`` (the receiver's, which publishes after the commit): an event never seen whose files and
+    keys are new is written by it in three statements (archiver.ledger.fresh); anything else, and
+    every call that publishes inside the transaction, goes through Ledger.accept."""
     planned = [(f, plan_jobs(f, settings.destinations, received_at=origin.received_at,
                              held=held_reason(f, settings))) for f in files]
+    if (fresh is not None and publish is None and publish_lookups is None and not lookups
+            and eligible(origin.source in API_ORIGINS or origin.source == "reconcile", planned)):
+        recorded = fresh.record(body=origin.body, dedupe_key=origin.dedupe_key, webhook_type=origin.webhook_type,
+                                meeting_id=origin.meeting_id, session_id=origin.session_id,
+                                received_at=origin.received_at, verified=origin.verified, source=origin.source,
+                                files=planned)
+        if recorded is not None:
+            return recorded
     return ledger.accept(body=origin.body, dedupe_key=origin.dedupe_key, webhook_type=origin.webhook_type,
                          meeting_id=origin.meeting_id, session_id=origin.session_id,
                          received_at=origin.received_at, verified=origin.verified, source=origin.source,
@@ -107,9 +122,10 @@ def record_files(ledger: Ledger, settings: Settings, origin: Origin, files: Sequ
 def accept_event(ledger: Ledger, settings: Settings, body: bytes | str, *, verified: bool,
                  source: str = "webhook", received_at: datetime | None = None,
                  event: WebhookEvent | None = None, publish: Publish | None = None,
-                 publish_lookups: Publish | None = None) -> tuple[WebhookEvent, Accepted]:
+                 publish_lookups: Publish | None = None,
+                 fresh: FreshEvents | None = None) -> tuple[WebhookEvent, Accepted]:
     """Record a webhook body: the event, its files and their jobs, and the lookup of a recording it names
-    only by id. Raises EventValidationError on bad input."""
+    only by id (``fresh``: see record_files). Raises EventValidationError on bad input."""
     event = event or parse_event(body)
     text = body.decode() if isinstance(body, bytes) else body
     origin = Origin(body=text, dedupe_key=dedupe_key(json.loads(text)), webhook_type=event.webhook_type,
@@ -117,5 +133,5 @@ def accept_event(ledger: Ledger, settings: Settings, body: bytes | str, *, verif
                     received_at=received_at or utcnow(), verified=verified, source=source)
     lookups = [(str(event.lookup.kind), event.lookup.resource_id)] if event.lookup is not None else []
     accepted = record_files(ledger, settings, origin, event.files, lookups=lookups, publish=publish,
-                            publish_lookups=publish_lookups)
+                            publish_lookups=publish_lookups, fresh=fresh)
     return event, accepted

@@ -1,8 +1,10 @@
 """What the receiver does with one POSTed body, free of any web framework:
-content type -> signature -> schema -> ledger + broker in one transaction -> an HTTP answer.
+content type -> signature -> schema -> one ledger transaction -> an HTTP answer; the new work goes
+to the broker after the commit, through the relay (archiver.intake.relay).
 
-Every 2xx means the event is in the ledger and its work is on the broker; anything that could not
-be made durable answers 503 so VideoSDK retries, and nothing is half-accepted.
+Every 2xx means the event, its files and its jobs are committed in the ledger (a pending job is
+enqueued by the relay, or by the sweeper if the relay could not); anything that could not be made
+durable answers 503 so VideoSDK retries, and nothing is half-accepted. A broker outage refuses nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Any
 
 from archiver.intake.events import EventValidationError, WebhookEvent, parse_event
 from archiver.intake.record import accept_event
+from archiver.intake.relay import Relay
 from archiver.intake.signature import KeyCache, SignatureError
+from archiver.ledger.fresh import FreshEvents
 from archiver.ledger.store import Ledger
 from archiver.settings.config import Settings
 
@@ -32,12 +36,16 @@ class Answer:
 
 class WebhookIntake:
     def __init__(self, settings: Settings, ledger: Ledger, *, publish_copies: Callable[[Sequence[int]], None],
-                 publish_lookups: Callable[[Sequence[int]], None], keys: KeyCache | None) -> None:
+                 publish_lookups: Callable[[Sequence[int]], None], keys: KeyCache | None,
+                 relay: Relay | None = None) -> None:
+        """``relay``: how new work reaches the broker after the commit; by default a Relay that calls
+        ``publish_copies`` and ``publish_lookups`` with each batch."""
         self.settings = settings
         self.ledger = ledger
-        self.publish_copies = publish_copies
-        self.publish_lookups = publish_lookups
+        self.relay = relay or Relay(lambda copies, lookups: _publish_each(publish_copies, publish_lookups,
+                                                                          copies, lookups))
         self.keys = keys
+        self.fresh = FreshEvents(ledger.engine)  # the common case in three statements (archiver.ledger.fresh)
         self.verify = settings.videosdk.verify_signatures
         if not self.verify:
             log.warning("webhook signatures are NOT verified (videosdk.verify_signatures = false): anyone who "
@@ -79,13 +87,14 @@ class WebhookIntake:
 
     def _accept(self, raw: bytes, event: WebhookEvent) -> Answer:
         try:
+            # Nothing is published inside the transaction: the committed pending jobs are the outbox.
             _, accepted = accept_event(self.ledger, self.settings, raw, verified=self.verify, source="webhook",
-                                       event=event, publish=self.publish_copies,
-                                       publish_lookups=self.publish_lookups)
-        except Exception as exc:  # broker or ledger could not take it: nothing was committed
+                                       event=event, fresh=self.fresh)
+        except Exception as exc:  # the ledger could not take it: nothing was committed
             log.error("event %s not accepted: %s: %s", event.webhook_type, type(exc).__name__, exc)
             return Answer(503, {"error": "the event could not be recorded; retry later"}, event.webhook_type,
                           {"Retry-After": "10"})
+        self.relay.add(accepted.created, accepted.lookups)
         outcome = "duplicate" if accepted.duplicate else "accepted"
         base = {"event_id": accepted.event_id, **({"duplicate": True} if accepted.duplicate else {})}
         if event.archivable:
@@ -102,3 +111,11 @@ class WebhookIntake:
                  extra={"event_id": accepted.event_id, "webhook_type": event.webhook_type, "status": 200})
         return Answer(200, {**base, "ignored": event.webhook_type, **({"failure": True} if event.failure else {})},
                       event.webhook_type)
+
+
+def _publish_each(publish_copies: Callable[[Sequence[int]], None], publish_lookups: Callable[[Sequence[int]], None],
+                  copies: Sequence[int], lookups: Sequence[int]) -> None:
+    if copies:
+        publish_copies(copies)
+    if lookups:
+        publish_lookups(lookups)

@@ -19,7 +19,7 @@ from archiver.worker.time_limits import copy_time_limits
 def create_app(settings: Settings | None = None) -> Celery:
     """The worker's app reads celeryconfig (ARCHIVER_CONFIG / environment) when its configuration is
     first used, not at import; a receiver or a test builds one from explicit settings."""
-    app = Celery("archiver", include=["archiver.worker.tasks"])
+    app = Celery("archiver", include=["archiver.worker.tasks", "archiver.worker.relay"])
     if settings is None:
         app.add_defaults(celeryconfig.from_environment)  # a promise: evaluated on first use of app.conf
     else:
@@ -82,6 +82,16 @@ class Publisher:
             for lookup_id in lookup_ids:
                 self.app.send_task("archiver.run_lookup", (lookup_id,), countdown=countdown, queue="events",
                                    routing_key="events")
+
+    def relay(self, job_ids: Sequence[int], lookup_ids: Sequence[int] = ()) -> None:
+        """One message naming a batch of new copy jobs and lookups (the receiver's relay,
+        archiver.intake.relay); a worker publishes each as copies/lookups would (archiver.worker.relay)."""
+        if not job_ids and not lookup_ids:
+            return
+        self._broker_folder()
+        with _sending():
+            self.app.send_task("archiver.relay", (list(job_ids), list(lookup_ids)), queue="events",
+                               routing_key="events")
 
     def notifications(self, *, countdown: float | None = None) -> None:
         """Ask a worker to send the notifications due now (archiver.notifications.delivery)."""

@@ -32,12 +32,21 @@ def test_scale_out_target_is_missed_when_copies_stall_before_anything_saturates(
     one = case(1, 10.0, {"worker0": 0.5, "moto": 0.3}, 0.9)
     two = case(2, 19.0, {"worker0": 0.5, "worker1": 0.5, "moto": 0.9}, 1.95)
     four = case(4, 18.0, {f"worker{i}": 0.25 for i in range(4)} | {"moto": 0.95}, 1.98)
-    ratios, met = scale_out.scaling(1.0, [one, two, four])
+    ratios, met = scale_out.scaling(1.0, [one, two, four], 2)
     assert ratios == {"2w/1w": 1.9, "4w/1w": 1.8} and met["verdict"] == "met"  # 4w owes nothing: 2w saturated
     assert met["note"].startswith("saturated from 2 worker(s): machine 1.95/2 (other 0.05), moto 0.90/1")
     flat = case(2, 10.5, {"worker0": 0.3, "worker1": 0.3, "moto": 0.3}, 1.0)
-    _, missed = scale_out.scaling(1.0, [one, flat])
+    _, missed = scale_out.scaling(1.0, [one, flat], 2)
     assert missed["verdict"] == "missed" and "1w->2w x1.05" in missed["note"]
+
+
+def test_scale_out_target_is_not_judged_on_a_machine_busy_with_other_work() -> None:
+    # Machine "saturated" at one worker, but by others' processes (1.5 of 2 cores): growth and
+    # saturation here say nothing about the stack, so no met/missed.
+    one = case(1, 6.0, {"worker0": 0.2, "moto": 0.1}, 1.8)
+    two = case(2, 10.0, {"worker0": 0.2, "worker1": 0.2, "moto": 0.2}, 2.0)
+    _, verdict = scale_out.scaling(1.0, [one, two], 2)
+    assert verdict["verdict"] == "n/a" and "other processes used up to 1.50 of 2 cores" in verdict["note"]
 
 
 @pytest.mark.timeout(60)

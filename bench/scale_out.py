@@ -18,6 +18,8 @@ succeeded and its size and SHA-256 are the CDN's. Per case:
 The bottleneck column names every group at SATURATED or more of its ceiling, nearest first: one core
 for each one-process group (moto, the CDN and the receiver are Python processes held to about one
 core by the GIL; redis runs commands on one thread), N cores for N workers, nproc for the machine.
+The cpu_limit column holds whatever the machine's other load: each group's CPU seconds per copy
+against its ceiling give the copies/s at which it would be full; the lowest is named.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ BUDGET_MIB = 1200  # other sizes: this many MiB per case, between 8 and 600 reco
 GROUPS = ("workers", "moto", "cdn", "redis", "receiver")
 COLUMNS = ("size_MiB", "workers", "recordings", "verified", "copies/s", "MiB/s", "p50_ms", "copy_p50_ms",
            "cpu_workers", "cpu_moto", "cpu_cdn", "cpu_redis", "cpu_receiver", "cpu_machine", "cpu_other",
-           "bottleneck")
+           "bottleneck", "cpu_limit")
 
 
 def numbers(text: str) -> list[float]:
@@ -76,6 +78,20 @@ def cpu_groups(cpu_share: dict[str, float], machine_busy: float) -> dict[str, fl
 
 def ceilings(workers: int, nproc: int) -> dict[str, int]:
     return {"workers": min(workers, nproc), "moto": 1, "cdn": 1, "redis": 1, "receiver": 1, "machine": nproc}
+
+
+def cpu_limits(cpu_ms_per_copy: dict[str, float], limits: dict[str, int]) -> dict[str, float]:
+    """Copies/s at which each group would use its whole ceiling, from its CPU ms per copy (the machine's
+    from this stack's total, so others' load does not count)."""
+    ms = {"workers": sum(v for k, v in cpu_ms_per_copy.items() if k.startswith("worker")),
+          "machine": cpu_ms_per_copy.get("total", 0.0),
+          **{g: cpu_ms_per_copy[g] for g in GROUPS[1:] if g in cpu_ms_per_copy}}
+    return {g: round(limits[g] * 1000 / v, 1) for g, v in ms.items() if v > 0}
+
+
+def limit_text(limits: dict[str, float]) -> str:
+    group = min(limits, key=lambda g: limits[g], default=None)
+    return f"{group} {limits[group]:.1f}/s" if group else "-"
 
 
 def saturated(groups: dict[str, float], limits: dict[str, int]) -> list[dict[str, Any]]:
@@ -108,6 +124,7 @@ def run_case(size_mib: float, workers: int, recordings: int, args: argparse.Name
     return {**case, "case_seconds": round(time.monotonic() - clock, 1), "copies_per_s": rate,
             "mib_per_s": round(rate * size_mib, 1) if rate else None, "cpu_cores": groups,
             "saturated": saturated(groups, ceilings(workers, nproc)),
+            "cpu_limits": cpu_limits(result["cpu_ms_per_recording"], ceilings(workers, nproc)),
             "ok": result["succeeded"] == result["verified"] == recordings, "end_to_end": result}
 
 
@@ -119,7 +136,7 @@ def row(case: dict[str, Any]) -> dict[str, Any]:
     return {**out, "verified": result["verified"], "copies/s": case["copies_per_s"], "MiB/s": case["mib_per_s"],
             "p50_ms": result["latency_ms"]["p50"], "copy_p50_ms": result["copy_ms"]["p50"],
             **{f"cpu_{g}": cpu.get(g) for g in (*GROUPS, "machine", "other")},
-            "bottleneck": bottleneck_text(case["saturated"], cpu["other"])}
+            "bottleneck": bottleneck_text(case["saturated"], cpu["other"]), "cpu_limit": limit_text(case["cpu_limits"])}
 
 
 def scaling(size_mib: float, cases: Sequence[dict[str, Any]],

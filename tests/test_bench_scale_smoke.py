@@ -28,6 +28,15 @@ def test_the_single_process_emulator_near_one_core_is_named_the_bottleneck() -> 
     assert idle["saturated"] == [] and scale_out.bottleneck_text(idle["saturated"]) == "none"
 
 
+def test_the_cpu_limit_names_the_group_that_fills_first_whatever_the_others_load() -> None:
+    # CPU ms per 64 MiB copy as measured: moto's ~0.5 s per copy fills its one core before the
+    # stack's total fills two.
+    per_copy = {"worker0": 201.2, "moto": 527.8, "cdn": 44.4, "receiver": 7.8, "redis": 2.5, "total": 783.8}
+    limits = scale_out.cpu_limits(per_copy, scale_out.ceilings(1, 2))
+    assert limits["moto"] == 1.9 and limits["machine"] == 2.6 and limits["workers"] == 5.0
+    assert scale_out.limit_text(limits) == "moto 1.9/s"
+
+
 def test_scale_out_target_is_missed_when_copies_stall_before_anything_saturates() -> None:
     one = case(1, 10.0, {"worker0": 0.5, "moto": 0.3}, 0.9)
     two = case(2, 19.0, {"worker0": 0.5, "worker1": 0.5, "moto": 0.9}, 1.95)
@@ -61,6 +70,7 @@ def test_scale_out_benchmark_copies_verifies_and_measures_every_group(tmp_path: 
     assert only["ok"] and only["end_to_end"]["verified"] == 3 and only["copies_per_s"] > 0
     assert {"workers", "moto", "cdn", "redis", "receiver", "machine", "other"} <= set(only["cpu_cores"])
     assert only["cpu_cores"]["workers"] > 0 and only["cpu_cores"]["machine"] > 0
+    assert only["cpu_limits"]["moto"] > 0 and only["cpu_limits"]["machine"] > 0
     assert record["targets"][0]["verdict"] == "n/a"  # one worker count: nothing to compare
     printed = capsys.readouterr().out
-    assert "cpu_moto" in printed and "bottleneck" in printed and "results in" in printed
+    assert "cpu_moto" in printed and "bottleneck" in printed and "cpu_limit" in printed and "results in" in printed

@@ -1,7 +1,7 @@
 """`make bench`: every benchmark in one run on this machine, each printing its table and writing JSON
 to bench/results/. Arguments after `--` go to every benchmark (e.g. `-- --repeat 5`).
 
-    .venv/bin/python -m bench [copy] [intake] [end_to_end]
+    .venv/bin/python -m bench [copy] [intake] [end_to_end] [scale_out]
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ BENCHMARKS = {
     "copy": ["bench.copy_throughput"],
     "intake": ["bench.intake"],
     "end_to_end": ["bench.end_to_end"],
+    "scale_out": ["bench.scale_out"],  # ~5 min: 1, 2, 4 workers x 1 and 64 MiB
 }
 
 

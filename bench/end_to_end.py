@@ -67,7 +67,9 @@ def send(name: str, count: int, connections: int, *, root: Path, base: str, priv
     return result
 
 
-def run(args: argparse.Namespace, root: Path, stack: contextlib.ExitStack) -> dict[str, Any]:
+def run(args: argparse.Namespace, root: Path, stack: contextlib.ExitStack, workers: int = WORKERS) -> dict[str, Any]:
+    """One measured run on a fresh stack under `root` with `workers` worker processes; `args` as parser()
+    gives them. Stopped by `stack`. Raises RuntimeError when a service dies or the copies time out."""
     size = int(args.size_mib * (1 << 20))
     broker_url = stack.enter_context(redis())
     database_url = stack.enter_context(ledger_database(args.database, root))
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace, root: Path, stack: contextlib.ExitStack) -> di
     receiver, base = start_receiver(config, root, env)
     ours = [receiver]  # stopped here; the CDN and moto by their own context managers
     stack.callback(lambda: [s.stop() for s in reversed(ours)])
-    ours += start_workers(config, root, WORKERS, env)
+    ours += start_workers(config, root, workers, env)
     services += ours
     shared = dict(root=root, base=base, private=private, cdn_url=cdn_url, size=size)
     if args.warmup:
@@ -118,7 +120,8 @@ def row(r: dict[str, Any]) -> dict[str, Any]:
             "copy_p95_ms": r["copy_ms"]["p95"], "missing_retries": r["outcomes"].get("missing", 0)}
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def parser() -> argparse.ArgumentParser:
+    """This benchmark's options; bench.scale_out parses its runs' options with it too."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recordings", type=int, default=200)
     parser.add_argument("--size-mib", type=float, default=1.0)
@@ -128,7 +131,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warmup", type=int, default=4, help="recordings copied first, not counted")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the copies")
     parser.add_argument("--json", help="result file (default bench/results/end_to_end-<UTC time>.json)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parser().parse_args(argv)
     started, clock, machine = utc_now(), time.monotonic(), machine_info()
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp, contextlib.ExitStack() as stack:
         result = run(args, Path(tmp), stack)

@@ -73,7 +73,8 @@ class S3Provider(StorageProvider):
                                     "stream's SHA-256); sha256: per-part SHA-256 (a second SHA-256 pass over "
                                     "every byte) and composite check; md5: Content-MD5 per part, then the ETag "
                                     "where it is an MD5 of the body (else readback), for stores without the "
-                                    "newer checksums; off: size only"),
+                                    "newer checksums; off: size only. The object's identity is the SHA-256 of the "
+                                    "stream in every mode"),
         "readback": Option("str", RANGES, choices=DEPTHS,
                            doc="how a commit is verified when S3's answer cannot prove the bytes (ETag not an "
                                "MD5 of the body: R2 multipart, MinIO SSE, SSE-KMS, SSE-C; no SHA-256 kept): "

@@ -6,7 +6,7 @@ such a disagreement is not yet proof, and only bytes read back can prove that th
 
 Two depths:
 - "ranges": the first, a middle and the last part, each compared with the digest the writer computed
-  for that part while streaming (its SHA-256, or the MD5 it sent as Content-MD5). A one-part object
+  for that part while streaming (its SHA-256, or the MD5 or CRC32 it sent with the part). A one-part object
   is read whole. Memory: one read buffer, whatever the part size.
 - "full": the whole object, compared with the size and SHA-256 of everything streamed.
 
@@ -16,8 +16,9 @@ Pure: imports no SDK. Errors from `open_range` are the provider's StorageError v
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections.abc import Callable, Sequence
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from providers.errors import IntegrityError
 
@@ -76,11 +77,29 @@ def _digest(open_range: OpenRange, start: int, length: int | None, algorithm: st
     return digest_stream(open_range(start, length), algorithm)
 
 
+class _Crc32:
+    """zlib's CRC32 behind hashlib's update/digest (digest: 4 bytes, big-endian, as S3 sends it)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def update(self, data: bytes) -> None:
+        self.value = zlib.crc32(data, self.value)
+
+    def digest(self) -> bytes:
+        return self.value.to_bytes(4, "big")
+
+
 def digest_stream(stream: BinaryIO, algorithm: str = "sha256") -> tuple[int, bytes]:
     """(size in bytes, raw digest) of everything ``stream`` yields, read in 1 MiB chunks (memory: one
     chunk); the stream is closed. ``algorithm`` is a hashlib name ("sha256", "md5": MD5 only as a
-    checksum). The one streaming hash of the code base: errors are the stream's own."""
-    digest = hashlib.new(algorithm, usedforsecurity=False) if algorithm == "md5" else hashlib.new(algorithm)
+    checksum) or "crc32" (4 bytes, big-endian). The one streaming hash of the code base: errors are
+    the stream's own."""
+    digest: Any
+    if algorithm == "crc32":
+        digest = _Crc32()
+    else:
+        digest = hashlib.new(algorithm, usedforsecurity=False) if algorithm == "md5" else hashlib.new(algorithm)
     total = 0
     with stream as reader:
         while chunk := reader.read(READ_CHUNK):

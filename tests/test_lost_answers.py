@@ -62,7 +62,7 @@ def read(provider: StorageProvider, key: str) -> bytes:
 
 
 @pytest.mark.parametrize("size", [100, 2 * PART + 1], ids=["single-put", "multipart"])
-@pytest.mark.parametrize("mode", ["sha256", "md5"])
+@pytest.mark.parametrize("mode", ["crc32", "sha256", "md5"])
 def test_s3_recognises_its_commit_when_the_answer_is_lost(s3_store: tuple[Proxy, StorageProvider, StorageProvider],
                                                          size: int, mode: str) -> None:
     proxy, _, direct = s3_store

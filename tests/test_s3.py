@@ -114,8 +114,9 @@ def test_tags_acl_and_content_disposition_land(make: Make, s3: Any, bucket: str)
         assert {"URI": ALL_USERS, "Type": "Group"} in readers
 
 
-def test_stat_reports_service_checksums(make: Make) -> None:
-    provider = make()
+@pytest.mark.parametrize("mode", ["crc32", "sha256"])
+def test_stat_reports_service_checksums(make: Make, mode: str) -> None:
+    provider = make(checksum_mode=mode)
     small, big = b"abc" * 10, os.urandom(2 * PART + 1)
     provider.upload("c/small.bin", io.BytesIO(small))
     written = provider.upload("c/big.bin", io.BytesIO(big))
@@ -124,8 +125,8 @@ def test_stat_reports_service_checksums(make: Make) -> None:
     assert info.checksums["md5"] == info.etag == hashlib.md5(small).hexdigest()
     assert '"' not in info.etag
     big_info = provider.stat("c/big.bin")
-    assert big_info.checksums["sha256-composite"].endswith("-3")
-    assert big_info.checksums["sha256-composite"] == written.checksums["sha256-composite"]
+    assert big_info.checksums[f"{mode}-composite"].endswith("-3")
+    assert big_info.checksums[f"{mode}-composite"] == written.checksums[f"{mode}-composite"]
     assert "md5" not in big_info.checksums  # a multipart ETag is not an MD5 of the bytes
     assert written.checksums["sha256"] == hashlib.sha256(big).hexdigest()
 
@@ -224,7 +225,7 @@ def test_a_composite_mismatch_the_bytes_do_not_confirm_keeps_the_object(
         return dataclasses.replace(part, sha256=hashlib.sha256(b"not these bytes").digest())
 
     monkeypatch.setattr(S3Writer, "_run_part", other_digest)
-    provider = make()
+    provider = make(checksum_mode="sha256")
     gets = sent_headers(provider, "GetObject")
     data = os.urandom(PART + 1)
     info = provider.upload("bad/a.bin", io.BytesIO(data))
@@ -235,7 +236,7 @@ def test_a_composite_mismatch_the_bytes_do_not_confirm_keeps_the_object(
     assert "composite SHA-256" in caplog.text and "the bytes read back are the ones streamed" in caplog.text
 
 
-@pytest.mark.parametrize("mode", ["sha256", "md5", "off"])
+@pytest.mark.parametrize("mode", ["crc32", "sha256", "md5", "off"])
 def test_checksum_modes_round_trip_and_send_only_their_checksums(make: Make, mode: str) -> None:
     provider = make(checksum_mode=mode)
     parts, puts = sent_headers(provider, "UploadPart"), sent_headers(provider, "PutObject")
@@ -244,12 +245,16 @@ def test_checksum_modes_round_trip_and_send_only_their_checksums(make: Make, mod
         assert info.checksums["sha256"] == hashlib.sha256(data).hexdigest()
         with provider.open_reader(key) as reader:
             assert reader.read() == data
-    for headers in parts + puts:
+    for headers in parts:  # crc32: each part its CRC32, the cheap one; no second SHA-256 pass
         assert ("x-amz-checksum-sha256" in headers) == (mode == "sha256")
+        assert ("x-amz-checksum-crc32" in headers) == (mode == "crc32")
+    for headers in puts:  # a single request carries the stream's SHA-256, known already
+        assert ("x-amz-checksum-sha256" in headers) == (mode in ("sha256", "crc32"))
+    for headers in parts + puts:
         assert ("content-md5" in headers) == (mode == "md5")
         # Stores that predate flexible checksums reject these outright, so md5/off must not send any.
         flexible = [h for h in headers if h.startswith(("x-amz-checksum-", "x-amz-sdk-checksum-"))]
-        assert mode == "sha256" or not flexible, flexible
+        assert mode in ("sha256", "crc32") or not flexible, flexible
         # Over http a body is signed only when no checksum header covers it (no second SHA-256 pass).
         payload = headers["x-amz-content-sha256"]
         signed = (payload.decode() if isinstance(payload, bytes) else payload) != "UNSIGNED-PAYLOAD"
@@ -267,7 +272,7 @@ def test_checksum_modes_round_trip_and_send_only_their_checksums(make: Make, mod
     ({"concurrency": "four"}, "'concurrency'.*int"),
     ({"tags": {"a": 1}}, "'tags'"),
     ({"tags": {"team": "a&b"}}, "'tags'.*letters"),
-    ({"checksum_mode": "crc32"}, "'checksum_mode'.*sha256, md5, off"),
+    ({"checksum_mode": "crc64nvme"}, "'checksum_mode'.*crc32, sha256, md5, off"),
     ({"part_size": "4MiB"}, "'part_size'.*5MiB"),
     ({"part_size": "6GiB"}, "'part_size'.*5GiB"),
     ({"endpoint_url": "localhost:9000"}, "'endpoint_url'"),

@@ -5,6 +5,7 @@ still caught and removed (only that version). moto sits behind tests/s3_stores.p
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from collections.abc import Callable, Iterator
@@ -95,11 +96,11 @@ def test_an_md5_etag_that_matches_needs_no_readback(store: Proxy, bucket: str) -
 
 
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
-@pytest.mark.parametrize("mode", ["md5", "sha256"])
+@pytest.mark.parametrize("mode", ["md5", "sha256", "crc32"])
 def test_bytes_that_read_back_different_are_caught_and_removed(store: Proxy, bucket: str, direct: Any,
                                                                size: int, mode: str) -> None:
     etags = OtherEtags(store)
-    etags.strip_checksums = True  # in sha256 mode: a store that keeps no SHA-256
+    etags.strip_checksums = True  # in sha256 and crc32 modes: a store that keeps no checksum
     etags.corrupt_reads = True
     provider = through(store, bucket, checksum_mode=mode)
     with pytest.raises(IntegrityError, match=r"part 1 \(bytes 0-.*\) read back with .*the object was deleted") as exc:
@@ -108,7 +109,7 @@ def test_bytes_that_read_back_different_are_caught_and_removed(store: Proxy, buc
     assert stored(direct, bucket, "r/bad.bin") is None
 
 
-@pytest.mark.parametrize("mode", ["md5", "sha256"])
+@pytest.mark.parametrize("mode", ["md5", "sha256", "crc32"])
 def test_a_stored_object_that_differs_is_caught(store: Proxy, bucket: str, direct: Any, mode: str) -> None:
     # The store answers the commit, but what it keeps is other bytes of the same length.
     etags = OtherEtags(store)
@@ -159,10 +160,12 @@ def test_in_a_versioned_bucket_only_the_bad_version_is_removed(store: Proxy, buc
     assert all("versionId" in s.query for s in store.requests("GET", "/pre/"))
 
 
-def test_sha256_mode_without_a_stored_checksum_reads_back_ranges(store: Proxy, bucket: str, direct: Any) -> None:
+@pytest.mark.parametrize("mode", ["crc32", "sha256"])
+def test_without_a_stored_checksum_ranges_are_read_back(store: Proxy, bucket: str, direct: Any, mode: str) -> None:
+    # The ranges are compared with the part digests streamed: the CRC32s sent, or the SHA-256s.
     etags = OtherEtags(store)
     etags.strip_checksums = True
-    provider = through(store, bucket)
+    provider = through(store, bucket, checksum_mode=mode)
     data = os.urandom(3 * PART)
     provider.upload("r/nosum.bin", io.BytesIO(data))
     assert stored(direct, bucket, "r/nosum.bin") == data
@@ -176,3 +179,21 @@ def test_checksum_mode_off_reads_back_only_when_asked(store: Proxy, bucket: str)
     assert ranged_gets(store) == []
     through(store, bucket, checksum_mode="off", readback="full").upload("r/off2.bin", io.BytesIO(b"x" * 10))
     assert ranged_gets(store) == ["whole"]
+
+
+def test_a_part_corrupted_on_the_way_is_refused(store: Proxy, bucket: str, direct: Any) -> None:
+    # One byte of part 2 flipped after its CRC32 was computed (the default checksum_mode): S3 refuses
+    # such a part (BadDigest); moto keeps it, and the composite CRC32 of what it kept, then the bytes
+    # read back, differ from the stream. Either way nothing stays stored.
+    def flip(seen: Seen) -> Seen | None:
+        if seen.method == "PUT" and seen.query.get("partNumber") == ["2"]:
+            return dataclasses.replace(seen, body=bytes([seen.body[0] ^ 0xFF]) + seen.body[1:])
+        return None
+
+    store.rule = flip
+    provider = through(store, bucket)
+    with pytest.raises(IntegrityError, match=r"composite CRC32 .* streamed.*read back") as exc:
+        provider.upload("r/flipped.bin", io.BytesIO(os.urandom(3 * PART)))
+    assert exc.value.left_visible is None
+    assert stored(direct, bucket, "r/flipped.bin") is None
+    assert [s.header("x-amz-checksum-crc32") is not None for s in store.requests("PUT", "/pre/")] == [True] * 3

@@ -1,15 +1,18 @@
-"""Opening the ledger database and keeping its schema in step with the code (Alembic)."""
+"""Opening the ledger database and keeping its schema in step with the code (Alembic).
+
+Alembic (and Mako, Pygments under it) is imported only to migrate: the schema check every process
+makes at start reads the ledger's `alembic_version` row with plain SQL and takes the head revision
+from the migration files' `revision`/`down_revision` lines, which saves about 0.1 s of CPU per start.
+"""
 
 from __future__ import annotations
 
+import ast
+import functools
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import CursorResult, Engine, Executable, create_engine, event
+from sqlalchemy import CursorResult, Engine, Executable, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,8 +21,12 @@ from sqlalchemy.pool import NullPool
 from archiver.observability.redaction import mask_url
 from archiver.private_files import private_sqlite_file
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 DEFAULT_DATABASE_URL = "sqlite:///./.archiver/ledger.db"
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
+VERSION_TABLE = "alembic_version"  # Alembic's default, which migrations/env.py keeps
 
 
 class LedgerError(RuntimeError):
@@ -88,25 +95,65 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def _alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
     config.attributes["engine"] = engine
     return config
 
 
+@functools.cache
 def head_revision() -> str:
+    """The newest revision in migrations/versions: the one no other revision names as its down_revision.
+    Read from the files' top-level assignments (what Alembic reads too), without importing Alembic."""
+    revisions: dict[str, str | None] = {}
+    for path in sorted(Path(MIGRATIONS, "versions").glob("*.py")):
+        values: dict[str, Any] = {}
+        target: ast.expr
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.AnnAssign) and node.value is not None:
+                target, value = node.target, node.value
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target, value = node.targets[0], node.value
+            else:
+                continue
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                values[target.id] = ast.literal_eval(value)
+        if isinstance(values.get("revision"), str):
+            down = values.get("down_revision")
+            if down is not None and not isinstance(down, str):  # a merge point (a tuple): Alembic knows
+                return _alembic_head()
+            revisions[values["revision"]] = down
+    heads = set(revisions) - {down for down in revisions.values() if down}
+    if len(heads) != 1:
+        return _alembic_head()  # several heads or none: Alembic's own error says what is wrong
+    return heads.pop()
+
+
+def _alembic_head() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory(MIGRATIONS).get_current_head()
     assert head is not None
     return head
 
 
 def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+    """The ledger's revision (its alembic_version row), None for a ledger never migrated. Read without
+    the write lock. Several rows (branches Alembic would refuse to name one of) come back comma-joined,
+    which matches no head."""
+    with read_only(engine).connect() as conn:
+        if not inspect(conn).has_table(VERSION_TABLE):
+            return None
+        rows = sorted(str(r) for r in conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
+    return ",".join(rows) or None
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Bring the schema to the newest revision; returns (before, after)."""
+    from alembic import command
+
     before = current_revision(engine)
     command.upgrade(_alembic_config(engine), "head")
     return before, head_revision()

@@ -1,9 +1,10 @@
 """Amazon S3 and S3-compatible stores: one PutObject for small objects, a multipart upload otherwise.
 
 Create-only writes use `If-None-Match: *` on PutObject and CompleteMultipartUpload, so two archivers
-racing on one key cannot both publish. Integrity: in the default `sha256` mode every part carries its
-SHA-256, which S3 checks on arrival, and the composite checksum S3 reports afterwards is compared with
-the one computed from the streamed parts.
+racing on one key cannot both publish. Integrity: in the default `crc32` mode every part carries its
+CRC32 (`sha256` mode: its SHA-256), which S3 checks on arrival, and the composite checksum S3 reports
+afterwards is compared with the one computed from the streamed parts; a single PutObject carries the
+SHA-256 of the stream. That SHA-256, computed once as the bytes stream, is the object's identity.
 """
 
 from __future__ import annotations
@@ -67,10 +68,13 @@ class S3Provider(StorageProvider):
                       doc="canned ACL (buckets with object ownership 'enforced' reject any)"),
         "tags": Option("dict", doc="object tags, e.g. {retention = '7y'} (at most 10)"),
         "content_disposition": Option("str", doc="Content-Disposition header stored with every object"),
-        "checksum_mode": Option("str", "sha256", choices=("sha256", "md5", "off"),
-                                doc="sha256: per-part SHA-256 and composite check; md5: Content-MD5 per part, "
-                                    "then the ETag where it is an MD5 of the body (else readback), for stores "
-                                    "without the newer checksums; off: size only"),
+        "checksum_mode": Option("str", "crc32", choices=("crc32", "sha256", "md5", "off"),
+                                doc="crc32: per-part CRC32 and composite check (a single PutObject carries the "
+                                    "stream's SHA-256); sha256: per-part SHA-256 (a second SHA-256 pass over "
+                                    "every byte) and composite check; md5: Content-MD5 per part, then the ETag "
+                                    "where it is an MD5 of the body (else readback), for stores without the "
+                                    "newer checksums; off: size only. The object's identity is the SHA-256 of the "
+                                    "stream in every mode"),
         "readback": Option("str", RANGES, choices=DEPTHS,
                            doc="how a commit is verified when S3's answer cannot prove the bytes (ETag not an "
                                "MD5 of the body: R2 multipart, MinIO SSE, SSE-KMS, SSE-C; no SHA-256 kept): "
@@ -112,7 +116,7 @@ class S3Provider(StorageProvider):
 
     def _new_client(self) -> Any:
         o = self.options
-        lenient = o["checksum_mode"] != "sha256"  # only send/validate checksums the store requires
+        lenient = o["checksum_mode"] in ("md5", "off")  # only send/validate checksums the store requires
         common: dict[str, Any] = {"connect_timeout": o["timeout"], "read_timeout": o["timeout"],
                                   "retries": {"mode": "standard"}, "user_agent_extra": "videosdk-archiver"}
         # Over plain http (MinIO in a VPC, the emulators) botocore would SHA-256 every body once more
@@ -175,7 +179,7 @@ class S3Provider(StorageProvider):
         key = full_key[len(self.prefix):]
         body = self.call(key, self.client.get_object, Key=full_key, **extra)["Body"]
         what = self.describe(key)
-        # In sha256 mode botocore also checks a single-PUT object's SHA-256 as the body streams by.
+        # In sha256 and crc32 modes botocore also checks a single-PUT object's SHA-256 as the body streams by.
         return chunk_reader(body.iter_chunks(MiB), lambda exc: translate(exc, what, self.location),
                             body.close)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -84,15 +85,27 @@ def sha256_disagreement(reported: Mapping[str, Any], parts: Sequence[Part], mult
     if not stored:
         return None
     if multipart:
-        if not all(p.sha256 for p in parts):
-            return None  # parts went up without SHA-256 (md5 mode): a composite says nothing here
-        expected = b64(hashlib.sha256(b"".join(p.sha256 for p in parts)).digest())
-        value, _, count = str(stored).partition("-")  # moto omits the "-<parts>" suffix
-        if value != expected or count not in ("", str(len(parts))):
-            return f"composite SHA-256 {stored} stored, {expected}-{len(parts)} streamed"
-        return None
+        # Parts that went up without SHA-256 (md5, crc32 mode): a composite SHA-256 says nothing here.
+        return composite_disagreement(reported, "SHA256", [p.sha256 for p in parts])
     expected = b64(bytes.fromhex(sha256_hex))
     return None if stored == expected else f"SHA-256 {stored} stored, {expected} streamed"
+
+
+def composite_disagreement(reported: Mapping[str, Any], name: str, digests: Sequence[bytes]) -> str | None:
+    """Compare a composite checksum the store reports (``Checksum<name>``: the checksum of the parts'
+    checksums, "-<parts>") with the one of the streamed part ``digests``; the disagreement in words.
+    A FULL_OBJECT checksum (of the whole body, not of the parts) is not compared here."""
+    stored = reported.get(f"Checksum{name}")
+    if not stored or reported.get("ChecksumType") == "FULL_OBJECT" or not all(digests):
+        return None
+    joined = b"".join(digests)
+    raw = zlib.crc32(joined).to_bytes(4, "big") if name == "CRC32" else hashlib.sha256(joined).digest()
+    expected = b64(raw)
+    value, _, count = str(stored).partition("-")  # moto omits the "-<parts>" suffix
+    if value != expected or count not in ("", str(len(digests))):
+        label = "SHA-256" if name == "SHA256" else name
+        return f"composite {label} {stored} stored, {expected}-{len(digests)} streamed"
+    return None
 
 
 def etag_proves(reported: Mapping[str, Any], expected: str) -> bool:

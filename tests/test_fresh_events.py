@@ -127,7 +127,8 @@ def _compare(settings: Any, fast: Ledger, general: Ledger) -> None:
     fast.engine.dispose()
 
 
-def test_a_held_connection_the_server_dropped_costs_no_webhook(tmp_path: Path, postgres_server_url: str | None) -> None:
+def test_a_held_postgresql_connection_the_server_dropped_costs_no_webhook(tmp_path: Path,
+                                                                        postgres_server_url: str | None) -> None:
     """The fresh path keeps its connections (no pool pre-ping per webhook): one the server closed
     (a restart, an idle timeout) is replaced on the spot instead of answering that webhook 503."""
     if postgres_server_url is None:

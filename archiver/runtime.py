@@ -17,6 +17,7 @@ from archiver.ledger.database import create_ledger_engine, require_current_schem
 from archiver.ledger.store import Ledger
 from archiver.notifications.routing import outbox_for
 from archiver.settings.config import Destination, Settings, load_settings
+from archiver.videosdk.api import VideoSDKClient
 from archiver.worker.memory_tuning import map_large_buffers
 from providers import StorageProvider
 
@@ -29,6 +30,9 @@ class Runtime:
     settings: Settings
     ledger: Ledger
     _providers: dict[str, StorageProvider] = field(default_factory=dict)
+    # (what it was built from, the client): see videosdk()
+    _videosdk: tuple[tuple[object, ...], VideoSDKClient] | None = field(default=None, repr=False)
+    _videosdk_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def create(cls, settings: Settings, *, check_schema: bool = True) -> Runtime:
@@ -60,6 +64,28 @@ class Runtime:
         if _SOURCE_STORAGE not in self._providers:
             self._providers[_SOURCE_STORAGE] = storage.open()
         return self._providers[_SOURCE_STORAGE]
+
+    def videosdk(self) -> VideoSDKClient:
+        """The process's client for VideoSDK's REST API: one connection pool (one TLS handshake) for
+        every job, not one per job. Built anew when [videosdk] api_base, api_key or timeout, or
+        VIDEOSDK_SECRET_KEY, changed, in a forked child, and once it was closed or discarded. Do not
+        close it: `discard_videosdk` it when its connections may be broken."""
+        sdk = self.settings.videosdk
+        made_from = (os.getpid(), sdk.api_base, sdk.api_key, os.environ.get("VIDEOSDK_SECRET_KEY"), sdk.timeout)
+        with self._videosdk_lock:
+            if self._videosdk is not None and self._videosdk[0] == made_from and not self._videosdk[1].closed:
+                return self._videosdk[1]
+            old, self._videosdk = self._videosdk, (made_from, VideoSDKClient.from_settings(self.settings))
+            if old is not None and old[0][0] == os.getpid():  # a parent's pool is the parent's to close
+                old[1].close()
+            return self._videosdk[1]
+
+    def discard_videosdk(self, client: VideoSDKClient) -> None:
+        """Close `client` and, if it is the process's, forget it: the next `videosdk()` builds a new one."""
+        with self._videosdk_lock:
+            if self._videosdk is not None and self._videosdk[1] is client:
+                self._videosdk = None
+        client.close()
 
     def provider(self, destination: Destination) -> StorageProvider:
         if destination.name not in self._providers:

@@ -19,10 +19,10 @@ from starlette.routing import Route
 
 from archiver.intake.endpoint import Receive, Scope, Send, WebhookEndpoint
 from archiver.intake.openapi import openapi_document
-from archiver.intake.relay import Relay
+from archiver.intake.relay import Relay, unsent_before
 from archiver.intake.signature import KeyCache, KeyUnavailable
 from archiver.intake.webhook import WebhookIntake
-from archiver.ledger.store import Ledger
+from archiver.ledger.store import Ledger, utcnow
 from archiver.observability.redaction import mask_url
 from archiver.settings.config import Settings
 
@@ -121,6 +121,7 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
     processes), whose /metrics serves the sum over all of them (prometheus_client multiprocess files)."""
     keys = key_cache(settings)
     relay = relay_for(publisher)
+    started = utcnow()  # this process's start: work accepted before it may have died unsent with another
     intake = WebhookIntake(settings, ledger, publish_copies=publisher.copies, publish_lookups=publisher.lookups,
                            keys=keys, relay=relay)
     registry = CollectorRegistry()
@@ -186,6 +187,7 @@ def create_receiver(settings: Settings, ledger: Ledger, *, publisher: Any,
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         if keys is not None:
             keys.prefetch()  # at start: the log says at once whether the signing key can be had
+        relay.catch_up(unsent_before(ledger, started, settings.retry.requeue_after))
         yield
         await run_in_threadpool(relay.close, RELAY_STOP_SECONDS)  # what it holds, to the broker
         webhook.close()

@@ -9,10 +9,15 @@ Celery message of its own, and a broker outage does not refuse webhooks: the ids
 sent when the broker is back (retries with backoff up to MAX_BACKOFF).
 
 What can go wrong, and why nothing is lost or done twice:
-- the process dies (or holds more than MAX_HELD ids) before sending them: the jobs stay pending in
-  the ledger and the lease sweeper enqueues them after [retry] requeue_after_seconds;
-- a batch is sent twice (the broker took it, then the send raised) or a fan-out is redelivered: a
-  worker claims a job only while it is pending (Ledger.claim), so a second message is skipped.
+- the process dies before sending them: the jobs stay pending in the ledger, and the next receiver
+  process to start sends them (`catch_up`: the never-started pending work created before it started,
+  within the last requeue_after, at most CATCH_UP_MAX of each kind, oldest first); the lease sweeper
+  enqueues anything older or beyond that after [retry] requeue_after_seconds, as it does for ids
+  dropped past MAX_HELD;
+- a batch is sent twice (the broker took it, then the send raised), a fan-out is redelivered, or
+  `catch_up` sends work whose message is still on the broker (nothing records "sent"): a worker claims
+  a job only while it is pending (Ledger.claim) and starts a lookup only while it is pending
+  (Lookups.start), so a second message is skipped (at worst it starts a retry before its backoff ends).
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from archiver.ledger.store import Ledger
+from archiver.ledger.unpublished import never_started
 
 log = logging.getLogger("archiver.receiver")
 
@@ -32,6 +41,17 @@ LINGER = 0.05  # seconds a batch waits for more ids once one came: fewer, larger
 MAX_BATCH = 500  # ids per message
 MIN_BACKOFF, MAX_BACKOFF = 0.5, 10.0  # seconds between two tries while the broker refuses
 MAX_HELD = 1_000_000  # ids held while the broker is down (~40 MB); older ones are left to the sweeper
+CATCH_UP_MAX = 10_000  # jobs (and lookups) a starting process sends again; the rest is the sweeper's
+# () -> (copy job ids, lookup ids) to send again once, when the relay starts
+Find = Callable[[], tuple[Sequence[int], Sequence[int]]]
+
+
+def unsent_before(ledger: Ledger, started: datetime, requeue_after: float) -> Find:
+    """What receiver processes that died before `started` (this one's start) may have held unsent:
+    pending work no worker ever started, created before `started`, changed within the last
+    `requeue_after` seconds (older is the sweeper's)."""
+    return lambda: never_started(ledger.reads, since=started - timedelta(seconds=requeue_after), before=started,
+                                 limit=CATCH_UP_MAX)
 
 
 class Relay:
@@ -65,6 +85,27 @@ class Relay:
                 self._thread = threading.Thread(target=self._run, name="intake-relay", daemon=True)
                 self._thread.start()
             self._changed.notify_all()
+
+    def catch_up(self, find: Find) -> threading.Thread:
+        """Send once the ids `find` returns, found in a thread of their own (the receiver serves
+        meanwhile; returned, to be joined by tests). If `find` fails (the ledger is down), the sweeper
+        has them later."""
+        thread = threading.Thread(target=self._add_found, args=(find,), name="intake-relay-catch-up", daemon=True)
+        thread.start()
+        return thread
+
+    def _add_found(self, find: Find) -> None:
+        try:
+            copies, lookups = find()
+        except Exception as exc:
+            log.warning("could not look for accepted work a stopped receiver process may not have put on the "
+                        "broker (%s: %s); the sweeper enqueues it after [retry] requeue_after_seconds",
+                        type(exc).__name__, (str(exc).splitlines() or [""])[0][:200])
+            return
+        if copies or lookups:
+            log.info("putting on the broker %d jobs and %d lookups that were pending, never started, when this "
+                     "receiver process started (a stopped one may have held them unsent)", len(copies), len(lookups))
+            self.add(copies, lookups)
 
     def pending(self) -> int:
         """Ids accepted and not yet on the broker (being sent included)."""

@@ -81,6 +81,11 @@ class VideoSDKClient:
         if self._owns_client:
             self._http.close()
 
+    @property
+    def closed(self) -> bool:
+        """Whether its connection pool is closed (no request can be sent any more)."""
+        return self._http.is_closed
+
     def __enter__(self) -> VideoSDKClient:
         return self
 
@@ -116,6 +121,12 @@ class VideoSDKClient:
         them (validate each with ``videosdk_items.files_of``), page by page in any paging shape.
         Deleting while iterating shifts later pages under the cursor: collect first, then delete.
         Raises VideoSDKError (``bad_response`` for an answer that cannot be paged through)."""
+        return (item for page in self.item_pages(kind, room_id, session_id=session_id, per_page=per_page)
+                for item in page)
+
+    def item_pages(self, kind: RecordingKind, room_id: str, *, session_id: str | None = None,
+                   per_page: int = PER_PAGE) -> Generator[list[Any], None, None]:
+        """``list_items`` page by page: a caller may stop (close the generator) after any page."""
         _check_id("room_id", room_id)
         query: dict[str, str | int] = {"roomId": room_id}
         if session_id is not None:
@@ -124,8 +135,7 @@ class VideoSDKClient:
         endpoints = ENDPOINTS[kind]
         # the merge list says "recordings"; "data" is accepted there too, in case it follows the others
         fields = tuple(dict.fromkeys((endpoints.items_field, "data")))
-        return (item for page in self.pages(endpoints.list, query, items_fields=fields, per_page=per_page)
-                for item in page)
+        return self.pages(endpoints.list, query, items_fields=fields, per_page=per_page)
 
     def room_pages(self, *, per_page: int = PER_PAGE) -> Generator[list[Any], None, None]:
         """GET /v2/rooms page by page (``page`` or ``cursor`` paging): the account's rooms, as answered.

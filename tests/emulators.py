@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# This machine (and CI) runs PostgreSQL locally: tests that need one use it rather than skip.
+POSTGRES_SERVER = os.environ.get("ARCHIVER_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1/postgres")
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's published well-known development key: not a secret.
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="

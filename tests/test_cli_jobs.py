@@ -13,23 +13,13 @@ from typing import Any
 
 import pytest
 
-from archiver.cli import main
 from archiver.ledger.database import create_ledger_engine
 from archiver.ledger.store import Ledger
 from tests.http_source import HttpSource
+from tests.test_cli import run
 
 pytestmark = pytest.mark.usefixtures("restore_root_logging")
 SIZE = 1 << 20
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

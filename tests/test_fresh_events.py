@@ -127,13 +127,12 @@ def _compare(settings: Any, fast: Ledger, general: Ledger) -> None:
     fast.engine.dispose()
 
 
-def test_a_held_postgresql_connection_the_server_dropped_costs_no_webhook(tmp_path: Path,
-                                                                        postgres_server_url: str | None) -> None:
+def test_a_held_postgresql_connection_the_server_dropped_costs_no_webhook(tmp_path: Path) -> None:
     """The fresh path keeps its connections (no pool pre-ping per webhook): one the server closed
     (a restart, an idle timeout) is replaced on the spot instead of answering that webhook 503."""
-    if postgres_server_url is None:
-        pytest.skip("PostgreSQL only: ARCHIVER_TEST_DATABASE_URL")
     from sqlalchemy import create_engine, make_url, text
+
+    postgres_server_url = emulators.POSTGRES_SERVER
 
     with emulators.postgres_database(postgres_server_url) as url:
         (tmp_path / "archiver.toml").write_text(f'database_url = "{url}"\n[[destinations]]\nname = "local"\n'

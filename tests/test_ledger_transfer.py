@@ -16,8 +16,7 @@ from archiver.ledger.transfer import TargetNotEmpty, copy_ledger
 from tests import emulators
 from tests.test_ledger import accept
 
-# This machine (and CI) runs PostgreSQL locally; the suite never skips for a missing service.
-POSTGRES = os.environ.get("ARCHIVER_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1/postgres")
+POSTGRES = emulators.POSTGRES_SERVER
 
 
 @pytest.fixture

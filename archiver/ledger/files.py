@@ -30,17 +30,10 @@ def record_file(db: Session, f: RecordingFile, event_id: int, received_at: datet
     the file is ours: the row is marked confirmed and takes the API's URL, which then is what the worker
     downloads. An unconfirmed origin (a webhook: anyone with a VideoSDK account can point one at us)
     never replaces a URL, only fills in a missing one."""
-    participant, kind = f.participant_id or NONE, f.kind or NONE
-    name = posixpath.basename(f.file_path.rstrip("/")) or f.filename
-    file_id = _same_file(db, f, participant, kind, name)
     now = utcnow()
+    row = new_file_row(f, event_id, received_at, confirmed_at=now if confirmed else None)
+    file_id = _same_file(db, f, row["participant_id"], row["kind"], row["file_name"])
     if file_id is None:
-        row = dict(meeting_id=f.meeting_id, session_id=f.session_id, participant_id=participant, kind=kind,
-                   file_path=f.file_path.lstrip("/"), file_name=name, videosdk_file_id=f.file_id,
-                   recording_kind=str(f.recording_kind), storage=str(f.storage), source_url=f.file_url,
-                   webhook_type=f.webhook_type, size=f.size, recording_id=f.recording_id,
-                   recorded_at=f.recorded_at, event_id=event_id, received_at=received_at,
-                   confirmed_at=now if confirmed else None)
         file_id, fresh = insert_or_get(db, FileRow, row, FILE_KEY)
         if fresh:
             return file_id
@@ -57,6 +50,28 @@ def record_file(db: Session, f: RecordingFile, event_id: int, received_at: datet
         db.execute(update(FileRow).where(FileRow.id == file_id, FileRow.source_url.is_(None))
                    .values(source_url=f.file_url))
     return file_id
+
+
+def new_file_row(f: RecordingFile, event_id: int | None, received_at: datetime, *,
+                 confirmed_at: datetime | None = None) -> dict[str, Any]:
+    """The recording_files row a file gets when it is first recorded (column name -> value)."""
+    return dict(meeting_id=f.meeting_id, session_id=f.session_id, participant_id=f.participant_id or NONE,
+                kind=f.kind or NONE, file_path=f.file_path.lstrip("/"),
+                file_name=posixpath.basename(f.file_path.rstrip("/")) or f.filename, videosdk_file_id=f.file_id,
+                recording_kind=str(f.recording_kind), storage=str(f.storage), source_url=f.file_url,
+                webhook_type=f.webhook_type, size=f.size, recording_id=f.recording_id, recorded_at=f.recorded_at,
+                event_id=event_id, received_at=received_at, confirmed_at=confirmed_at)
+
+
+def taken_keys(key: str, manifest: bool) -> list[str]:
+    """The keys a job's objects take: its key, and with a manifest its KEY.json (and, for a key ending
+    .json, the key without it, whose manifest would be this key)."""
+    keys = [key]
+    if manifest:
+        keys.append(f"{key}.json")
+        if key.endswith(".json"):
+            keys.append(key[: -len(".json")])
+    return keys
 
 
 def _same_file(db: Session, f: RecordingFile, participant: str, kind: str, name: str) -> int | None:
@@ -94,13 +109,8 @@ def key_taken(db: Session, job_id: int, destination: str, key: str, manifest: bo
     """Another job of the destination whose object (or, with manifests, whose KEY.json) is at ``key`` or
     at this job's KEY.json: (its id, its key). Two files must never be written to one key: the second
     would be refused as a conflict at best, and a manifest must never land on a recording."""
-    keys = {key}
-    if manifest:
-        keys.add(f"{key}.json")
-        if key.endswith(".json"):
-            keys.add(key[: -len(".json")])
     found = db.execute(select(CopyJob.id, CopyJob.object_key).where(
-        CopyJob.destination == destination, CopyJob.object_key.in_(keys), CopyJob.id != job_id)
+        CopyJob.destination == destination, CopyJob.object_key.in_(taken_keys(key, manifest)), CopyJob.id != job_id)
         .order_by(CopyJob.id).limit(1)).first()
     return (int(found[0]), str(found[1])) if found is not None else None
 

@@ -18,7 +18,6 @@ webhook, which costs the engine's pre-ping round trip each time; a connection th
 from __future__ import annotations
 
 import functools
-import posixpath
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -31,6 +30,7 @@ from sqlalchemy.exc import DBAPIError
 
 from archiver.domain.recordings import RecordingFile
 from archiver.domain.states import JobState
+from archiver.ledger.files import new_file_row, taken_keys
 from archiver.ledger.models import NONE, CopyJob, Event, FileRow
 from archiver.ledger.records import Accepted, NewJob, utcnow
 
@@ -47,14 +47,9 @@ class NotFresh(Exception):
 
 
 def job_keys(job: NewJob) -> list[str]:
-    """The keys a job takes (files.key_taken): its key, and with a manifest KEY.json too; padded to KEYS."""
+    """The keys a job takes (files.taken_keys), padded to KEYS for the statement's fixed parameters."""
     assert job.object_key is not None
-    keys = [job.object_key]
-    if job.manifest:
-        keys.append(f"{job.object_key}.json")
-        if job.object_key.endswith(".json"):
-            keys.append(job.object_key[: -len(".json")])
-    return (keys * KEYS)[:KEYS]
+    return (taken_keys(job.object_key, job.manifest) * KEYS)[:KEYS]
 
 
 def eligible(source_confirmed: bool, files: Sequence[tuple[RecordingFile, Sequence[NewJob]]]) -> bool:
@@ -173,12 +168,10 @@ def _in_one_statement(conn: Connection, event: dict[str, Any], f: RecordingFile,
 
 
 def _file_row(f: RecordingFile, event_id: int | None, received_at: datetime) -> dict[str, Any]:
-    name = posixpath.basename(f.file_path.rstrip("/")) or f.filename
-    return dict(meeting_id=f.meeting_id, session_id=f.session_id, participant_id=f.participant_id or NONE,
-                kind=f.kind or NONE, file_path=f.file_path.lstrip("/"), file_name=name,
-                stem=name.rsplit(".", 1)[0], recording_kind=str(f.recording_kind), storage=str(f.storage),
-                source_url=f.file_url, webhook_type=f.webhook_type, size=f.size, recording_id=f.recording_id,
-                recorded_at=f.recorded_at, event_id=event_id, received_at=received_at)
+    """The row Ledger.accept would insert (files.new_file_row; no VideoSDK file id nor confirmation on
+    this path, see `eligible`), plus the name's stem that the same-file guard compares."""
+    row = {k: v for k, v in new_file_row(f, event_id, received_at).items() if k in FILE_COLUMNS}
+    return {**row, "stem": row["file_name"].rsplit(".", 1)[0]}
 
 
 def _job_row(job: NewJob) -> dict[str, Any]:

@@ -70,7 +70,10 @@ def test_scale_out_benchmark_copies_verifies_and_measures_every_group(tmp_path: 
     assert only["ok"] and only["end_to_end"]["verified"] == 3 and only["copies_per_s"] > 0
     assert {"workers", "moto", "cdn", "redis", "receiver", "machine", "other"} <= set(only["cpu_cores"])
     assert only["cpu_cores"]["workers"] > 0 and only["cpu_cores"]["machine"] > 0
-    assert only["cpu_limits"]["moto"] > 0 and only["cpu_limits"]["machine"] > 0
+    assert only["cpu_limits"]["machine"] > 0 and all(v > 0 for v in only["cpu_limits"].values())
+    # A group whose CPU over three tiny copies stayed under the clock's tick has no limit to give; one
+    # that used CPU has one (moto's measured 0 ms once on a fresh CI run, which had failed `["moto"]`).
+    assert ("moto" in only["cpu_limits"]) == (only["end_to_end"]["cpu_ms_per_recording"].get("moto", 0) > 0)
     assert record["targets"][0]["verdict"] == "n/a"  # one worker count: nothing to compare
     printed = capsys.readouterr().out
     assert "cpu_moto" in printed and "bottleneck" in printed and "cpu_limit" in printed and "results in" in printed
